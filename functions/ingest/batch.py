@@ -1,0 +1,151 @@
+"""One Kinesis batch -> quarantine entries and one conditional profile write per user.
+
+Failure semantics (ReportBatchItemFailures on a Kinesis stream): Lambda restarts a shard from the LOWEST
+sequence number a response reports, and redelivers everything after it. So:
+- a bad record is quarantined and counts as processed: it must never hold back the shard;
+- if a user's profile write fails (throttle, timeout, persistent version conflict), every record of that
+  user is reported; the redelivery starts at that user's earliest record, re-applies that user's events,
+  and the per-shard watermark in every other user's profile makes their already-applied events no-ops;
+- if the quarantine write fails, the quarantined records are reported, so they come back and are kept.
+The end state of any such sequence equals one clean run, which the tests check.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from personalization.events import Event, NoConsent, Reason, Rejected, parse_record
+from personalization.identity import pseudonymize, redact_user_id
+from personalization.profile import FoldSettings, PositionedEvent, fold
+from store.profiles import ProfileStore, StoredProfile, VersionConflict
+from store.quarantine import QuarantinedRecord, QuarantineStore
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """What the batch needs of a Kinesis record, independent of how Lambda wrapped it."""
+
+    data: bytes
+    shard: str
+    seq: str
+    arrived: datetime
+
+
+@dataclass(slots=True)
+class BatchResult:
+    applied: int = 0
+    skipped: int = 0
+    dropped_no_consent: int = 0
+    quarantined: dict[Reason, int] = field(default_factory=dict)
+    users: int = 0
+    writes: int = 0
+    conflicts: int = 0
+    failed_seqs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    record: RawRecord
+    outcome: PositionedEvent | QuarantinedRecord | NoConsent
+
+
+def classify(record: RawRecord, pepper: bytes, now: datetime, retention: timedelta) -> Classified:
+    """Parse one record; a valid event comes back with its pseudonymous id, never the raw one."""
+    parsed = parse_record(record.data, now, retention)
+    if isinstance(parsed, NoConsent):
+        return Classified(record, parsed)
+    if isinstance(parsed, Rejected):
+        redacted, user = redact_user_id(pepper, record.data)
+        return Classified(
+            record,
+            QuarantinedRecord(
+                parsed.reason.value, parsed.message, redacted, record.shard, record.seq, record.arrived, user
+            ),
+        )
+    event: Event = parsed.model_copy(update={"user_id": pseudonymize(pepper, parsed.user_id)})
+    return Classified(record, PositionedEvent(event, record.shard, int(record.seq)))
+
+
+@dataclass
+class BatchWriter:
+    profiles: ProfileStore
+    quarantine: QuarantineStore
+    fold_settings: FoldSettings
+    retention: timedelta
+    max_conflict_retries: int
+    on_failure: Callable[[RawRecord, Exception], None] = lambda record, exc: None
+
+    def write(self, classified: Sequence[Classified]) -> BatchResult:
+        result = BatchResult()
+        by_user: dict[str, list[tuple[RawRecord, PositionedEvent]]] = defaultdict(list)
+        bad: list[tuple[RawRecord, QuarantinedRecord]] = []
+        for item in classified:
+            if isinstance(item.outcome, NoConsent):
+                result.dropped_no_consent += 1
+            elif isinstance(item.outcome, QuarantinedRecord):
+                bad.append((item.record, item.outcome))
+            else:
+                by_user[item.outcome.event.user_id].append((item.record, item.outcome))
+        self._quarantine(bad, result)
+        self._fold_users(by_user, result)
+        return result
+
+    def _quarantine(self, bad: list[tuple[RawRecord, QuarantinedRecord]], result: BatchResult) -> None:
+        if not bad:
+            return
+        try:
+            self.quarantine.put_many(entry for _, entry in bad)
+        except Exception as exc:  # any store failure: report the records so they are redelivered
+            for record, _ in bad:
+                self._fail(record, exc, result)
+            return
+        for _, entry in bad:
+            reason = Reason(entry.reason)
+            result.quarantined[reason] = result.quarantined.get(reason, 0) + 1
+
+    def _fold_users(self, by_user: dict[str, list[tuple[RawRecord, PositionedEvent]]], result: BatchResult) -> None:
+        result.users = len(by_user)
+        if not by_user:
+            return
+        try:
+            stored = self.profiles.get_many(by_user)
+        except Exception as exc:
+            for pairs in by_user.values():
+                for record, _ in pairs:
+                    self._fail(record, exc, result)
+            return
+        for user_id, pairs in by_user.items():
+            try:
+                self._fold_one(user_id, [event for _, event in pairs], stored.get(user_id), result)
+            except Exception as exc:
+                for record, _ in pairs:
+                    self._fail(record, exc, result)
+
+    def _fold_one(
+        self, user_id: str, events: list[PositionedEvent], current: StoredProfile | None, result: BatchResult
+    ) -> None:
+        for _attempt in range(self.max_conflict_retries):
+            profile, applied = fold(current.profile if current else None, user_id, events, self.fold_settings)
+            if applied == 0:
+                result.skipped += len(events)
+                return  # a pure redelivery: nothing changes, so nothing is written
+            last_ms = profile.last_event_ms or 0
+            expires = datetime.fromtimestamp(last_ms / 1000, tz=UTC) + self.retention
+            try:
+                self.profiles.save(profile, current.version if current else None, expires)
+            except VersionConflict:
+                result.conflicts += 1
+                current = self.profiles.get(user_id)
+                continue
+            result.writes += 1
+            result.applied += applied
+            result.skipped += len(events) - applied
+            return
+        raise VersionConflict(f"gave up after {self.max_conflict_retries} conflicting writes")
+
+    def _fail(self, record: RawRecord, exc: Exception, result: BatchResult) -> None:
+        result.failed_seqs.append(record.seq)
+        self.on_failure(record, exc)

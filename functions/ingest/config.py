@@ -1,0 +1,34 @@
+"""The ingest function's configuration, read from the environment once per container."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+
+
+class IngestConfig(BaseModel):
+    profiles_table: str
+    quarantine_table: str
+    pepper_parameter: str
+    region: str
+    profile_retention_days: int = Field(default=180, ge=1)
+    affinity_half_life_hours: float = Field(default=168.0, gt=0)
+    max_conflict_retries: int = Field(default=5, ge=1)
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(days=self.profile_retention_days)
+
+    @classmethod
+    def from_env(cls) -> IngestConfig:
+        env = os.environ
+        return cls(
+            profiles_table=env["PROFILES_TABLE"],
+            quarantine_table=env["QUARANTINE_TABLE"],
+            pepper_parameter=env["PEPPER_PARAMETER"],
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            profile_retention_days=int(env.get("PROFILE_RETENTION_DAYS", "180")),
+            affinity_half_life_hours=float(env.get("AFFINITY_HALF_LIFE_HOURS", "168")),
+        )

@@ -1,0 +1,37 @@
+"""Wiring for the ingest function: config, stores and secrets, built once per container."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ingest.batch import BatchWriter
+from ingest.config import IngestConfig
+from personalization.profile import FoldSettings
+from store.parameters import get_secret
+from store.profiles import ProfileStore, TableSettings
+from store.quarantine import QuarantineStore
+
+
+@dataclass
+class IngestService:
+    config: IngestConfig
+    writer: BatchWriter
+
+    @property
+    def pepper(self) -> bytes:
+        # Read through the powertools cache on every batch, so a rotated pepper is picked up within its TTL.
+        return get_secret(self.config.pepper_parameter)
+
+
+@lru_cache(maxsize=1)
+def ingest_service() -> IngestService:
+    config = IngestConfig.from_env()
+    writer = BatchWriter(
+        profiles=ProfileStore(TableSettings(config.profiles_table, config.region)),
+        quarantine=QuarantineStore(config.quarantine_table, config.region),
+        fold_settings=FoldSettings(affinity_half_life_ms=int(config.affinity_half_life_hours * 3600 * 1000)),
+        retention=config.retention,
+        max_conflict_retries=config.max_conflict_retries,
+    )
+    return IngestService(config, writer)

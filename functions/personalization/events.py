@@ -1,0 +1,199 @@
+"""The one interaction-event schema, and the parser that turns raw stream bytes into an event or a reason.
+
+Ingest, the demo producer, the trainer's dataset adapter and the tests all use this module, so a field means
+the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+MAX_RECORD_BYTES = 32 * 1024
+MAX_FUTURE = timedelta(minutes=5)
+# Caps that keep one record from bloating a profile: no real id, category or page path is longer.
+MAX_ID_LEN = 128
+MAX_TEXT_LEN = 256
+MAX_PRICE = 1_000_000.0
+MAX_QUANTITY = 10_000
+
+
+class EventType(StrEnum):
+    VIEW_PRODUCT = "view_product"
+    ADD_TO_CART = "add_to_cart"
+    REMOVE_FROM_CART = "remove_from_cart"
+    PURCHASE = "purchase"
+    SEARCH = "search"
+    PAGE_VIEW = "page_view"
+
+
+ITEM_EVENT_TYPES = frozenset(
+    {EventType.VIEW_PRODUCT, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE}
+)
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_LEN)]
+
+
+class Reason(StrEnum):
+    """Why a record was rejected: a machine-readable code, one metric each."""
+
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_TYPE = "unknown_type"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    STALE_TIMESTAMP = "stale_timestamp"
+
+
+class Context(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: Text | None = None
+    referrer: Text | None = None
+    country: Annotated[str, Field(max_length=8)] | None = None
+    page: Text | None = None
+
+
+class Consent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    analytics: bool
+    personalization: bool
+
+
+class Event(BaseModel):
+    """One interaction, as the tracker sends it. `user_id` is the raw id until ingest pseudonymizes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    event_id: Id
+    user_id: Id
+    type: EventType
+    ts: AwareDatetime
+    item_id: Id | None = None
+    category: Text | None = None
+    price: Annotated[float, Field(ge=0, le=MAX_PRICE)] | None = None
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)] = 1
+    session_id: Id | None = None
+    context: Context = Context()
+    consent: Consent
+    schema_version: Literal[1] = 1
+
+    @field_validator("ts")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @field_validator("price")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        # allow_inf_nan covers JSON's NaN/Infinity tokens; this covers values that overflow to inf.
+        if value is not None and not math.isfinite(value):
+            raise ValueError("price must be finite")
+        return value
+
+    @model_validator(mode="after")
+    def _item_events_name_an_item(self) -> Event:
+        if self.type in ITEM_EVENT_TYPES and self.item_id is None:
+            raise ValueError(f"item_id is required for {self.type.value}")
+        return self
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoConsent:
+    """Analytics consent was not given: nothing of this record may be stored, not even in quarantine."""
+
+
+ParseResult = Event | Rejected | NoConsent
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _strict_loads(text: str) -> Any:
+    # json.loads accepts NaN/Infinity by default; the spec does not, and neither do we.
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _validation_reason(error: ValidationError) -> Rejected:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "event"
+    kind = first["type"]
+    if field == "type":
+        reason = Reason.UNKNOWN_TYPE
+    elif field == "schema_version":
+        reason = Reason.UNSUPPORTED_VERSION
+    elif kind == "missing":
+        reason = Reason.MISSING_FIELD
+    else:
+        reason = Reason.INVALID_FIELD
+    return Rejected(reason, f"{field}: {first['msg']}"[:300])
+
+
+def _has_analytics_consent(obj: dict[str, Any]) -> bool:
+    consent = obj.get("consent")
+    return isinstance(consent, dict) and consent.get("analytics") is True
+
+
+def parse_record(data: bytes, now: datetime, retention: timedelta) -> ParseResult:
+    """Raw record bytes -> a valid event, a rejection with its reason, or a no-consent drop.
+
+    Consent is read before full validation on purpose: a record whose sender did not give analytics consent
+    is dropped even when it is also malformed, because quarantining it would store it.
+    """
+    if not data:
+        return Rejected(Reason.EMPTY, "record has no data")
+    if len(data) > MAX_RECORD_BYTES:
+        return Rejected(Reason.TOO_LARGE, f"record is {len(data)} bytes; the limit is {MAX_RECORD_BYTES}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected(Reason.NOT_UTF8, f"invalid UTF-8 at byte {exc.start}")
+    try:
+        obj = _strict_loads(text)
+    except (ValueError, RecursionError) as exc:
+        return Rejected(Reason.NOT_JSON, f"not valid JSON: {str(exc)[:200]}")
+    if not isinstance(obj, dict):
+        return Rejected(Reason.NOT_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    if not _has_analytics_consent(obj):
+        return NoConsent()
+    try:
+        event = Event.model_validate(obj)
+    except ValidationError as exc:
+        return _validation_reason(exc)
+    if event.ts > now + MAX_FUTURE:
+        return Rejected(Reason.FUTURE_TIMESTAMP, f"ts {event.ts.isoformat()} is more than 5 minutes ahead")
+    if event.ts < now - retention:
+        return Rejected(Reason.STALE_TIMESTAMP, f"ts {event.ts.isoformat()} is older than the retention")
+    return event

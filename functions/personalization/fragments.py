@@ -1,0 +1,80 @@
+"""Fragments: what a page receives. HTML through an autoescaping template, JSON through a typed model."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+
+from jinja2 import Environment, select_autoescape
+from pydantic import BaseModel
+
+from personalization.ranking import Scored
+
+
+class Mode(StrEnum):
+    PERSONALIZED = "personalized"
+    FALLBACK = "fallback"
+
+
+class FragmentItem(BaseModel):
+    id: str
+    category: str | None
+    price: float | None
+    score: float
+
+
+class Fragment(BaseModel):
+    slot: str
+    mode: Mode
+    reason: str | None = None
+    segment: str | None = None
+    model_version: str
+    items: list[FragmentItem]
+
+
+_templates = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+_HTML = _templates.from_string(
+    """<section class="pz-fragment" data-slot="{{ f.slot }}" data-mode="{{ f.mode.value }}">
+<ol class="pz-items">
+{%- for item in f.items %}
+<li class="pz-item" data-item-id="{{ item.id }}"><a href="/products/{{ item.id | urlencode }}">{{ item.id }}</a>
+{%- if item.category %} <span class="pz-category">{{ item.category }}</span>{% endif %}
+{%- if item.price is not none %} <span class="pz-price">{{ "%.2f" | format(item.price) }}</span>{% endif %}</li>
+{%- endfor %}
+</ol>
+</section>
+"""
+)
+
+
+def build(
+    slot: str,
+    mode: Mode,
+    ranked: list[Scored],
+    model_version: str,
+    reason: str | None = None,
+    segment: str | None = None,
+) -> Fragment:
+    return Fragment(
+        slot=slot,
+        mode=mode,
+        reason=reason,
+        segment=segment,
+        model_version=model_version,
+        items=[
+            FragmentItem(id=s.item.id, category=s.item.category, price=s.item.price, score=round(s.score, 6))
+            for s in ranked
+        ],
+    )
+
+
+def render_html(fragment: Fragment) -> str:
+    return _HTML.render(f=fragment)
+
+
+def render_json(fragment: Fragment) -> str:
+    return fragment.model_dump_json()
+
+
+def etag(body: str) -> str:
+    return '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'

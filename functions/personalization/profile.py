@@ -1,0 +1,265 @@
+"""Per-user profile state and the fold that applies events to it.
+
+This is the one place where profile features are computed: ingest folds stream batches through it, and
+the trainer replays historical events through it, so offline and online features cannot drift apart.
+
+`fold(profile, events)` is pure and idempotent: an event whose (shard, sequence number) is at or below
+the profile's watermark for that shard, or whose event id is among the recent ones, is skipped, so any
+redelivery pattern of a batch leaves the profile as if each distinct event were applied once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from personalization.events import Event, EventType
+
+HISTORY_LIMIT = 50
+PURCHASED_LIMIT = 100
+CART_LIMIT = 100
+EVENT_ID_LIMIT = 64
+AFFINITY_LIMIT = 32
+SESSION_ITEMS_LIMIT = 50
+SESSION_TIMEOUT_MS = 30 * 60 * 1000
+# Scores below this are noise and would only cost bytes in every write.
+AFFINITY_FLOOR = 1e-4
+AFFINITY_DECIMALS = 6
+
+# How much one event says about a person's interest in its category (view < cart < purchase).
+AFFINITY_WEIGHTS: dict[EventType, float] = {
+    EventType.VIEW_PRODUCT: 1.0,
+    EventType.ADD_TO_CART: 3.0,
+    EventType.REMOVE_FROM_CART: 0.0,
+    EventType.PURCHASE: 5.0,
+    EventType.SEARCH: 0.5,
+    EventType.PAGE_VIEW: 0.25,
+}
+
+# One-letter codes keep the stored history small: DynamoDB bills every started KB of every write.
+TYPE_CODES: dict[EventType, str] = {
+    EventType.VIEW_PRODUCT: "v",
+    EventType.ADD_TO_CART: "a",
+    EventType.REMOVE_FROM_CART: "r",
+    EventType.PURCHASE: "p",
+    EventType.SEARCH: "s",
+    EventType.PAGE_VIEW: "g",
+}
+CODE_TYPES = {code: kind for kind, code in TYPE_CODES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class FoldSettings:
+    affinity_half_life_ms: int = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PositionedEvent:
+    """An event with its place in the stream (shard id and sequence number), and a pseudonymous user id."""
+
+    event: Event
+    shard: str
+    seq: int
+
+    @property
+    def ts_ms(self) -> int:
+        return to_ms(self.event)
+
+
+@dataclass(slots=True)
+class Session:
+    id: str
+    start_ms: int
+    last_ms: int
+    events: int
+    items: list[str]
+    last_type: str
+
+
+@dataclass(slots=True)
+class Profile:
+    user_id: str
+    first_seen_ms: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    last_seen_ms: dict[str, int] = field(default_factory=dict)
+    affinity: dict[str, float] = field(default_factory=dict)
+    affinity_at_ms: int = 0
+    monetary: float = 0.0
+    # (item, type code, ts ms), oldest first, at most HISTORY_LIMIT.
+    recent: list[tuple[str, str, int]] = field(default_factory=list)
+    cart: dict[str, int] = field(default_factory=dict)
+    purchased: dict[str, int] = field(default_factory=dict)
+    session: Session | None = None
+    personalization: bool = True
+    watermarks: dict[str, int] = field(default_factory=dict)
+    event_ids: list[str] = field(default_factory=list)
+
+    @property
+    def last_event_ms(self) -> int | None:
+        return max(self.last_seen_ms.values()) if self.last_seen_ms else None
+
+
+def to_ms(event: Event) -> int:
+    return int(event.ts.timestamp() * 1000)
+
+
+def event_id_digest(event_id: str) -> str:
+    # 40 bits of a hash are enough to tell apart the last 64 ids of one person, in 10 characters.
+    return hashlib.sha256(event_id.encode()).hexdigest()[:10]
+
+
+def decay_factor(elapsed_ms: float, half_life_ms: int) -> float:
+    return float(0.5 ** (max(elapsed_ms, 0.0) / half_life_ms))
+
+
+def affinities_at(profile: Profile, now_ms: int, settings: FoldSettings) -> dict[str, float]:
+    """Category affinities decayed to `now_ms` (stored scores are as of `affinity_at_ms`)."""
+    factor = decay_factor(now_ms - profile.affinity_at_ms, settings.affinity_half_life_ms)
+    return {category: score * factor for category, score in profile.affinity.items()}
+
+
+def _copy(profile: Profile) -> Profile:
+    return replace(
+        profile,
+        counts=dict(profile.counts),
+        last_seen_ms=dict(profile.last_seen_ms),
+        affinity=dict(profile.affinity),
+        recent=list(profile.recent),
+        cart=dict(profile.cart),
+        purchased=dict(profile.purchased),
+        session=None if profile.session is None else replace(profile.session, items=list(profile.session.items)),
+        watermarks=dict(profile.watermarks),
+        event_ids=list(profile.event_ids),
+    )
+
+
+def _add_affinity(profile: Profile, category: str, weight: float, ts_ms: int, settings: FoldSettings) -> None:
+    if weight <= 0:
+        return
+    if ts_ms >= profile.affinity_at_ms:
+        factor = decay_factor(ts_ms - profile.affinity_at_ms, settings.affinity_half_life_ms)
+        profile.affinity = {c: s * factor for c, s in profile.affinity.items() if s * factor >= AFFINITY_FLOOR}
+        profile.affinity_at_ms = ts_ms
+        profile.affinity[category] = profile.affinity.get(category, 0.0) + weight
+    else:
+        # A late event counts as much as it would have, decayed to the stored as-of time.
+        late = weight * decay_factor(profile.affinity_at_ms - ts_ms, settings.affinity_half_life_ms)
+        if late >= AFFINITY_FLOOR:
+            profile.affinity[category] = profile.affinity.get(category, 0.0) + late
+    # Rounded here, not only when stored: a profile folded across several batches (read back from the
+    # store between them) must equal one folded in a single batch, bit for bit.
+    profile.affinity = {c: round(s, AFFINITY_DECIMALS) for c, s in profile.affinity.items()}
+    if len(profile.affinity) > AFFINITY_LIMIT:
+        ranked = sorted(profile.affinity.items(), key=lambda kv: (-kv[1], kv[0]))
+        profile.affinity = dict(ranked[:AFFINITY_LIMIT])
+
+
+def _update_session(profile: Profile, event: Event, code: str, ts_ms: int) -> None:
+    session = profile.session
+    new_session = (
+        session is None
+        or ts_ms - session.last_ms > SESSION_TIMEOUT_MS
+        or (event.session_id is not None and event.session_id != session.id and ts_ms >= session.last_ms)
+    )
+    if new_session:
+        profile.session = Session(
+            id=event.session_id or f"t{ts_ms}",
+            start_ms=ts_ms,
+            last_ms=ts_ms,
+            events=1,
+            items=[event.item_id] if event.item_id else [],
+            last_type=code,
+        )
+        return
+    assert session is not None
+    if ts_ms < session.start_ms:
+        return  # a late event from before this session started belongs to an older session
+    session.events += 1
+    if ts_ms >= session.last_ms:
+        session.last_ms = ts_ms
+        session.last_type = code
+    if event.item_id and event.item_id not in session.items and len(session.items) < SESSION_ITEMS_LIMIT:
+        session.items.append(event.item_id)
+
+
+def _update_cart(profile: Profile, event: Event, ts_ms: int) -> None:
+    item = event.item_id
+    if item is None:
+        return
+    if event.type is EventType.ADD_TO_CART:
+        if item in profile.cart or len(profile.cart) < CART_LIMIT:
+            profile.cart[item] = profile.cart.get(item, 0) + event.quantity
+    elif event.type is EventType.REMOVE_FROM_CART:
+        left = profile.cart.get(item, 0) - event.quantity
+        if left > 0:
+            profile.cart[item] = left
+        else:
+            profile.cart.pop(item, None)
+    elif event.type is EventType.PURCHASE:
+        profile.cart.pop(item, None)
+        profile.purchased[item] = max(ts_ms, profile.purchased.get(item, 0))
+        if len(profile.purchased) > PURCHASED_LIMIT:
+            oldest = min(profile.purchased.items(), key=lambda kv: (kv[1], kv[0]))[0]
+            del profile.purchased[oldest]
+
+
+def _apply(profile: Profile, event: Event, settings: FoldSettings) -> None:
+    ts_ms = to_ms(event)
+    kind = event.type.value
+    code = TYPE_CODES[event.type]
+    profile.personalization = event.consent.personalization
+    profile.first_seen_ms = ts_ms if profile.first_seen_ms is None else min(profile.first_seen_ms, ts_ms)
+    profile.counts[kind] = profile.counts.get(kind, 0) + 1
+    profile.last_seen_ms[kind] = max(ts_ms, profile.last_seen_ms.get(kind, ts_ms))
+    if event.type is EventType.PURCHASE and event.price is not None:
+        profile.monetary = round(profile.monetary + event.price * event.quantity, 2)
+    if event.category:
+        _add_affinity(profile, event.category, AFFINITY_WEIGHTS[event.type], ts_ms, settings)
+    if event.item_id:
+        entry = (event.item_id, code, ts_ms)
+        # Ordered by event time, so a late event lands where it happened and replays in time order agree.
+        at = bisect.bisect_right([ts for _, _, ts in profile.recent], ts_ms)
+        profile.recent.insert(at, entry)
+        del profile.recent[:-HISTORY_LIMIT]
+    _update_cart(profile, event, ts_ms)
+    _update_session(profile, event, code, ts_ms)
+
+
+def is_new(profile: Profile, positioned: PositionedEvent) -> bool:
+    if positioned.seq <= profile.watermarks.get(positioned.shard, -1):
+        return False
+    return event_id_digest(positioned.event.event_id) not in profile.event_ids
+
+
+def fold(
+    profile: Profile | None,
+    user_id: str,
+    events: Iterable[PositionedEvent],
+    settings: FoldSettings | None = None,
+) -> tuple[Profile, int]:
+    """Apply the events not yet applied, in sequence order. Returns the new profile and how many applied.
+
+    The input profile is never mutated, so a caller can retry a failed conditional write from the original.
+    """
+    settings = settings or FoldSettings()
+    state = Profile(user_id=user_id) if profile is None else _copy(profile)
+    applied = 0
+    for positioned in sorted(events, key=lambda p: (p.seq, p.shard)):
+        if positioned.event.user_id != user_id:
+            raise ValueError("fold got an event of another user")
+        if not is_new(state, positioned):
+            continue
+        _apply(state, positioned.event, settings)
+        state.watermarks[positioned.shard] = positioned.seq
+        state.event_ids.append(event_id_digest(positioned.event.event_id))
+        del state.event_ids[:-EVENT_ID_LIMIT]
+        applied += 1
+    return state, applied
+
+
+def recency_ms(profile: Profile, now_ms: int) -> float:
+    last = profile.last_event_ms
+    return math.inf if last is None else max(now_ms - last, 0)

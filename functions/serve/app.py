@@ -1,0 +1,89 @@
+"""The fragment API: FastAPI routes that parse a request, call the pipeline and format the answer."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from fastapi import Cookie, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from observability import logger
+from personalization.fragments import Fragment, Mode, etag, render_html, render_json
+from personalization.identity import verify_token
+from serve.pipeline import PageContext, fallback, personalize
+from serve.state import serve_state
+
+IDENTITY_COOKIE = "pz_id"
+IDENTITY_HEADER = "x-pz-token"
+
+app = FastAPI(
+    title="Personalization fragments",
+    version="1",
+    description="Personalized HTML/JSON fragments for the CDN path. Identity comes only from a signed token.",
+)
+
+Slot = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Which fragment slot, e.g. 'for-you'")]
+Text = Annotated[str | None, Query(max_length=256)]
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = [{"field": ".".join(str(p) for p in error["loc"]), "message": error["msg"]} for error in exc.errors()]
+    return JSONResponse(status_code=422, content={"error": "invalid_request", "problems": problems})
+
+
+@app.get("/v1/health")
+def health() -> dict[str, str | int | None]:
+    state = serve_state()
+    return {
+        "status": "degraded" if state.model_error else "ok",
+        "model_version": state.model_version,
+        "catalog_items": len(state.catalog),
+        "model_error": state.model_error,
+    }
+
+
+def _headers(fragment: Fragment, public_max_age: int, swr: int) -> dict[str, str]:
+    mode = fragment.mode.value if fragment.reason is None else f"{fragment.mode.value}; reason={fragment.reason}"
+    personal = fragment.mode is Mode.PERSONALIZED
+    return {
+        "X-Personalization": mode,
+        "X-Model-Version": fragment.model_version,
+        # A personal fragment must never sit in a shared cache; the browser may keep it and revalidate.
+        "Cache-Control": "private, no-cache"
+        if personal
+        else f"public, max-age=0, s-maxage={public_max_age}, stale-while-revalidate={swr}",
+    }
+
+
+@app.get("/v1/fragments/{slot}", response_model=Fragment, responses={200: {"content": {"text/html": {}}}})
+def get_fragment(
+    slot: Slot,
+    format: Annotated[Literal["html", "json"], Query()] = "html",
+    k: Annotated[int, Query(ge=1, le=50)] = 8,
+    page: Text = None,
+    item: Annotated[str | None, Query(max_length=128)] = None,
+    journey: Annotated[str | None, Query(pattern=r"^[a-z0-9_-]{1,32}$")] = None,
+    pz_id: Annotated[str | None, Cookie(max_length=256)] = None,
+    x_pz_token: Annotated[str | None, Header(max_length=256)] = None,
+    if_none_match: Annotated[str | None, Header(max_length=256)] = None,
+) -> Response:
+    state = serve_state()
+    context = PageContext(page=page, item=item, journey=journey)
+    now = time.time()
+    try:
+        key = state.identity_key()
+        pseudonym = verify_token(key, x_pz_token or pz_id, int(now)) if key else None
+        fragment = personalize(state, pseudonym, slot, k, context, int(now * 1000))
+    except Exception:
+        logger.exception("fragment pipeline failed; serving the popular fallback")
+        fragment = fallback(state, slot, k, context, "internal_error")
+    body = render_json(fragment) if format == "json" else render_html(fragment)
+    headers = _headers(fragment, state.config.public_max_age_s, state.config.stale_while_revalidate_s)
+    headers["ETag"] = etag(body)
+    if if_none_match and headers["ETag"] in {tag.strip() for tag in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    media_type = "application/json" if format == "json" else "text/html; charset=utf-8"
+    return Response(content=body, media_type=media_type, headers=headers)

@@ -1,0 +1,31 @@
+"""The serve function's configuration, read from the environment once per container."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, Field
+
+
+class ServeConfig(BaseModel):
+    profiles_table: str
+    identity_key_parameter: str
+    artifact_bucket: str
+    region: str
+    # The profile read is on the page's critical path: fail fast and fall back rather than wait.
+    profile_connect_timeout_s: float = Field(default=0.02, gt=0)
+    profile_read_timeout_s: float = Field(default=0.03, gt=0)
+    public_max_age_s: int = Field(default=60, ge=0)
+    stale_while_revalidate_s: int = Field(default=300, ge=0)
+
+    @classmethod
+    def from_env(cls) -> ServeConfig:
+        env = os.environ
+        return cls(
+            profiles_table=env["PROFILES_TABLE"],
+            identity_key_parameter=env["IDENTITY_KEY_PARAMETER"],
+            artifact_bucket=env["ARTIFACT_BUCKET"],
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            profile_connect_timeout_s=float(env.get("PROFILE_CONNECT_TIMEOUT_S", "0.02")),
+            profile_read_timeout_s=float(env.get("PROFILE_READ_TIMEOUT_S", "0.03")),
+        )

@@ -1,0 +1,11 @@
+"""Lambda entry point: the FastAPI app under Mangum (Function URL events, payload v2)."""
+
+from mangum import Mangum
+
+from serve.app import app
+from serve.state import serve_state
+
+# Loaded at init, so SnapStart snapshots a container whose models and catalog are already in memory.
+serve_state()
+
+handler = Mangum(app, lifespan="off")

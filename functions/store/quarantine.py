@@ -1,0 +1,75 @@
+"""The quarantine table: rejected records, kept with their reason for 14 days."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from pynamodb.attributes import BinaryAttribute, TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.models import Model
+
+QUARANTINE_RETENTION = timedelta(days=14)
+
+
+class QuarantineItem(Model):
+    class Meta:
+        table_name = "quarantine"
+
+    # shard id + sequence number: a redelivered bad record overwrites its own entry instead of duplicating it.
+    pk = UnicodeAttribute(hash_key=True)
+    reason = UnicodeAttribute()
+    message = UnicodeAttribute()
+    raw = BinaryAttribute(legacy_encoding=False)
+    shard = UnicodeAttribute()
+    seq = UnicodeAttribute()
+    arrived = UTCDateTimeAttribute()
+    # The pseudonymous id, when one could be read, so erasure can find a person's quarantined records.
+    user = UnicodeAttribute(null=True)
+    ttl = TTLAttribute()
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedRecord:
+    reason: str
+    message: str
+    raw: bytes
+    shard: str
+    seq: str
+    arrived: datetime
+    user: str | None
+
+
+@lru_cache(maxsize=4)
+def quarantine_table(table_name: str, region: str) -> type[QuarantineItem]:
+    meta = type("Meta", (), {"table_name": table_name, "region": region})
+    model: type[QuarantineItem] = type(f"QuarantineItem_{table_name}", (QuarantineItem,), {"Meta": meta})
+    return model
+
+
+class QuarantineStore:
+    def __init__(self, table_name: str, region: str) -> None:
+        self._model = quarantine_table(table_name, region)
+
+    def put_many(self, records: Iterable[QuarantinedRecord]) -> None:
+        with self._model.batch_write() as batch:
+            for record in records:
+                batch.save(
+                    self._model(
+                        pk=f"{record.shard}#{record.seq}",
+                        reason=record.reason,
+                        message=record.message,
+                        raw=record.raw,
+                        shard=record.shard,
+                        seq=record.seq,
+                        arrived=record.arrived,
+                        user=record.user,
+                        ttl=record.arrived + QUARANTINE_RETENTION,
+                    )
+                )
+
+    def all(self) -> list[QuarantinedRecord]:
+        return [
+            QuarantinedRecord(i.reason, i.message, i.raw, i.shard, i.seq, i.arrived, i.user) for i in self._model.scan()
+        ]

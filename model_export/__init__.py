@@ -1,0 +1,1 @@
+"""Offline side: dataset adapters, replay through the profile fold, training, ONNX export, evaluation, publish."""

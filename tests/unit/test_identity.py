@@ -1,0 +1,58 @@
+import pytest
+
+from personalization.identity import pseudonymize, redact_user_id, sign_token, verify_token
+
+KEY = b"k" * 32
+PSEUDO = pseudonymize(b"pepper", "541312140")
+NOW = 1_800_000_000
+
+
+def test_pseudonyms_are_stable_keyed_and_hide_the_raw_id() -> None:
+    assert pseudonymize(b"pepper", "541312140") == PSEUDO
+    assert pseudonymize(b"other", "541312140") != PSEUDO
+    assert "541312140" not in PSEUDO
+    assert len(PSEUDO) == 64
+
+
+def test_a_valid_token_proves_its_pseudonym() -> None:
+    assert verify_token(KEY, sign_token(KEY, PSEUDO, NOW + 60), NOW) == PSEUDO
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "",
+        "garbage",
+        "v1.abc.123.sig",
+        sign_token(KEY, PSEUDO, NOW - 1),  # expired
+        sign_token(b"wrong" * 8, PSEUDO, NOW + 60),  # signed with another key
+        sign_token(KEY, PSEUDO, NOW + 60)[:-2] + "AA",  # tampered signature
+        sign_token(KEY, PSEUDO, NOW + 60).replace(PSEUDO, pseudonymize(b"pepper", "someone-else")),  # swapped id
+        sign_token(KEY, PSEUDO, NOW + 60).replace(f".{NOW + 60}.", f".{NOW + 10**6}."),  # extended expiry
+        "v1." + "x" * 300,
+    ],
+)
+def test_bad_tokens_prove_nothing(token: str | None) -> None:
+    assert verify_token(KEY, token, NOW) is None
+
+
+def test_tokens_refuse_raw_ids() -> None:
+    with pytest.raises(ValueError, match="pseudonymous"):
+        sign_token(KEY, "541312140", NOW)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"user_id": "541312140", "type": "teleport"}',
+        b'{"user_id":541312140,"type":"view_product"',
+        b'{"event_id":"x","user_id":"5413121',
+    ],
+)
+def test_redaction_removes_the_raw_id_even_from_broken_records(raw: bytes) -> None:
+    redacted, user = redact_user_id(b"pepper", raw)
+    assert b"541312140" not in redacted
+    assert b"5413121" not in redacted
+    assert user is not None
+    assert user.encode() in redacted

@@ -1,0 +1,181 @@
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from personalization.events import Consent, Event, EventType
+from personalization.profile import (
+    HISTORY_LIMIT,
+    FoldSettings,
+    PositionedEvent,
+    Profile,
+    affinities_at,
+    decay_factor,
+    fold,
+)
+from store import codec
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+USER = "a" * 64
+CONSENT = Consent(analytics=True, personalization=True)
+
+
+def event(
+    n: int, kind: EventType = EventType.VIEW_PRODUCT, item: str = "i1", minutes: float = 0, **kw: object
+) -> Event:
+    return Event(
+        event_id=f"e{n}",
+        user_id=USER,
+        type=kind,
+        ts=T0 + timedelta(minutes=minutes),
+        item_id=item,
+        category=kw.pop("category", "shoes"),  # type: ignore[arg-type]
+        consent=kw.pop("consent", CONSENT),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def at(e: Event, seq: int, shard: str = "shardId-000") -> PositionedEvent:
+    return PositionedEvent(e, shard, seq)
+
+
+def stored(profile: Profile) -> bytes:
+    return codec.encode(profile)
+
+
+def through_store(profile: Profile) -> Profile:
+    # What the next batch sees: the profile as written and read back.
+    return codec.decode(profile.user_id, codec.encode(profile))
+
+
+events_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(list(EventType)),
+        st.sampled_from(["i1", "i2", "i3", "i4"]),
+        st.sampled_from(["shoes", "hats", None]),
+        st.floats(min_value=0, max_value=60 * 24 * 30),
+        st.integers(min_value=1, max_value=3),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def build(spec: list[tuple[EventType, str, str | None, float, int]]) -> list[PositionedEvent]:
+    return [
+        at(event(n, kind, item, minutes, category=category, quantity=qty), seq=100 + n)
+        for n, (kind, item, category, minutes, qty) in enumerate(spec)
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=events_strategy, data=st.data())
+def test_any_redelivery_pattern_equals_one_clean_run(
+    spec: list[tuple[EventType, str, str | None, float, int]], data: st.DataObject
+) -> None:
+    batch = build(spec)
+    clean, applied = fold(None, USER, batch)
+    assert applied == len(batch)
+
+    # Given a delivery history: prefixes (Lambda restarting a shard), whole replays, and producer retries
+    # (the same event id arriving again with a new, higher sequence number).
+    deliveries: list[list[PositionedEvent]] = []
+    for _ in range(data.draw(st.integers(min_value=1, max_value=5))):
+        cut = data.draw(st.integers(min_value=0, max_value=len(batch)))
+        deliveries.append(batch[:cut])
+    deliveries.append(batch)
+    retries = data.draw(st.lists(st.sampled_from(batch), max_size=5))
+    deliveries.append([at(p.event, seq=10_000 + i) for i, p in enumerate(retries)])
+    deliveries.append(batch)
+
+    # When each delivery is folded into the stored profile in turn
+    profile: Profile | None = None
+    for delivery in deliveries:
+        profile, _ = fold(profile, USER, delivery)
+        profile = through_store(profile)
+
+    # Then the stored bytes are those of the clean run
+    assert profile is not None
+    assert stored(profile) == stored(clean)
+
+
+@given(spec=events_strategy)
+def test_fold_never_mutates_its_input(spec: list[tuple[EventType, str, str | None, float, int]]) -> None:
+    batch = build(spec)
+    first, _ = fold(None, USER, batch[: len(batch) // 2])
+    before = stored(first)
+    fold(first, USER, batch)
+    assert stored(first) == before
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=1e10), min_size=2, max_size=10),
+    st.integers(min_value=1, max_value=10**10),
+)
+def test_decay_is_monotone_and_never_negative(elapsed: list[float], half_life: int) -> None:
+    factors = [decay_factor(e, half_life) for e in sorted(elapsed)]
+    assert all(0.0 <= f <= 1.0 for f in factors)
+    assert all(a >= b for a, b in itertools.pairwise(factors))
+
+
+def test_affinity_decays_with_the_configured_half_life() -> None:
+    settings_ = FoldSettings(affinity_half_life_ms=3600_000)
+    profile, _ = fold(None, USER, [at(event(1, minutes=0), 1)], settings_)
+    now = int((T0 + timedelta(hours=2)).timestamp() * 1000)
+    assert affinities_at(profile, now, settings_)["shoes"] == pytest.approx(0.25)
+
+
+def test_purchase_outweighs_views_and_late_events_count_decayed() -> None:
+    batch = [
+        at(event(1, EventType.VIEW_PRODUCT, category="hats", minutes=10), 1),
+        at(event(2, EventType.PURCHASE, category="shoes", minutes=10, price=10.0), 2),
+        at(event(3, EventType.VIEW_PRODUCT, category="hats", minutes=5), 3),  # arrives late
+    ]
+    profile, _ = fold(None, USER, batch)
+    assert profile.affinity["shoes"] > profile.affinity["hats"] > 1.0
+    assert profile.monetary == 10.0
+
+
+def test_cart_follows_adds_removes_and_purchases() -> None:
+    batch = [
+        at(event(1, EventType.ADD_TO_CART, "i1", quantity=2), 1),
+        at(event(2, EventType.ADD_TO_CART, "i2"), 2),
+        at(event(3, EventType.REMOVE_FROM_CART, "i1"), 3),
+        at(event(4, EventType.PURCHASE, "i2", price=5.0, minutes=1), 4),
+    ]
+    profile, _ = fold(None, USER, batch)
+    assert profile.cart == {"i1": 1}
+    assert set(profile.purchased) == {"i2"}
+    assert profile.counts == {"add_to_cart": 2, "remove_from_cart": 1, "purchase": 1}
+
+
+def test_sessions_split_after_thirty_minutes_of_inactivity() -> None:
+    batch = [at(event(n, item=f"i{n}", minutes=m), n) for n, m in enumerate([0, 10, 25, 70, 71])]
+    profile, _ = fold(None, USER, batch)
+    assert profile.session is not None
+    assert profile.session.events == 2
+    assert profile.session.items == ["i3", "i4"]
+    assert profile.session.start_ms == int((T0 + timedelta(minutes=70)).timestamp() * 1000)
+
+
+def test_history_is_bounded_and_in_event_time_order() -> None:
+    batch = [at(event(n, item=f"i{n}", minutes=(n * 7) % 100), n) for n in range(120)]
+    profile, _ = fold(None, USER, batch)
+    assert len(profile.recent) == HISTORY_LIMIT
+    times = [ts for _, _, ts in profile.recent]
+    assert times == sorted(times)
+
+
+def test_an_event_of_another_user_is_refused() -> None:
+    other = event(1).model_copy(update={"user_id": "b" * 64})
+    with pytest.raises(ValueError, match="another user"):
+        fold(None, USER, [at(other, 1)])
+
+
+def test_watermarks_compare_sequence_numbers_as_integers() -> None:
+    # Kinesis sequence numbers are decimal strings of varying length: "9" < "10" as text, not as numbers.
+    profile, _ = fold(None, USER, [at(event(1), 9)])
+    profile, applied = fold(profile, USER, [at(event(2), 10)])
+    assert applied == 1
