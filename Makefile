@@ -25,7 +25,7 @@ lint: $(SYNCED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(PY) -m cfnlint template.yaml
+	$(VENV)/bin/cfn-lint template.yaml
 
 test: lint
 	$(PY) -m pytest

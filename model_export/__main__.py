@@ -37,19 +37,22 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def train_version(frame: pd.DataFrame, out: Path) -> Path:
+    """Train on canonical events and write a versioned model folder under `out`."""
     started = time.perf_counter()
-    frame = load_any(Path(args.events))
     catalog = build_catalog(frame)
     files = {"catalog.json": json.dumps(catalog.to_dict(), separators=(",", ":")).encode()}
-    folder = write_version(
-        Path(args.out),
+    return write_version(
+        out,
         files,
         data_hash(frame),
         parameters={"popularity": "weighted event counts"},
         metrics={"events": len(frame), "items": len(catalog), "train_s": round(time.perf_counter() - started, 3)},
     )
-    print(folder)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    print(train_version(load_any(Path(args.events)), Path(args.out)))
     return 0
 
 

@@ -7,6 +7,7 @@ Columns: user_id, item_id, event_type, timestamp (required); category, price, qu
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from personalization.events import Consent, Event, EventType
+
+log = logging.getLogger(__name__)
 
 REQUIRED = ("user_id", "item_id", "event_type", "timestamp")
 OPTIONAL = ("category", "price", "quantity", "session_id")
@@ -51,14 +54,35 @@ def read_events(path: Path) -> pd.DataFrame:
     frame["user_id"] = frame["user_id"].astype(str)
     frame["item_id"] = frame["item_id"].astype(str)
     frame["event_type"] = frame["event_type"].astype(str).str.strip().str.lower().map(TYPE_ALIASES)
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce")
+    frame["timestamp"] = parse_timestamps(frame["timestamp"])
     frame["price"] = pd.to_numeric(frame["price"], errors="coerce")
     frame["quantity"] = pd.to_numeric(frame["quantity"], errors="coerce").fillna(1).clip(lower=1).astype(int)
     frame["category"] = frame["category"].where(frame["category"].notna() & (frame["category"] != ""), None)
     frame["session_id"] = frame["session_id"].where(frame["session_id"].notna(), None)
-    frame = frame.dropna(subset=["event_type", "timestamp"])
+    unusable = frame["event_type"].isna() | frame["timestamp"].isna()
+    if unusable.any():
+        log.warning(
+            "%s: dropped %d of %d rows (unknown event type: %d, unreadable timestamp: %d)",
+            path,
+            int(unusable.sum()),
+            len(frame),
+            int(frame["event_type"].isna().sum()),
+            int(frame["timestamp"].isna().sum()),
+        )
+    frame = frame[~unusable]
     frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
     return frame
+
+
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """ISO 8601 strings (any offset) or epoch numbers (seconds, or milliseconds when that large), mixed."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    # Epochs after 2001-09-09 in milliseconds exceed 1e12; in seconds they stay below 1e11 until year 5138.
+    epoch = pd.to_datetime(numeric.where(numeric < 1e11), unit="s", utc=True).fillna(
+        pd.to_datetime(numeric.where(numeric >= 1e11), unit="ms", utc=True)
+    )
+    text = pd.to_datetime(values.where(numeric.isna()).astype("string"), utc=True, errors="coerce", format="mixed")
+    return epoch.fillna(text)
 
 
 def write_events(frame: pd.DataFrame, path: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -47,6 +48,14 @@ class BatchResult:
 
 
 @dataclass(frozen=True, slots=True)
+class UserOutcome:
+    applied: int
+    skipped: int
+    writes: int
+    conflicts: int
+
+
+@dataclass(frozen=True, slots=True)
 class Classified:
     record: RawRecord
     outcome: PositionedEvent | QuarantinedRecord | NoConsent
@@ -76,6 +85,7 @@ class BatchWriter:
     fold_settings: FoldSettings
     retention: timedelta
     max_conflict_retries: int
+    max_write_workers: int = 16
     on_failure: Callable[[RawRecord, Exception], None] = lambda record, exc: None
 
     def write(self, classified: Sequence[Classified]) -> BatchResult:
@@ -117,33 +127,39 @@ class BatchWriter:
                 for record, _ in pairs:
                     self._fail(record, exc, result)
             return
-        for user_id, pairs in by_user.items():
-            try:
-                self._fold_one(user_id, [event for _, event in pairs], stored.get(user_id), result)
-            except Exception as exc:
-                for record, _ in pairs:
-                    self._fail(record, exc, result)
+        # One conditional put per user; they are independent, and each waits on a network round trip, so
+        # they run side by side. Results are gathered here, on the calling thread, in a fixed order.
+        with ThreadPoolExecutor(max_workers=self.max_write_workers) as pool:
+            futures = [
+                (pairs, pool.submit(self._fold_one, user_id, [event for _, event in pairs], stored.get(user_id)))
+                for user_id, pairs in by_user.items()
+            ]
+            for pairs, future in futures:
+                try:
+                    outcome = future.result()
+                except Exception as exc:
+                    for record, _ in pairs:
+                        self._fail(record, exc, result)
+                    continue
+                result.applied += outcome.applied
+                result.skipped += outcome.skipped
+                result.writes += outcome.writes
+                result.conflicts += outcome.conflicts
 
-    def _fold_one(
-        self, user_id: str, events: list[PositionedEvent], current: StoredProfile | None, result: BatchResult
-    ) -> None:
+    def _fold_one(self, user_id: str, events: list[PositionedEvent], current: StoredProfile | None) -> UserOutcome:
+        conflicts = 0
         for _attempt in range(self.max_conflict_retries):
             profile, applied = fold(current.profile if current else None, user_id, events, self.fold_settings)
             if applied == 0:
-                result.skipped += len(events)
-                return  # a pure redelivery: nothing changes, so nothing is written
-            last_ms = profile.last_event_ms or 0
-            expires = datetime.fromtimestamp(last_ms / 1000, tz=UTC) + self.retention
+                return UserOutcome(0, len(events), 0, conflicts)  # a pure redelivery: nothing to write
+            expires = datetime.fromtimestamp((profile.last_event_ms or 0) / 1000, tz=UTC) + self.retention
             try:
                 self.profiles.save(profile, current.version if current else None, expires)
             except VersionConflict:
-                result.conflicts += 1
+                conflicts += 1
                 current = self.profiles.get(user_id)
                 continue
-            result.writes += 1
-            result.applied += applied
-            result.skipped += len(events) - applied
-            return
+            return UserOutcome(applied, len(events) - applied, 1, conflicts)
         raise VersionConflict(f"gave up after {self.max_conflict_retries} conflicting writes")
 
     def _fail(self, record: RawRecord, exc: Exception, result: BatchResult) -> None:

@@ -50,6 +50,9 @@ Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]
 Text = Annotated[str, Field(max_length=MAX_TEXT_LEN)]
 
 
+IDENTIFYING_FIELDS = frozenset({"user_id", "event", "context", "context.referrer"})
+
+
 class Reason(StrEnum):
     """Why a record was rejected: a machine-readable code, one metric each."""
 
@@ -158,7 +161,11 @@ def _validation_reason(error: ValidationError) -> Rejected:
         reason = Reason.MISSING_FIELD
     else:
         reason = Reason.INVALID_FIELD
-    return Rejected(reason, f"{field}: {first['msg']}"[:300])
+    message = f"{field}: {first['msg']}"
+    # Show the offending value to whoever reads the quarantine, except an identifier: that would store it.
+    if kind != "missing" and field not in IDENTIFYING_FIELDS:
+        message += f" (got {first.get('input')!r:.80})"
+    return Rejected(reason, message[:300])
 
 
 def _has_analytics_consent(obj: dict[str, Any]) -> bool:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from personalization.catalog import Catalog, CatalogItem
 from personalization.profile import FoldSettings, Profile, affinities_at
 
-# How far a person's strongest category lifts an item above the popularity order (1 + LIFT * share).
-AFFINITY_LIFT = 4.0
+# Weight of global popularity next to the person's categories: enough to break ties and fill the list,
+# small enough that a strong interest is never drowned by the shop's best-sellers.
+GLOBAL_WEIGHT = 0.1
 CANDIDATES_PER_CATEGORY = 100
 TOP_CATEGORIES = 5
 
@@ -61,13 +62,21 @@ def by_affinity(
             candidates.setdefault(item.id, item)
     for item in catalog.items[: CANDIDATES_PER_CATEGORY + len(exclude)]:
         candidates.setdefault(item.id, item)
+    # An item scores by the person's share of interest in its category times its popularity within that
+    # category, so a sofa lover sees the best sofas rather than the best-selling phones.
+    top_in = {c: catalog.by_category[c][0].popularity for c in top if catalog.by_category.get(c)}
     scored = [
-        Scored(
-            item,
-            item.popularity / catalog.max_popularity * (1 + AFFINITY_LIFT * shares.get(item.category or "", 0)),
-        )
+        Scored(item, _affinity_score(item, shares, top_in, catalog.max_popularity))
         for item in candidates.values()
         if item.id not in exclude
     ]
     scored.sort(key=lambda s: (-s.score, s.item.id))
     return scored[:k]
+
+
+def _affinity_score(
+    item: CatalogItem, shares: dict[str, float], top_in: dict[str, float], max_popularity: float
+) -> float:
+    category = item.category or ""
+    within = item.popularity / top_in[category] if category in top_in else 0.0
+    return shares.get(category, 0.0) * within + GLOBAL_WEIGHT * item.popularity / max_popularity

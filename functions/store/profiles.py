@@ -83,7 +83,8 @@ class ProfileStore:
     def save(self, profile: Profile, expected_version: int | None, expires_at: datetime) -> int:
         """Conditional put: succeeds only if the stored version is still `expected_version`."""
         item = self._model(pk=profile.user_id, d=codec.encode(profile), ttl=expires_at.astimezone(UTC))
-        item.v = expected_version
+        if expected_version is not None:
+            item.v = expected_version  # pynamodb adds "v = expected" to the put's condition, then bumps it
         try:
             item.save()
         except PutError as exc:

@@ -123,14 +123,23 @@ class KinesisPoller:
                 stats.errors += 1
                 failures = [records[0]["SequenceNumber"]]
             if failures:
+                lowest = min(failures, key=int)
+                # Lambda checkpoints everything before the lowest reported record; only the rest comes back.
+                done = [r for r in records if int(r["SequenceNumber"]) < int(lowest)]
+                self._checkpoint(shard_id, done, stats)
                 stats.reported_failures += len(failures)
                 attempts += 1
                 if attempts > self.max_retries:
                     raise RuntimeError(f"{shard_id}: batch still failing after {self.max_retries} retries")
-                iterator = self._iterator(shard_id, at=min(failures, key=int))
+                iterator = self._iterator(shard_id, at=lowest)
                 continue
             attempts = 0
-            stats.records += len(records)
-            self.on_batch(len(records))
-            self._positions[shard_id] = records[-1]["SequenceNumber"]
+            self._checkpoint(shard_id, records, stats)
             iterator = page.get("NextShardIterator")
+
+    def _checkpoint(self, shard_id: str, records: list[dict[str, Any]], stats: PollStats) -> None:
+        if not records:
+            return
+        stats.records += len(records)
+        self.on_batch(len(records))
+        self._positions[shard_id] = records[-1]["SequenceNumber"]

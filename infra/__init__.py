@@ -1,0 +1,1 @@
+"""What deploys and what runs the stack locally."""

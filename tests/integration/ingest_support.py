@@ -1,0 +1,108 @@
+"""Helpers for tests that drive the real ingest handler against the loopback stack."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities import parameters
+
+from infra.local.poller import KinesisPoller, LocalLambdaContext
+from infra.local.producer import put_events
+from infra.local.stack import LocalStack
+from ingest.service import ingest_service
+from model_export.canonical import to_events
+from model_export.datasets import rees46
+from personalization.events import Event
+from store.profiles import ProfileStore, TableSettings
+from store.quarantine import QuarantineStore
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
+
+
+@dataclass
+class Ingest:
+    stack: LocalStack
+    env: dict[str, str]
+
+    @property
+    def pepper(self) -> bytes:
+        return self.stack.secret_values[self.env["PEPPER_PARAMETER"]].encode()
+
+    @property
+    def profiles(self) -> ProfileStore:
+        return ProfileStore(TableSettings(self.env["PROFILES_TABLE"], self.stack.region))
+
+    @property
+    def quarantine(self) -> QuarantineStore:
+        return QuarantineStore(self.env["QUARANTINE_TABLE"], self.stack.region)
+
+    def handler(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        from ingest.handler import lambda_handler
+
+        response: dict[str, Any] = lambda_handler(event, context or LocalLambdaContext("IngestFunction"))
+        return response
+
+    def publish(self, events: Iterable[Event]) -> int:
+        return put_events(self.stack.client("kinesis"), self.stream, events, self.pepper).sent
+
+    @property
+    def stream(self) -> str:
+        return self.stack.physical_names["EventStream"]
+
+    def poller(self, batch_size: int = 500) -> KinesisPoller:
+        return KinesisPoller(self.stack.client("kinesis"), self.stream, self.handler, batch_size)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every stored profile item, exactly as DynamoDB holds it."""
+        return {item["pk"]["S"]: item for item in self._raw_items(self.env["PROFILES_TABLE"])}
+
+    def _raw_items(self, table: str) -> list[dict[str, Any]]:
+        dynamodb = self.stack.client("dynamodb")
+        items: list[dict[str, Any]] = []
+        for page in dynamodb.get_paginator("scan").paginate(TableName=table):
+            items.extend(page["Items"])
+        return items
+
+    def everything_stored(self) -> str:
+        """All stored items of every table as text, compressed profile blobs inflated, for id audits."""
+        texts = []
+        for table in (self.env["PROFILES_TABLE"], self.env["QUARANTINE_TABLE"]):
+            for item in self._raw_items(table):
+                for value in item.values():
+                    if "B" in value:
+                        blob = value["B"]
+                        with contextlib.suppress(zlib.error):
+                            blob = zlib.decompress(blob)
+                        texts.append(blob.decode("utf-8", errors="replace"))
+                    else:
+                        texts.append(json.dumps(value))
+        return "\n".join(texts)
+
+
+def real_events(count: int | None = None) -> list[Event]:
+    """Real REES46 events from the committed sample, shifted so the newest lands now."""
+    from datetime import UTC, datetime
+
+    frame = rees46(SAMPLE)
+    if count is not None:
+        frame = frame.head(count)
+    shift = datetime.now(UTC) - frame["timestamp"].max().to_pydatetime()
+    return list(to_events(frame.reset_index(drop=True), shift))
+
+
+@pytest.fixture
+def ingest(clean_stack: LocalStack, stack_env: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Ingest:
+    env = clean_stack.function_env("IngestFunction")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # A fresh container: config, stores and the cached pepper are built again from this environment.
+    ingest_service.cache_clear()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
+    return Ingest(clean_stack, env)

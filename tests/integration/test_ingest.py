@@ -1,0 +1,123 @@
+"""The ingest handler against the loopback stack: real Kinesis records in, real DynamoDB items out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ingest.service import ingest_service
+from personalization.identity import pseudonymize
+from personalization.profile import Profile
+from store.profiles import ProfileStore
+from tests.events import load_event, restamp_kinesis
+from tests.integration.ingest_support import Ingest, ingest, real_events
+
+__all__ = ["ingest"]
+
+
+def test_the_sample_batch_applies_the_valid_record_and_quarantines_the_invalid_one(ingest: Ingest) -> None:
+    # Given the sample Kinesis event from events/ (one valid record, one with an unknown type)
+    event = restamp_kinesis(load_event("ingest_kinesis_batch.json"))
+
+    # When Lambda would invoke the handler with it
+    response = ingest.handler(event)
+
+    # Then nothing is reported failed, the valid event is in a profile keyed by the pseudonym,
+    # and the invalid one is quarantined with its reason, shard and sequence number
+    assert response == {"batchItemFailures": []}
+    stored = ingest.profiles.get(pseudonymize(ingest.pepper, "541312140"))
+    assert stored is not None
+    assert stored.profile.counts == {"view_product": 1}
+    assert stored.profile.recent[0][0] == "44600062"
+    [bad] = ingest.quarantine.all()
+    assert bad.reason == "unknown_type"
+    assert "teleport" in bad.message
+    assert bad.shard == "shardId-000000000000"
+    assert bad.seq == event["Records"][1]["kinesis"]["sequenceNumber"]
+    assert bad.user == pseudonymize(ingest.pepper, "541312140")
+    assert b"541312140" not in bad.raw
+
+
+def test_a_real_batch_replayed_five_times_leaves_profiles_byte_identical(ingest: Ingest) -> None:
+    # Given 1,000 real events in the stream, delivered once
+    ingest.publish(real_events(1000))
+    first = ingest.poller(batch_size=1000).drain()
+    once = ingest.snapshot()
+    assert first.records == 1000
+    assert len(once) > 100
+
+    # When the whole stream is delivered again, five times, from the trim horizon
+    for _ in range(5):
+        ingest.poller(batch_size=1000).drain()
+
+    # Then every stored item, version included, is exactly what one delivery left
+    assert ingest.snapshot() == once
+
+
+class FlakyProfiles(ProfileStore):
+    """The real store, except that the first save of one user fails as a throttled write would."""
+
+    def __init__(self, inner: ProfileStore, victim: str) -> None:
+        self.__dict__.update(inner.__dict__)
+        self.victim = victim
+        self.failed = False
+
+    def save(self, profile: Profile, expected_version: int | None, expires_at: Any) -> int:
+        if profile.user_id == self.victim and not self.failed:
+            self.failed = True
+            raise RuntimeError("ProvisionedThroughputExceededException (injected)")
+        return super().save(profile, expected_version, expires_at)
+
+
+def test_a_failed_write_is_reported_redelivered_and_ends_as_one_clean_run(ingest: Ingest, clean_stack: Any) -> None:
+    events = real_events(600)
+    # Given the end state of a clean single run
+    ingest.publish(events)
+    ingest.poller(batch_size=600).drain()
+    clean = {pk: item["d"] for pk, item in ingest.snapshot().items()}
+
+    # And a fresh stack where one user's first write will fail
+    clean_stack.reset()
+    ingest_service.cache_clear()
+    victim_raw = events[len(events) // 2].user_id
+    victim = pseudonymize(ingest.pepper, victim_raw)
+    service = ingest_service()
+    service.writer.profiles = FlakyProfiles(service.writer.profiles, victim)
+    ingest.publish(events)
+
+    # When the batch is delivered, the handler reports the victim's records
+    poller = ingest.poller(batch_size=600)
+    stats = poller.drain()
+
+    # Then Lambda's redelivery (from the lowest reported sequence number) completes the profile,
+    # and every profile equals the clean run's
+    victim_events = sum(1 for e in events if e.user_id == victim_raw)
+    assert stats.reported_failures == victim_events
+    assert stats.records == len(events)
+    assert {pk: item["d"] for pk, item in ingest.snapshot().items()} == clean
+
+
+def test_nothing_stored_contains_a_raw_user_id(ingest: Ingest) -> None:
+    # Given real events and a malformed record that names its user
+    events = real_events(400)
+    ingest.publish(events)
+    bad = restamp_kinesis(load_event("ingest_kinesis_batch.json"))
+    ingest.handler(bad)
+    ingest.poller().drain()
+
+    # Then no raw id appears in any stored item of any table
+    stored = ingest.everything_stored()
+    raw_ids = {e.user_id for e in events} | {"541312140"}
+    leaked = sorted(raw for raw in raw_ids if raw in stored)
+    assert leaked == []
+
+
+@pytest.mark.parametrize("analytics", [False])
+def test_events_without_analytics_consent_leave_no_trace(ingest: Ingest, analytics: bool) -> None:
+    [event] = real_events(1)
+    refused = event.model_copy(update={"consent": event.consent.model_copy(update={"analytics": analytics})})
+    ingest.publish([refused])
+    ingest.poller().drain()
+    assert ingest.snapshot() == {}
+    assert ingest.quarantine.all() == []
