@@ -44,9 +44,15 @@ def read_events(path: Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     else:
         frame = pd.read_csv(path, dtype={"user_id": str, "item_id": str, "category": str, "session_id": str})
+    return normalize(frame, str(path))
+
+
+def normalize(frame: pd.DataFrame, source: str = "events") -> pd.DataFrame:
+    """Check and normalize canonical columns (an adapter's output, or a file just read), sorted by time."""
     missing = [column for column in REQUIRED if column not in frame.columns]
     if missing:
-        raise CanonicalFormatError(f"{path}: missing required column(s) {', '.join(missing)}")
+        raise CanonicalFormatError(f"{source}: missing required column(s) {', '.join(missing)}")
+    frame = frame.copy()
     for column in OPTIONAL:
         if column not in frame.columns:
             frame[column] = None
@@ -54,7 +60,12 @@ def read_events(path: Path) -> pd.DataFrame:
     frame["user_id"] = frame["user_id"].astype(str)
     frame["item_id"] = frame["item_id"].astype(str)
     frame["event_type"] = frame["event_type"].astype(str).str.strip().str.lower().map(TYPE_ALIASES)
-    frame["timestamp"] = parse_timestamps(frame["timestamp"])
+    if not pd.api.types.is_datetime64_any_dtype(frame["timestamp"]):
+        frame["timestamp"] = parse_timestamps(frame["timestamp"])
+    elif frame["timestamp"].dt.tz is None:
+        frame["timestamp"] = frame["timestamp"].dt.tz_localize("UTC")
+    else:
+        frame["timestamp"] = frame["timestamp"].dt.tz_convert("UTC")
     frame["price"] = pd.to_numeric(frame["price"], errors="coerce")
     frame["quantity"] = pd.to_numeric(frame["quantity"], errors="coerce").fillna(1).clip(lower=1).astype(int)
     frame["category"] = frame["category"].where(frame["category"].notna() & (frame["category"] != ""), None)
@@ -63,7 +74,7 @@ def read_events(path: Path) -> pd.DataFrame:
     if unusable.any():
         log.warning(
             "%s: dropped %d of %d rows (unknown event type: %d, unreadable timestamp: %d)",
-            path,
+            source,
             int(unusable.sum()),
             len(frame),
             int(frame["event_type"].isna().sum()),

@@ -1,0 +1,124 @@
+"""Item-item similarities learned from implicit feedback, all on scipy sparse matrices.
+
+Cosine over users, sequential co-occurrence within sessions, low-rank item factors, and the top-M truncation
+that turns a sparse similarity into fixed-size neighbor lists (what the ONNX graph stores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
+from sklearn.preprocessing import normalize
+
+# A person with thousands of items would add millions of pairs and say little about any one of them.
+MAX_ITEMS_PER_ROW = 200
+
+
+def cap_rows(matrix: sp.csr_matrix, limit: int = MAX_ITEMS_PER_ROW) -> sp.csr_matrix:
+    """Keep each row's `limit` largest entries."""
+    lengths = np.diff(matrix.indptr)
+    if lengths.size == 0 or lengths.max() <= limit:
+        return matrix
+    rows, cols, vals = [], [], []
+    for row in np.flatnonzero(lengths > 0):
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        data = matrix.data[start:end]
+        keep = np.argsort(-data, kind="stable")[:limit]
+        rows.append(np.full(keep.size, row))
+        cols.append(matrix.indices[start:end][keep])
+        vals.append(data[keep])
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=matrix.shape, dtype=matrix.dtype
+    )
+
+
+def cosine(user_items: sp.csr_matrix) -> sp.csr_matrix:
+    """Item-item cosine over the rows (users or sessions) of a weighted matrix, diagonal removed."""
+    columns = normalize(cap_rows(user_items).tocsc(), axis=0)
+    similarity = (columns.T @ columns).tocsr()
+    similarity.setdiag(0.0)
+    similarity.eliminate_zeros()
+    return similarity.astype(np.float32)
+
+
+def sequential(
+    sequences: Sequence[npt.NDArray[np.int64]], n_items: int, window: int = 3, backward: float = 0.5
+) -> sp.csr_matrix:
+    """Session co-occurrence: j after i within `window` steps counts 1/lag, j before i counts `backward`/lag.
+
+    Direction matters on the session protocol (people move on from a phone to its case more than back), so
+    the pairs are weighted asymmetrically; dividing by sqrt(n_i * n_j) keeps best-sellers from being
+    everyone's neighbor.
+    """
+    if not sequences:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    items = np.concatenate(sequences)
+    session = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+    rows, cols, vals = [], [], []
+    for lag in range(1, window + 1):
+        same = session[lag:] == session[:-lag]
+        before, after = items[:-lag][same], items[lag:][same]
+        rows += [before, after]
+        cols += [after, before]
+        vals += [np.full(before.size, 1.0 / lag), np.full(before.size, backward / lag)]
+    counts = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_items, n_items)
+    )
+    counts.sum_duplicates()
+    counts.setdiag(0.0)
+    counts.eliminate_zeros()
+    occurrences = np.bincount(items, minlength=n_items).astype(np.float64)
+    scale = 1.0 / np.sqrt(np.maximum(occurrences, 1.0))
+    similarity = sp.diags(scale) @ counts @ sp.diags(scale)
+    return sp.csr_matrix(similarity, dtype=np.float32)
+
+
+def item_factors(user_items: sp.csr_matrix, dimensions: int, seed: int = 0) -> npt.NDArray[np.float32]:
+    """Unit-length item vectors from a truncated SVD: their dot product is a smoothed cosine that also links
+    items no one has combined yet (what the sparse neighbors cannot)."""
+    n_rows, n_items = user_items.shape
+    dimensions = max(1, min(dimensions, n_items - 1, n_rows - 1))
+    if dimensions < 1 or n_items < 3 or n_rows < 3:
+        return np.zeros((n_items, 1), dtype=np.float32)
+    svd = TruncatedSVD(n_components=dimensions, algorithm="randomized", n_iter=7, random_state=seed)
+    svd.fit(user_items)
+    factors = svd.components_.T * svd.singular_values_
+    return np.asarray(normalize(factors), dtype=np.float32)
+
+
+def top_m(similarity: sp.csr_matrix, m: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    """Each item's m most similar items, as [n_items x m] index and score arrays.
+
+    Rows with fewer than m neighbors are padded with the item itself at score 0, which adds nothing when the
+    graph scatters the scores, so the graph needs no ragged shapes.
+    """
+    similarity = similarity.tocsr()
+    n_items = similarity.shape[0]
+    m = max(1, min(m, max(n_items - 1, 1)))
+    indices = np.repeat(np.arange(n_items, dtype=np.int32)[:, None], m, axis=1)
+    scores = np.zeros((n_items, m), dtype=np.float32)
+    for row in range(n_items):
+        start, end = similarity.indptr[row], similarity.indptr[row + 1]
+        if start == end:
+            continue
+        data = similarity.data[start:end]
+        cols = similarity.indices[start:end]
+        # Stable, by score then column, so the same data always gives the same lists.
+        order = np.lexsort((cols, -data))[:m]
+        keep = order[data[order] > 0]
+        indices[row, : keep.size] = cols[keep]
+        scores[row, : keep.size] = data[keep]
+    return indices, scores
+
+
+def from_neighbors(indices: npt.NDArray[np.int32], scores: npt.NDArray[np.float32]) -> sp.csr_matrix:
+    """The sparse matrix the neighbor lists stand for (padding drops out as explicit zeros)."""
+    n_items, m = indices.shape
+    rows = np.repeat(np.arange(n_items), m)
+    matrix = sp.csr_matrix((scores.ravel(), (rows, indices.ravel())), shape=(n_items, n_items), dtype=np.float32)
+    matrix.eliminate_zeros()
+    return matrix

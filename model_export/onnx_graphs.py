@@ -1,0 +1,128 @@
+"""ONNX export: the segment pipeline through skl2onnx, the recommender built op by op with the onnx helper API.
+
+skl2onnx converts scikit-learn estimators; the recommender is not one (it is neighbor lists, item factors
+and a prior put together at scoring time), and skl2onnx has no converter for such a custom model, so its
+graph is written here directly. Everything, TopK included, runs inside the one graph: serve passes a few
+small arrays and gets the final list back, with no item loop in Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from skl2onnx import to_onnx
+from sklearn.pipeline import Pipeline
+
+from model_export.recs import RecsModel
+from personalization.recommend import (
+    EXCLUDE_PENALTY,
+    INPUT_EXCLUDE,
+    INPUT_ITEMS,
+    INPUT_K,
+    INPUT_WEIGHTS,
+    OUTPUT_INDICES,
+    OUTPUT_SCORES,
+)
+
+# ScatterElements' reduction="add" needs opset 16; 17 is widely served by onnxruntime builds.
+OPSET = 17
+SEGMENT_INPUT = "features"
+SEGMENT_LABEL = "label"
+SEGMENT_DISTANCES = "distances"
+
+
+def segment_graph(pipeline: Pipeline, n_features: int) -> bytes:
+    """StandardScaler + KMeans as one graph. Doubles in, so serve's Python floats go in unrounded and the
+    labels equal scikit-learn's even for a profile that lies almost halfway between two centroids."""
+    sample = np.zeros((1, n_features), dtype=np.float64)
+    model = to_onnx(pipeline, sample, target_opset={"": OPSET, "ai.onnx.ml": 3})
+    graph = model.graph
+    renames = {graph.input[0].name: SEGMENT_INPUT, graph.output[0].name: SEGMENT_LABEL}
+    if len(graph.output) > 1:
+        renames[graph.output[1].name] = SEGMENT_DISTANCES
+    for node in graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+        node.output[:] = [renames.get(name, name) for name in node.output]
+    for value in [*graph.input, *graph.output]:
+        value.name = renames.get(value.name, value.name)
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def _init(name: str, array: np.ndarray[Any, Any]) -> TensorProto:
+    return numpy_helper.from_array(array, name)
+
+
+def recs_graph(model: RecsModel) -> bytes:
+    """item_idx int64 [n], item_w float32 [n], exclude_idx int64 [m], k int64 [1] -> top_idx, top_score [k].
+
+    K is an input (TopK takes it as a tensor), so one graph serves every slot size.
+    """
+    n_items = model.n_items
+    initializers = [
+        _init("neighbor_idx", model.neighbor_idx.astype(np.int32)),
+        _init("neighbor_sim", model.neighbor_sim.astype(np.float32)),
+        _init("prior", model.prior.astype(np.float32)),
+        _init("zeros", np.zeros(n_items, dtype=np.float32)),
+        _init("penalty", np.asarray(EXCLUDE_PENALTY, dtype=np.float32)),
+        _init("flat", np.asarray([-1], dtype=np.int64)),
+        _init("axis1", np.asarray([1], dtype=np.int64)),
+    ]
+    nodes = [
+        # The rows of each recent item's neighbor lists, weighted by how much that item counts.
+        helper.make_node("Gather", ["neighbor_idx", INPUT_ITEMS], ["rows_idx32"], axis=0),
+        helper.make_node("Cast", ["rows_idx32"], ["rows_idx"], to=TensorProto.INT64),
+        helper.make_node("Reshape", ["rows_idx", "flat"], ["targets"]),
+        helper.make_node("Gather", ["neighbor_sim", INPUT_ITEMS], ["rows_sim"], axis=0),
+        helper.make_node("Unsqueeze", [INPUT_WEIGHTS, "axis1"], ["w_col"]),
+        helper.make_node("Mul", ["rows_sim", "w_col"], ["weighted"]),
+        helper.make_node("Reshape", ["weighted", "flat"], ["updates"]),
+    ]
+    base = "prior"
+    if model.factors is not None:
+        initializers += [_init("item_factors", model.factors.astype(np.float32)), _init("axis0", np.asarray([0]))]
+        nodes += [
+            helper.make_node("Gather", ["item_factors", INPUT_ITEMS], ["recent_f"], axis=0),
+            helper.make_node("Mul", ["recent_f", "w_col"], ["recent_fw"]),
+            helper.make_node("ReduceSum", ["recent_fw", "axis0"], ["user_f"], keepdims=1),
+            helper.make_node(
+                "Gemm", ["user_f", "item_factors"], ["factor_row"], alpha=float(model.params.factors), transB=1
+            ),
+            helper.make_node("Reshape", ["factor_row", "flat"], ["factor_scores"]),
+            helper.make_node("Add", ["prior", "factor_scores"], ["base"]),
+        ]
+        base = "base"
+    nodes += [
+        # Sums the neighbors' weighted scores into the catalog-sized vector; repeated targets add up.
+        helper.make_node("ScatterElements", [base, "targets", "updates"], ["scores"], axis=0, reduction="add"),
+        helper.make_node("Shape", [INPUT_EXCLUDE], ["n_excluded"]),
+        helper.make_node("Expand", ["penalty", "n_excluded"], ["penalties"]),
+        helper.make_node("ScatterElements", ["zeros", INPUT_EXCLUDE, "penalties"], ["mask"], axis=0),
+        helper.make_node("Add", ["scores", "mask"], ["masked"]),
+        helper.make_node("TopK", ["masked", INPUT_K], [OUTPUT_SCORES, OUTPUT_INDICES], axis=0, largest=1, sorted=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "recs",
+        [
+            helper.make_tensor_value_info(INPUT_ITEMS, TensorProto.INT64, ["n"]),
+            helper.make_tensor_value_info(INPUT_WEIGHTS, TensorProto.FLOAT, ["n"]),
+            helper.make_tensor_value_info(INPUT_EXCLUDE, TensorProto.INT64, ["m"]),
+            helper.make_tensor_value_info(INPUT_K, TensorProto.INT64, [1]),
+        ],
+        [
+            helper.make_tensor_value_info(OUTPUT_INDICES, TensorProto.INT64, ["k"]),
+            helper.make_tensor_value_info(OUTPUT_SCORES, TensorProto.FLOAT, ["k"]),
+        ],
+        initializers,
+    )
+    model_proto = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="model_export.onnx_graphs"
+    )
+    model_proto.ir_version = 8
+    model_proto.doc_string = "Recent items (indices, weights) + exclusions -> top-K catalog indices and scores."
+    onnx.checker.check_model(model_proto, full_check=True)
+    return bytes(model_proto.SerializeToString())

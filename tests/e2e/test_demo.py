@@ -1,0 +1,45 @@
+"""The README's demo command, run as a user would, on the committed sample of the real data."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "tests" / "data" / "rees46_head2000.csv"
+
+pytestmark = pytest.mark.integration
+
+
+def listening(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def test_the_demo_serves_a_personal_and_an_anonymous_fragment_and_stops_everything() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.local.demo", "--events", str(SAMPLE)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "X-Personalization: personalized" in out
+    assert "X-Personalization: fallback; reason=anonymous" in out
+    assert "Cache-Control: private" in out
+    assert 'data-mode="personalized"' in out
+    assert re.search(r"total\s+\d+\.\d", out)
+    # Everything the demo started is gone: neither the AWS API server nor the serve app still listens.
+    urls = re.findall(r"http://127\.0\.0\.1:\d+", out)
+    assert len(urls) >= 2
+    assert not any(listening(url) for url in urls)

@@ -1,0 +1,77 @@
+"""A served world for serve tests: a published model, real profiles, and uvicorn on loopback."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aws_lambda_powertools.utilities import parameters
+
+from infra.local.poller import KinesisPoller
+from infra.local.producer import put_events
+from infra.local.serve_process import ServeProcess
+from infra.local.stack import LocalStack, conflicting_env_vars
+from ingest.service import ingest_service
+from model_export.__main__ import train_version
+from model_export.canonical import to_events
+from model_export.datasets import rees46
+from personalization.events import Event
+from store.artifacts import ArtifactStore
+from tests.integration.ingest_support import SAMPLE
+
+
+@dataclass
+class World:
+    stack: LocalStack
+    serve_env: dict[str, str]
+    events: list[Event]
+    pepper: bytes
+    identity_key: bytes
+
+
+def build_world(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> World:
+    """Reset the stack, publish a model trained on the sample, and ingest the sample through the handler."""
+    from datetime import UTC, datetime
+
+    stack.reset()
+    for name in conflicting_env_vars(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in stack.aws_env().items():
+        monkeypatch.setenv(name, value)
+    ingest_env = stack.function_env("IngestFunction")
+    for name, value in ingest_env.items():
+        monkeypatch.setenv(name, value)
+    ingest_service.cache_clear()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
+    serve_env = stack.function_env("ServeFunction")
+
+    frame = rees46(SAMPLE)
+    shift = datetime.now(UTC) - frame["timestamp"].max().to_pydatetime()
+    events = list(to_events(frame, shift))
+    with tempfile.TemporaryDirectory() as models:
+        folder = train_version(frame, Path(models))
+        ArtifactStore(serve_env["ARTIFACT_BUCKET"], stack.region).publish(folder)
+    pepper = stack.secret_values[ingest_env["PEPPER_PARAMETER"]].encode()
+    put_events(stack.client("kinesis"), stack.physical_names["EventStream"], events, pepper)
+
+    from ingest.handler import lambda_handler
+
+    KinesisPoller(stack.client("kinesis"), stack.physical_names["EventStream"], lambda_handler, 500).drain()
+    identity_key = stack.secret_values[serve_env["IDENTITY_KEY_PARAMETER"]].encode()
+    return World(stack, serve_env, events, pepper, identity_key)
+
+
+@pytest.fixture(scope="module")
+def world(local_stack: LocalStack) -> Iterator[World]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield build_world(local_stack, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def serve(world: World) -> Iterator[ServeProcess]:
+    with ServeProcess(world.serve_env) as process:
+        yield process
