@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from personalization.events import Event, NoConsent, Reason, Rejected, parse_record
-from personalization.identity import pseudonymize, redact_user_id
+from personalization.events import NoConsent, Reason, Rejected, parse_record
+from personalization.identity import redact_user_id
 from personalization.profile import FoldSettings, PositionedEvent, fold
 from store.profiles import ProfileStore, StoredProfile, VersionConflict
 from store.quarantine import QuarantinedRecord, QuarantineStore
@@ -63,7 +63,7 @@ class Classified:
 
 def classify(record: RawRecord, pepper: bytes, now: datetime, retention: timedelta) -> Classified:
     """Parse one record; a valid event comes back with its pseudonymous id, never the raw one."""
-    parsed = parse_record(record.data, now, retention)
+    parsed = parse_record(record.data, now, retention, pepper)
     if isinstance(parsed, NoConsent):
         return Classified(record, parsed)
     if isinstance(parsed, Rejected):
@@ -74,8 +74,7 @@ def classify(record: RawRecord, pepper: bytes, now: datetime, retention: timedel
                 parsed.reason.value, parsed.message, redacted, record.shard, record.seq, record.arrived, user
             ),
         )
-    event: Event = parsed.model_copy(update={"user_id": pseudonymize(pepper, parsed.user_id)})
-    return Classified(record, PositionedEvent(event, record.shard, int(record.seq)))
+    return Classified(record, PositionedEvent(parsed, record.shard, int(record.seq)))
 
 
 @dataclass

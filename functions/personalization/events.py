@@ -19,11 +19,15 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from personalization.identity import pseudonymize
+
 SCHEMA_VERSION = 1
+PEPPER_CONTEXT = "pepper"
 MAX_RECORD_BYTES = 32 * 1024
 MAX_FUTURE = timedelta(minutes=5)
 # Caps that keep one record from bloating a profile: no real id, category or page path is longer.
@@ -103,6 +107,13 @@ class Event(BaseModel):
     consent: Consent
     schema_version: Literal[1] = 1
 
+    @field_validator("user_id")
+    @classmethod
+    def _pseudonymize(cls, value: str, info: ValidationInfo) -> str:
+        # At ingest the raw id is replaced while the record is parsed, so no validated event holds it.
+        pepper = info.context.get(PEPPER_CONTEXT) if isinstance(info.context, dict) else None
+        return pseudonymize(pepper, value) if pepper else value
+
     @field_validator("ts")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
@@ -173,8 +184,10 @@ def _has_analytics_consent(obj: dict[str, Any]) -> bool:
     return isinstance(consent, dict) and consent.get("analytics") is True
 
 
-def parse_record(data: bytes, now: datetime, retention: timedelta) -> ParseResult:
+def parse_record(data: bytes, now: datetime, retention: timedelta, pepper: bytes | None = None) -> ParseResult:
     """Raw record bytes -> a valid event, a rejection with its reason, or a no-consent drop.
+
+    With a `pepper`, the event's user_id comes back pseudonymized (HMAC-SHA256(pepper, raw id)).
 
     Consent is read before full validation on purpose: a record whose sender did not give analytics consent
     is dropped even when it is also malformed, because quarantining it would store it.
@@ -183,6 +196,28 @@ def parse_record(data: bytes, now: datetime, retention: timedelta) -> ParseResul
         return Rejected(Reason.EMPTY, "record has no data")
     if len(data) > MAX_RECORD_BYTES:
         return Rejected(Reason.TOO_LARGE, f"record is {len(data)} bytes; the limit is {MAX_RECORD_BYTES}")
+    # Fast path for the common case, a valid event: pydantic parses and validates the JSON in one pass
+    # (its parser takes NaN/Infinity tokens, which allow_inf_nan=False then refuses, as the slow path does).
+    context = {PEPPER_CONTEXT: pepper}
+    try:
+        event = Event.model_validate_json(data, context=context)
+    except ValidationError:
+        return _diagnose(data, now, retention, context)
+    if not event.consent.analytics:
+        return NoConsent()
+    return _check_time(event, now, retention)
+
+
+def _check_time(event: Event, now: datetime, retention: timedelta) -> ParseResult:
+    if event.ts > now + MAX_FUTURE:
+        return Rejected(Reason.FUTURE_TIMESTAMP, f"ts {event.ts.isoformat()} is more than 5 minutes ahead")
+    if event.ts < now - retention:
+        return Rejected(Reason.STALE_TIMESTAMP, f"ts {event.ts.isoformat()} is older than the retention")
+    return event
+
+
+def _diagnose(data: bytes, now: datetime, retention: timedelta, context: dict[str, Any]) -> ParseResult:
+    """The slow path for a record that is not a valid event: find out why, in a fixed order of checks."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -196,11 +231,7 @@ def parse_record(data: bytes, now: datetime, retention: timedelta) -> ParseResul
     if not _has_analytics_consent(obj):
         return NoConsent()
     try:
-        event = Event.model_validate(obj)
+        event = Event.model_validate(obj, context=context)
     except ValidationError as exc:
         return _validation_reason(exc)
-    if event.ts > now + MAX_FUTURE:
-        return Rejected(Reason.FUTURE_TIMESTAMP, f"ts {event.ts.isoformat()} is more than 5 minutes ahead")
-    if event.ts < now - retention:
-        return Rejected(Reason.STALE_TIMESTAMP, f"ts {event.ts.isoformat()} is older than the retention")
-    return event
+    return _check_time(event, now, retention)

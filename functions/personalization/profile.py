@@ -139,19 +139,20 @@ def _copy(profile: Profile) -> Profile:
 def _add_affinity(profile: Profile, category: str, weight: float, ts_ms: int, settings: FoldSettings) -> None:
     if weight <= 0:
         return
-    if ts_ms >= profile.affinity_at_ms:
+    # Scores are rounded as they change, not only when stored: a profile folded across several batches
+    # (read back from the store between them) must equal one folded in a single batch, bit for bit.
+    if ts_ms > profile.affinity_at_ms:
         factor = decay_factor(ts_ms - profile.affinity_at_ms, settings.affinity_half_life_ms)
-        profile.affinity = {c: s * factor for c, s in profile.affinity.items() if s * factor >= AFFINITY_FLOOR}
+        decayed = ((c, s * factor) for c, s in profile.affinity.items())
+        profile.affinity = {c: round(s, AFFINITY_DECIMALS) for c, s in decayed if s >= AFFINITY_FLOOR}
         profile.affinity_at_ms = ts_ms
-        profile.affinity[category] = profile.affinity.get(category, 0.0) + weight
+        added = weight
     else:
         # A late event counts as much as it would have, decayed to the stored as-of time.
-        late = weight * decay_factor(profile.affinity_at_ms - ts_ms, settings.affinity_half_life_ms)
-        if late >= AFFINITY_FLOOR:
-            profile.affinity[category] = profile.affinity.get(category, 0.0) + late
-    # Rounded here, not only when stored: a profile folded across several batches (read back from the
-    # store between them) must equal one folded in a single batch, bit for bit.
-    profile.affinity = {c: round(s, AFFINITY_DECIMALS) for c, s in profile.affinity.items()}
+        added = weight * decay_factor(profile.affinity_at_ms - ts_ms, settings.affinity_half_life_ms)
+        if added < AFFINITY_FLOOR:
+            return
+    profile.affinity[category] = round(profile.affinity.get(category, 0.0) + added, AFFINITY_DECIMALS)
     if len(profile.affinity) > AFFINITY_LIMIT:
         ranked = sorted(profile.affinity.items(), key=lambda kv: (-kv[1], kv[0]))
         profile.affinity = dict(ranked[:AFFINITY_LIMIT])
@@ -206,8 +207,11 @@ def _update_cart(profile: Profile, event: Event, ts_ms: int) -> None:
             del profile.purchased[oldest]
 
 
-def _apply(profile: Profile, event: Event, settings: FoldSettings) -> None:
-    ts_ms = to_ms(event)
+def _entry_ts(entry: tuple[str, str, int]) -> int:
+    return entry[2]
+
+
+def _apply(profile: Profile, event: Event, ts_ms: int, settings: FoldSettings) -> None:
     kind = event.type.value
     code = TYPE_CODES[event.type]
     profile.personalization = event.consent.personalization
@@ -221,17 +225,14 @@ def _apply(profile: Profile, event: Event, settings: FoldSettings) -> None:
     if event.item_id:
         entry = (event.item_id, code, ts_ms)
         # Ordered by event time, so a late event lands where it happened and replays in time order agree.
-        at = bisect.bisect_right([ts for _, _, ts in profile.recent], ts_ms)
-        profile.recent.insert(at, entry)
-        del profile.recent[:-HISTORY_LIMIT]
+        if not profile.recent or profile.recent[-1][2] <= ts_ms:
+            profile.recent.append(entry)
+        else:
+            profile.recent.insert(bisect.bisect_right(profile.recent, ts_ms, key=_entry_ts), entry)
+        if len(profile.recent) > HISTORY_LIMIT:
+            del profile.recent[:-HISTORY_LIMIT]
     _update_cart(profile, event, ts_ms)
     _update_session(profile, event, code, ts_ms)
-
-
-def is_new(profile: Profile, positioned: PositionedEvent) -> bool:
-    if positioned.seq <= profile.watermarks.get(positioned.shard, -1):
-        return False
-    return event_id_digest(positioned.event.event_id) not in profile.event_ids
 
 
 def fold(
@@ -250,12 +251,16 @@ def fold(
     for positioned in sorted(events, key=lambda p: (p.seq, p.shard)):
         if positioned.event.user_id != user_id:
             raise ValueError("fold got an event of another user")
-        if not is_new(state, positioned):
-            continue
-        _apply(state, positioned.event, settings)
+        if positioned.seq <= state.watermarks.get(positioned.shard, -1):
+            continue  # redelivered by Kinesis: at or below this shard's watermark
+        digest = event_id_digest(positioned.event.event_id)
+        if digest in state.event_ids:
+            continue  # re-sent by the producer with a new sequence number
+        _apply(state, positioned.event, positioned.ts_ms, settings)
         state.watermarks[positioned.shard] = positioned.seq
-        state.event_ids.append(event_id_digest(positioned.event.event_id))
-        del state.event_ids[:-EVENT_ID_LIMIT]
+        state.event_ids.append(digest)
+        if len(state.event_ids) > EVENT_ID_LIMIT:
+            del state.event_ids[:-EVENT_ID_LIMIT]
         applied += 1
     return state, applied
 
