@@ -7,8 +7,13 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 SYNCED := $(VENV)/.synced
+# aws-sam-cli pins boto3 exactly, so it lives in a venv of its own.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test test-fast lint bench-ingest clean
+.PHONY: demo test test-fast lint requirements build validate clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +26,24 @@ $(SYNCED): $(PY) pyproject.toml uv.lock
 demo: $(SYNCED)
 	$(PY) -m infra.local.demo $(DEMO_ARGS)
 
-lint: $(SYNCED)
+$(SAM):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check "aws-sam-cli==$(SAM_CLI_VERSION)"
+
+lint: $(SYNCED) $(SAM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
+
+validate: $(SAM)
+	$(SAM) validate --lint
+
+# What devops run before `sam deploy`: functions/Makefile builds each function from its locked requirements
+# with the project's uv (hence .venv/bin first on PATH).
+build: $(SYNCED) $(SAM)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM) build
 
 test: lint
 	$(PY) -m pytest
@@ -34,5 +52,12 @@ test: lint
 test-fast: $(SYNCED)
 	$(PY) -m pytest -m "not integration"
 
+# Each function's deployment dependencies, exported from the lock (a test checks they are current).
+requirements: $(SYNCED)
+	$(UV) export --frozen --no-dev --no-default-groups --no-emit-project --no-header --quiet \
+		--prune boto3 --prune botocore --prune s3transfer > functions/requirements-ingest.txt
+	$(UV) export --frozen --no-dev --no-default-groups --no-emit-project --no-header --quiet --extra serve \
+		--prune boto3 --prune botocore --prune s3transfer > functions/requirements-serve.txt
+
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -26,7 +26,8 @@ def _raw(record: KinesisStreamRecord) -> RawRecord:
     )
 
 
-def _publish(result: BatchResult) -> None:
+def _publish(received: int, result: BatchResult) -> None:
+    metrics.add_metric(name="RecordsReceived", unit=MetricUnit.Count, value=received)
     metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=result.applied)
     metrics.add_metric(name="EventsSkippedAsDuplicate", unit=MetricUnit.Count, value=result.skipped)
     metrics.add_metric(name="EventsDroppedNoConsent", unit=MetricUnit.Count, value=result.dropped_no_consent)
@@ -58,7 +59,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         classified = [result for status, result, _ in outcomes if status == "success"]
         service.writer.on_failure = report
         result = service.writer.write(classified)
-    _publish(result)
+    _publish(len(records), result)
     logger.info(
         "batch folded",
         extra={

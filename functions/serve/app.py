@@ -5,18 +5,25 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
+from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import Cookie, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from observability import logger
+from observability import logger, metrics
 from personalization.fragments import Fragment, Mode, etag, render_html, render_json
 from personalization.identity import verify_token
 from serve.pipeline import PageContext, fallback, personalize
 from serve.state import serve_state
 
+# The names CloudFront's policies in template.yaml key on or forward; a test keeps the two in step.
 IDENTITY_COOKIE = "pz_id"
 IDENTITY_HEADER = "x-pz-token"
+SEGMENT_COOKIE = "pz_seg"
+KNOWN_VISITOR_HEADER = "x-pz-known"
+CACHE_KEY_QUERY = ("format", "k", "item", "journey")
+# Fallbacks that mean something is broken (alarmed), as opposed to visitors we simply do not know.
+DEGRADED_REASONS = frozenset({"profile_unavailable", "model_unavailable", "internal_error"})
 
 app = FastAPI(
     title="Personalization fragments",
@@ -58,6 +65,12 @@ def _headers(fragment: Fragment, public_max_age: int, swr: int) -> dict[str, str
     }
 
 
+def _count(fragment: Fragment) -> None:
+    metrics.add_metric(name="FragmentsServed", unit=MetricUnit.Count, value=1)
+    if fragment.reason in DEGRADED_REASONS:
+        metrics.add_metric(name="FragmentsDegraded", unit=MetricUnit.Count, value=1)
+
+
 @app.get("/v1/fragments/{slot}", response_model=Fragment, responses={200: {"content": {"text/html": {}}}})
 def get_fragment(
     slot: Slot,
@@ -80,6 +93,7 @@ def get_fragment(
     except Exception:
         logger.exception("fragment pipeline failed; serving the popular fallback")
         fragment = fallback(state, slot, k, context, "internal_error")
+    _count(fragment)
     body = render_json(fragment) if format == "json" else render_html(fragment)
     headers = _headers(fragment, state.config.public_max_age_s, state.config.stale_while_revalidate_s)
     headers["ETag"] = etag(body)

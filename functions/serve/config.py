@@ -6,6 +6,8 @@ import os
 
 from pydantic import BaseModel, Field
 
+from personalization.profile import FoldSettings
+
 
 class ServeConfig(BaseModel):
     profiles_table: str
@@ -15,6 +17,7 @@ class ServeConfig(BaseModel):
     # The profile read is on the page's critical path: fail fast and fall back rather than wait.
     profile_connect_timeout_s: float = Field(default=0.02, gt=0)
     profile_read_timeout_s: float = Field(default=0.03, gt=0)
+    affinity_half_life_hours: float = Field(default=168.0, gt=0)
     public_max_age_s: int = Field(default=60, ge=0)
     stale_while_revalidate_s: int = Field(default=300, ge=0)
 
@@ -28,4 +31,9 @@ class ServeConfig(BaseModel):
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             profile_connect_timeout_s=float(env.get("PROFILE_CONNECT_TIMEOUT_S", "0.02")),
             profile_read_timeout_s=float(env.get("PROFILE_READ_TIMEOUT_S", "0.03")),
+            affinity_half_life_hours=float(env.get("AFFINITY_HALF_LIFE_HOURS", "168")),
         )
+
+    @property
+    def fold_settings(self) -> FoldSettings:
+        return FoldSettings(affinity_half_life_ms=int(self.affinity_half_life_hours * 3600 * 1000))

@@ -46,5 +46,5 @@ def personalize(
         return fallback(state, slot, k, context, "no_profile")
     if not stored.profile.personalization:
         return fallback(state, slot, k, context, "no_personalization_consent")
-    ranked = by_affinity(state.catalog, stored.profile, now_ms, k)
+    ranked = by_affinity(state.catalog, stored.profile, now_ms, k, state.config.fold_settings)
     return build(slot, Mode.PERSONALIZED, ranked, state.model_version)

@@ -1,0 +1,196 @@
+"""template.yaml against the code: handlers, environment, key schemas, cache keys, permissions, samples."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pynamodb.attributes import TTLAttribute
+
+from infra.local.template import Template
+from serve import app as serve_app
+from store.profiles import ProfileItem
+from store.quarantine import QuarantineItem
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = Template.load(ROOT / "template.yaml")
+FUNCTIONS = TEMPLATE.resources_of_type("AWS::Serverless::Function")
+# Variables the Lambda runtime sets itself; everything else the code reads must come from the template.
+RUNTIME_ENV = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME"}
+
+
+def properties(logical_id: str) -> dict[str, Any]:
+    return dict(TEMPLATE.resource(logical_id).properties)
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_every_handler_resolves_to_a_callable(logical_id: str) -> None:
+    props = properties(logical_id)
+    assert props["CodeUri"] == "functions/"
+    module_name, _, attribute = props["Handler"].rpartition(".")
+    assert (ROOT / "functions" / Path(*module_name.split("."))).with_suffix(".py").exists()
+    module = importlib.import_module(module_name) if module_name != "serve.handler" else None
+    if module is not None:
+        assert callable(getattr(module, attribute))
+
+
+def test_the_serve_handler_is_mangum_wrapped_for_metrics() -> None:
+    # serve.handler loads models at import (for SnapStart), so it is checked by source, not imported here.
+    source = (ROOT / "functions/serve/handler.py").read_text()
+    assert re.search(r"^handler = metrics\.log_metrics\(Mangum\(app", source, re.M)
+
+
+def _env_reads(folder: str) -> set[str]:
+    names: set[str] = set()
+    for path in (ROOT / "functions" / folder).rglob("*.py"):
+        names |= set(re.findall(r"""env(?:iron)?(?:\.get)?[\[(]\s*["']([A-Z0-9_]+)["']""", path.read_text()))
+    return names
+
+
+@pytest.mark.parametrize(("logical_id", "folder"), [("IngestFunction", "ingest"), ("ServeFunction", "serve")])
+def test_every_environment_variable_the_code_reads_is_set_in_the_template(logical_id: str, folder: str) -> None:
+    declared = set(TEMPLATE.global_environment) | set(properties(logical_id)["Environment"]["Variables"])
+    read = _env_reads(folder) | _env_reads("store")
+    assert read, "the scan found no environment reads at all"
+    assert read - declared - RUNTIME_ENV == set()
+
+
+@pytest.mark.parametrize(("logical_id", "model"), [("ProfilesTable", ProfileItem), ("QuarantineTable", QuarantineItem)])
+def test_table_key_schemas_and_ttl_match_the_pynamodb_models(logical_id: str, model: Any) -> None:
+    props = properties(logical_id)
+    hash_key = model._hash_keyname
+    assert props["KeySchema"] == [{"AttributeName": hash_key, "KeyType": "HASH"}]
+    assert props["AttributeDefinitions"] == [{"AttributeName": hash_key, "AttributeType": "S"}]
+    ttl = [name for name, attr in model.get_attributes().items() if isinstance(attr, TTLAttribute)]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": ttl[0], "Enabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_the_cache_key_is_exactly_what_serve_varies_on() -> None:
+    config = properties("FragmentCachePolicy")["CachePolicyConfig"]
+    key = config["ParametersInCacheKeyAndForwardedToOrigin"]
+    assert key["CookiesConfig"]["Cookies"] == [serve_app.SEGMENT_COOKIE]
+    assert key["HeadersConfig"]["Headers"] == [serve_app.KNOWN_VISITOR_HEADER]
+    assert tuple(key["QueryStringsConfig"]["QueryStrings"]) == serve_app.CACHE_KEY_QUERY
+    # MinTTL 0: CloudFront then honours Cache-Control: private and never stores a personal fragment.
+    assert config["MinTTL"] == 0
+    # The identity must never be part of the key (one cache entry per person would be a leak waiting to happen
+    # only if responses were public; they are private, and the key stays small).
+    assert serve_app.IDENTITY_COOKIE not in key["CookiesConfig"]["Cookies"]
+
+
+def test_the_fragment_route_accepts_only_known_query_parameters() -> None:
+    route = serve_app.app.openapi()["paths"]["/v1/fragments/{slot}"]["get"]
+    query = {p["name"] for p in route["parameters"] if p["in"] == "query"}
+    # `page` is accepted for context but does not change the answer yet; when it does, it joins the key.
+    assert query - set(serve_app.CACHE_KEY_QUERY) == {"page"}
+
+
+def test_the_origin_request_policy_forwards_the_identity_but_keeps_it_out_of_the_key() -> None:
+    config = properties("FragmentOriginRequestPolicy")["OriginRequestPolicyConfig"]
+    assert config["CookiesConfig"]["Cookies"] == [serve_app.IDENTITY_COOKIE]
+    assert config["HeadersConfig"]["Headers"] == [serve_app.IDENTITY_HEADER]
+
+
+def test_the_viewer_request_function_is_the_one_in_infra_and_marks_known_visitors() -> None:
+    code = properties("ViewerRequestFunction")["FunctionCode"]
+    source = (ROOT / "infra/cloudfront/viewer_request.js").read_text()
+    assert code.strip() == source.strip()
+    assert f'"{serve_app.IDENTITY_COOKIE}"' in source
+    assert f'"{serve_app.KNOWN_VISITOR_HEADER}"' in source
+
+
+def _statements() -> list[dict[str, Any]]:
+    found = []
+    for resource in TEMPLATE.resources_of_type("AWS::IAM::Role").values():
+        for policy in resource.properties.get("Policies", []):
+            found.extend(policy["PolicyDocument"]["Statement"])
+    return found
+
+
+def test_no_iam_statement_uses_a_wildcard_action_or_resource() -> None:
+    statements = _statements()
+    assert statements
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in action for action in actions), statement
+        assert statement["Resource"] != "*", statement
+    for function in FUNCTIONS.values():
+        assert "Role" in function.properties, "functions use the scoped roles, not SAM's generated ones"
+        assert "Policies" not in function.properties
+
+
+def test_the_ingest_event_source_reports_failures_and_keeps_what_it_gives_up_on() -> None:
+    stream = properties("IngestFunction")["Events"]["Stream"]["Properties"]
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stream["BisectBatchOnFunctionError"] is True
+    assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["IngestFailureQueue", "Arn"]}
+    for name in ("MaximumRetryAttempts", "MaximumRecordAgeInSeconds", "ParallelizationFactor", "BatchSize"):
+        assert name in stream
+
+
+def test_every_failure_path_has_an_alarm() -> None:
+    alarms = TEMPLATE.resources_of_type("AWS::CloudWatch::Alarm").values()
+    text = str([alarm.properties for alarm in alarms])
+    for metric in ("IteratorAge", "Errors", "Throttles", "RecordsQuarantined", "FragmentsDegraded", "Url5xxCount"):
+        assert metric in text, metric
+    assert all(alarm.properties["AlarmActions"] == [{"Ref": "AlarmTopic"}] for alarm in alarms)
+
+
+def test_every_function_has_sample_events() -> None:
+    events = {p.name for p in (ROOT / "events").glob("*.json")}
+    prefixes = {"IngestFunction": "ingest_kinesis_", "ServeFunction": "serve_function_url_"}
+    assert set(prefixes) == set(FUNCTIONS)
+    for logical_id, prefix in prefixes.items():
+        assert any(name.startswith(prefix) for name in events), logical_id
+
+
+def test_each_function_ships_from_its_own_locked_requirements() -> None:
+    makefile = (ROOT / "functions/Makefile").read_text()
+    for logical_id in FUNCTIONS:
+        assert f"build-{logical_id}:" in makefile
+        assert TEMPLATE.resource(logical_id).properties.get("Runtime", "python3.12") == "python3.12"
+    ingest = (ROOT / "functions/requirements-ingest.txt").read_text()
+    serve = (ROOT / "functions/requirements-serve.txt").read_text()
+    for text in (ingest, serve):
+        assert not re.search(r"^(boto3|botocore|scikit-learn|skl2onnx)==", text, re.M)
+    assert not re.search(r"^onnxruntime==", ingest, re.M)
+    assert re.search(r"^onnxruntime==", serve, re.M)
+
+
+def test_the_requirements_files_are_current_with_the_lock() -> None:
+    import subprocess
+    import sys
+
+    uv = Path(sys.executable).with_name("uv")
+    for name, extra in (("ingest", []), ("serve", ["--extra", "serve"])):
+        exported = subprocess.run(
+            [
+                str(uv),
+                "export",
+                "--frozen",
+                "--no-dev",
+                "--no-default-groups",
+                "--no-emit-project",
+                "--no-header",
+                "--quiet",
+                *extra,
+                "--prune",
+                "boto3",
+                "--prune",
+                "botocore",
+                "--prune",
+                "s3transfer",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert (ROOT / f"functions/requirements-{name}.txt").read_text() == exported, (
+            f"run `make requirements` ({name})"
+        )
