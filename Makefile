@@ -26,9 +26,9 @@ $(SYNCED): $(PY) pyproject.toml uv.lock
 demo: $(SYNCED)
 	$(PY) -m infra.local.demo $(DEMO_ARGS)
 
-$(SAM):
-	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check "aws-sam-cli==$(SAM_CLI_VERSION)"
+$(SAM): | $(SYNCED)
+	$(UV) venv --quiet --python $(PYTHON) $(SAM_VENV)
+	$(UV) pip install --quiet --python $(SAM_VENV)/bin/python "aws-sam-cli==$(SAM_CLI_VERSION)"
 
 lint: $(SYNCED) $(SAM)
 	$(PY) -m ruff check .

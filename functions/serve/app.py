@@ -23,7 +23,7 @@ SEGMENT_COOKIE = "pz_seg"
 KNOWN_VISITOR_HEADER = "x-pz-known"
 CACHE_KEY_QUERY = ("format", "k", "item", "journey")
 # Fallbacks that mean something is broken (alarmed), as opposed to visitors we simply do not know.
-DEGRADED_REASONS = frozenset({"profile_unavailable", "model_unavailable", "internal_error"})
+DEGRADED_REASONS = frozenset({"profile_unavailable", "model_unavailable", "unknown_feature_schema", "internal_error"})
 
 app = FastAPI(
     title="Personalization fragments",

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from observability import logger
 from personalization.catalog import Catalog
+from personalization.features import FEATURE_SCHEMA_VERSION
 from serve.config import ServeConfig
 from store.artifacts import ArtifactError, ArtifactStore
 from store.parameters import get_secret
@@ -46,7 +47,14 @@ def serve_state() -> ServeState:
     try:
         model = ArtifactStore(config.artifact_bucket, config.region).load()
         catalog = Catalog.from_dict(model.json("catalog.json"))
-        return ServeState(config, profiles, catalog, model.version, None)
     except (ArtifactError, KeyError, ValueError) as exc:
         logger.warning("no usable model version; serving an empty catalog", extra={"error": str(exc)})
         return ServeState(config, profiles, Catalog([]), EMPTY_VERSION, "model_unavailable")
+    schema = str(model.manifest.get("feature_schema_version"))
+    if schema != FEATURE_SCHEMA_VERSION:
+        # Its models would read vectors this code does not compute; its catalog is still a fine fallback.
+        logger.warning(
+            "model trained on another feature schema", extra={"model": schema, "serve": FEATURE_SCHEMA_VERSION}
+        )
+        return ServeState(config, profiles, catalog, model.version, "unknown_feature_schema")
+    return ServeState(config, profiles, catalog, model.version, None)

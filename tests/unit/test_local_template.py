@@ -94,6 +94,7 @@ def test_ingest_function_environment_resolves_against_local_names(template: Temp
         "QUARANTINE_TABLE": "local-quarantine-table",
         "PEPPER_PARAMETER": "/personalization/pepper",
         "PROFILE_RETENTION_DAYS": "180",
+        "AFFINITY_HALF_LIFE_HOURS": "168",
     }
 
 
