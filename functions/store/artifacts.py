@@ -10,9 +10,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-import boto3
+import botocore.session
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 PREFIX = "models"
 POINTER = f"{PREFIX}/current.json"
@@ -39,7 +42,9 @@ def sha256(data: bytes) -> str:
 class ArtifactStore:
     def __init__(self, bucket: str, region: str) -> None:
         self._bucket = bucket
-        self._s3 = boto3.client("s3", region_name=region)
+        # A plain botocore client: boto3 would add s3transfer and its own session to serve's cold start
+        # for nothing, since artifacts are a few small objects read whole.
+        self._s3 = cast("S3Client", botocore.session.get_session().create_client("s3", region_name=region))
 
     def _get(self, key: str) -> bytes:
         try:
