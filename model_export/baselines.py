@@ -1,8 +1,9 @@
 """The models the exported recommender is compared with, each a batch scorer over the same query inputs.
 
-popularity, item-kNN (cosine over users), session co-occurrence, ALS from the peer library `implicit`
-(a dev dependency: evaluation only), and EASE when the catalog is small enough for its dense item x item
-inverse. Each has a small grid of its own hyperparameters, chosen on the validation split like ours.
+popularity, popularity within the recent items' categories, item-kNN (cosine over users), session
+co-occurrence, ALS from the peer library `implicit` (a dev dependency: evaluation only), and EASE when the
+catalog is small enough for its dense item x item inverse. Each has a small grid of its own hyperparameters,
+chosen on the validation split like ours.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from model_export.recs import RecsData
+from model_export.recs import EASE_MAX_ITEMS, RecsData
 
 Floats = npt.NDArray[np.float32]
-# EASE inverts a dense n x n Gram matrix: 12,000 items is 576 MB in float32 and a minute of two cores.
-EASE_MAX_ITEMS = 12_000
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,23 @@ class Baseline:
 def _popularity(data: RecsData, _: Mapping[str, Any]) -> Callable[[sp.csr_matrix], Floats]:
     prior = data.prior()
     return lambda inputs: np.broadcast_to(prior, (inputs.shape[0], prior.size)).copy()
+
+
+def _category_popularity(data: RecsData, _: Mapping[str, Any]) -> Callable[[sp.csr_matrix], Floats]:
+    """The best-sellers of the recent items' categories (what serve's fallback does with affinities), with
+    global popularity after them."""
+    prior = data.prior()
+    categories = data.categories()
+    if categories is None:
+        return _popularity(data, {})
+    one_hot = categories.one_hot()
+    spread = sp.csr_matrix(one_hot.T.multiply(categories.within[None, :]))
+
+    def scores(inputs: sp.csr_matrix) -> Floats:
+        by_category = np.asarray(((inputs @ one_hot) @ spread).todense(), dtype=np.float32)
+        return by_category + np.float32(1e-3) * prior[None, :]
+
+    return scores
 
 
 def _similarity_scorer(similarity: sp.csr_matrix) -> Callable[[sp.csr_matrix], Floats]:
@@ -51,16 +67,16 @@ def _cooccurrence(data: RecsData, params: Mapping[str, Any]) -> Callable[[sp.csr
 def _als(data: RecsData, params: Mapping[str, Any]) -> Callable[[sp.csr_matrix], Floats]:
     from implicit.cpu.als import AlternatingLeastSquares
 
-    model = AlternatingLeastSquares(
-        factors=int(params["factors"]),
-        regularization=float(params["regularization"]),
-        alpha=float(params["alpha"]),
-        iterations=15,
-        random_state=0,
-        num_threads=1,
-    )
     # implicit warns when BLAS runs threads of its own beside its own threads; one BLAS thread is its advice.
     with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=int(params["factors"]),
+            regularization=float(params["regularization"]),
+            alpha=float(params["alpha"]),
+            iterations=15,
+            random_state=0,
+            num_threads=1,
+        )
         model.fit(data.user_items.astype(np.float32), show_progress=False)
     items = np.asarray(model.item_factors, dtype=np.float32)
 
@@ -76,19 +92,14 @@ def _als(data: RecsData, params: Mapping[str, Any]) -> Callable[[sp.csr_matrix],
 
 
 def _ease(data: RecsData, params: Mapping[str, Any]) -> Callable[[sp.csr_matrix], Floats]:
-    matrix = data.user_items.astype(np.float32)
-    gram = np.asarray((matrix.T @ matrix).todense(), dtype=np.float32)
-    gram[np.diag_indices_from(gram)] += float(params["l2"])
-    inverse = np.linalg.inv(gram)
-    weights = -inverse / np.diag(inverse)[None, :]
-    weights[np.diag_indices_from(weights)] = 0.0
-    weights = weights.astype(np.float32)
+    weights = data.ease(float(params["l2"]))
     return lambda inputs: np.asarray(inputs @ weights, dtype=np.float32)
 
 
 def baselines(n_items: int) -> list[Baseline]:
     found = [
         Baseline("popularity", [{}], _popularity),
+        Baseline("category_popularity", [{}], _category_popularity),
         Baseline("item_knn", [{}], _item_knn),
         Baseline(
             "cooccurrence",
@@ -107,5 +118,5 @@ def baselines(n_items: int) -> list[Baseline]:
         ),
     ]
     if n_items <= EASE_MAX_ITEMS:
-        found.append(Baseline("ease", [{"l2": l2} for l2 in (10.0, 100.0, 500.0)], _ease))
+        found.append(Baseline("ease", [{"l2": l2} for l2 in (100.0, 500.0, 2000.0)], _ease))
     return found

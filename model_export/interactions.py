@@ -28,12 +28,14 @@ class ItemIndex:
     ids: list[str]
     position: dict[str, int]
     popularity: npt.NDArray[np.float64]
+    categories: list[str | None]
 
     @classmethod
     def from_catalog(cls, catalog: Catalog) -> ItemIndex:
         ids = [item.id for item in catalog.items]
         popularity = np.asarray([item.popularity for item in catalog.items], dtype=np.float64)
-        return cls(ids, {item_id: i for i, item_id in enumerate(ids)}, popularity)
+        categories = [item.category for item in catalog.items]
+        return cls(ids, {item_id: i for i, item_id in enumerate(ids)}, popularity, categories)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> ItemIndex:

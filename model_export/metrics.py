@@ -23,18 +23,21 @@ TopLists = npt.NDArray[np.int64]
 def top_k(scores: npt.NDArray[np.float32], k: int) -> TopLists:
     """Rows' k best indices by (score descending, index ascending): the ONNX TopK order, so ties (items no
     signal reaches) fall back to catalog order, which is popularity."""
-    n_items = scores.shape[1]
-    k = min(k, n_items)
+    k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    kth = np.min(np.take_along_axis(scores, part, axis=1), axis=1)
-    out = np.empty((scores.shape[0], k), dtype=np.int64)
-    for row in range(scores.shape[0]):
+    kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+    # argpartition breaks ties at the k-th score arbitrarily; only rows with more tied items than places
+    # left need the exact rule, and they are redone one by one.
+    above = (scores > kth[:, None]).sum(axis=1)
+    tied = (scores == kth[:, None]).sum(axis=1)
+    for row in np.flatnonzero(above + tied > k):
         row_scores = scores[row]
-        above = np.flatnonzero(row_scores > kth[row])
-        ties = np.flatnonzero(row_scores == kth[row])[: k - above.size]
-        chosen = np.concatenate([above, ties])
-        out[row] = chosen[np.lexsort((chosen, -row_scores[chosen]))]
-    return out
+        chosen = np.flatnonzero(row_scores > kth[row])
+        fill = np.flatnonzero(row_scores == kth[row])[: k - chosen.size]
+        part[row] = np.concatenate([chosen, fill])
+    picked = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -picked), axis=1)
+    return np.take_along_axis(part, order, axis=1).astype(np.int64)
 
 
 def rank(scorer: Scorer, queries: Queries, k: int = CUTOFF) -> TopLists:
@@ -51,22 +54,43 @@ def rank(scorer: Scorer, queries: Queries, k: int = CUTOFF) -> TopLists:
     return np.concatenate(lists) if lists else np.zeros((0, k), dtype=np.int64)
 
 
-def summarize(lists: TopLists, queries: Queries, n_items: int) -> dict[str, float]:
-    """NDCG@10, Recall@20 (the hit rate when each query has one target), MRR@20, coverage@10."""
+def per_query(lists: TopLists, queries: Queries, n_items: int) -> dict[str, npt.NDArray[np.float64]]:
+    """Each query's NDCG@10, Recall@20 (the hit rate when each query has one target) and MRR@20."""
     discounts = 1.0 / np.log2(np.arange(2, CUTOFF + 2))
-    ndcg, recall, mrr = [], [], []
-    for row, targets in enumerate(queries.targets):
-        wanted = int(queries.n_targets[row])
-        hits = np.isin(lists[row, :CUTOFF], targets)
-        ideal = discounts[: min(wanted, NDCG_AT)].sum()
-        ndcg.append(float(discounts[:NDCG_AT][hits[:NDCG_AT]].sum() / ideal) if ideal > 0 else 0.0)
-        recall.append(float(hits.sum()) / wanted if wanted else 0.0)
-        first = np.flatnonzero(hits)
-        mrr.append(1.0 / (first[0] + 1) if first.size else 0.0)
-    covered = np.unique(lists[:, :COVERAGE_AT]).size if lists.size else 0
+    n_queries = len(queries.targets)
+    if n_queries == 0:
+        return {name: np.zeros(0) for name in ("ndcg@10", "recall@20", "mrr")}
+    wanted = queries.n_targets.astype(np.float64)
+    rows = np.repeat(np.arange(n_queries), [t.size for t in queries.targets])
+    cols = np.concatenate(queries.targets)
+    relevant = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n_queries, n_items))
+    top = lists[:, :CUTOFF]
+    hits = np.asarray(relevant[np.repeat(np.arange(n_queries), top.shape[1]), top.ravel()]).reshape(top.shape) > 0
+    ideal = np.cumsum(discounts[:NDCG_AT])[np.clip(np.minimum(wanted, NDCG_AT).astype(int) - 1, 0, None)]
+    dcg = (hits[:, :NDCG_AT] * discounts[: min(NDCG_AT, top.shape[1])]).sum(axis=1)
+    first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, np.inf)
     return {
-        "ndcg@10": round(float(np.mean(ndcg)) if ndcg else 0.0, 4),
-        "recall@20": round(float(np.mean(recall)) if recall else 0.0, 4),
-        "mrr": round(float(np.mean(mrr)) if mrr else 0.0, 4),
-        "coverage": round(covered / max(n_items, 1), 4),
+        "ndcg@10": np.where(wanted > 0, dcg / ideal, 0.0),
+        "recall@20": np.where(wanted > 0, hits.sum(axis=1) / np.maximum(wanted, 1), 0.0),
+        "mrr": 1.0 / first,
     }
+
+
+def summarize(lists: TopLists, queries: Queries, n_items: int) -> dict[str, float]:
+    """Means of `per_query`, and coverage@10: the share of the catalog that appears in any top-10 list."""
+    found = {
+        name: round(float(values.mean()) if values.size else 0.0, 4)
+        for name, values in per_query(lists, queries, n_items).items()
+    }
+    covered = np.unique(lists[:, :COVERAGE_AT]).size if lists.size else 0
+    return {**found, "coverage": round(covered / max(n_items, 1), 4)}
+
+
+def interval(values: npt.NDArray[np.float64], seed: int = 0, resamples: int = 1000) -> float:
+    """Half-width of a 95% bootstrap interval of the mean: how far apart two models must be to differ."""
+    if values.size < 2:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(high - low) / 2.0

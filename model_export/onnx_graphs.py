@@ -1,9 +1,10 @@
 """ONNX export: the segment pipeline through skl2onnx, the recommender built op by op with the onnx helper API.
 
-skl2onnx converts scikit-learn estimators; the recommender is not one (it is neighbor lists, item factors
-and a prior put together at scoring time), and skl2onnx has no converter for such a custom model, so its
-graph is written here directly. Everything, TopK included, runs inside the one graph: serve passes a few
-small arrays and gets the final list back, with no item loop in Python.
+skl2onnx converts scikit-learn estimators; the recommender is not one (it is neighbor lists, a category
+and a popularity prior, and optional item factors, put together at scoring time), and skl2onnx has no
+converter for such a custom model, so its graph is written here directly. Everything, TopK included,
+runs inside the one graph: serve passes a few small arrays and gets the final list back, with no item loop
+in Python.
 """
 
 from __future__ import annotations
@@ -95,6 +96,27 @@ def recs_graph(model: RecsModel) -> bytes:
             helper.make_node("Add", ["prior", "factor_scores"], ["base"]),
         ]
         base = "base"
+    if model.item_category is not None and model.category_prior is not None:
+        initializers += [
+            _init("item_category", model.item_category.astype(np.int64)),
+            _init("category_prior", model.category_prior.astype(np.float32)),
+            _init("category_zeros", np.zeros(model.n_categories, dtype=np.float32)),
+        ]
+        nodes += [
+            # How much of the recent weight falls in each category, spread back over that category's items.
+            helper.make_node("Gather", ["item_category", INPUT_ITEMS], ["recent_category"], axis=0),
+            helper.make_node(
+                "ScatterElements",
+                ["category_zeros", "recent_category", INPUT_WEIGHTS],
+                ["category_w"],
+                axis=0,
+                reduction="add",
+            ),
+            helper.make_node("Gather", ["category_w", "item_category"], ["item_category_w"], axis=0),
+            helper.make_node("Mul", ["item_category_w", "category_prior"], ["category_scores"]),
+            helper.make_node("Add", [base, "category_scores"], ["base_c"]),
+        ]
+        base = "base_c"
     nodes += [
         # Sums the neighbors' weighted scores into the catalog-sized vector; repeated targets add up.
         helper.make_node("ScatterElements", [base, "targets", "updates"], ["scores"], axis=0, reduction="add"),

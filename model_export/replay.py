@@ -27,22 +27,33 @@ def _as_timestamp(cutoff: pd.Timestamp | int | None) -> pd.Timestamp | None:
     return pd.Timestamp(cutoff, unit="ms", tz="UTC")
 
 
-def replay(frame: pd.DataFrame, cutoff: pd.Timestamp | int | None = None, progress: bool = False) -> dict[str, Profile]:
+def replay(
+    frame: pd.DataFrame,
+    cutoff: pd.Timestamp | int | None = None,
+    progress: bool = False,
+    start: Mapping[str, Profile] | None = None,
+) -> dict[str, Profile]:
     """Every user's profile as of `cutoff` (events strictly before it; all events when None).
 
     Positions are (shard "replay", seq = row index): `read_events` sorts rows by time, so sequence order is
     time order, and the fold's exactly-once bookkeeping behaves as it does on the stream. Events are grouped
     by user first and each user is folded in one call, so the cost is linear in the number of events.
+    `start` continues from profiles replayed earlier (the fold skips the rows they already hold, by their
+    watermark), so a later cutoff costs only the events in between; those profiles are not modified.
     """
     at = _as_timestamp(cutoff)
     rows = frame if at is None else frame[frame["timestamp"] < at]
+    profiles = dict(start or {})
+    if start:
+        # Rows at or below every given profile's watermark are already folded in; skip building their events.
+        seen = max((p.watermarks.get(SHARD, -1) for p in start.values()), default=-1)
+        rows = rows[rows.index > seen]
     by_user: dict[str, list[PositionedEvent]] = defaultdict(list)
     events = zip(rows.index, to_events(rows), strict=True)
     for seq, event in tqdm(events, total=len(rows), desc="replay: events", unit="ev", disable=not progress):
         by_user[event.user_id].append(PositionedEvent(event, SHARD, int(seq)))
-    profiles: dict[str, Profile] = {}
     for user_id, positioned in tqdm(by_user.items(), desc="replay: fold", unit="user", disable=not progress):
-        profiles[user_id], _ = fold(None, user_id, positioned)
+        profiles[user_id], _ = fold(profiles.get(user_id), user_id, positioned)
     return profiles
 
 

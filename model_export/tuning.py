@@ -18,14 +18,19 @@ from tqdm import tqdm
 from model_export.baselines import Baseline
 from model_export.metrics import Scorer, rank, summarize
 from model_export.protocols import Protocol, Queries, encode, session_next_item, time_cutoff, user_split
-from model_export.recs import RecsData, RecsModel, RecsParams, with_values
+from model_export.recs import RecsData, RecsParams, with_values
 from model_export.replay import replay
+from personalization.profile import Profile
 from personalization.recommend import RecentWeighting
 
+# How fast older recent items fade (per event back): 1.0 weighs a history evenly, 0.15 is almost "last item".
 DECAYS = (1.0, 0.7, 0.4, 0.15)
 SEARCH: dict[str, tuple[Any, ...]] = {
     "decay": DECAYS,
+    "category": (0.0, 0.01, 0.05, 0.2, 1.0),
     "blend": (0.0, 0.25, 0.5, 0.75, 1.0),
+    "ease": (0.0, 0.25, 0.5, 0.75, 1.0),
+    "l2": (100.0, 500.0, 2000.0),
     "window": (1, 3, 5),
     "backward": (0.0, 0.5, 1.0),
     "factors": (0.0, 0.05, 0.2),
@@ -60,13 +65,20 @@ class Validation:
         return found
 
 
-def validation(frame: pd.DataFrame, fraction: float, limit: int = VALIDATION_QUERIES) -> Validation | None:
-    """None when the frame is too small to hold back a validation part with questions in it."""
+def validation(
+    frame: pd.DataFrame,
+    fraction: float,
+    limit: int = VALIDATION_QUERIES,
+    profiles: Mapping[str, Profile] | None = None,
+) -> Validation | None:
+    """None when the frame is too small to hold back a validation part with questions in it. `profiles`, when
+    given, are `frame` replayed up to `time_cutoff(frame, fraction)` (saves replaying it again)."""
     cutoff = time_cutoff(frame, fraction)
     train = frame[frame["timestamp"] < cutoff]
     if train.empty or train["item_id"].nunique() < 2:
         return None
-    protocols = [user_split(frame, cutoff, replay(train), limit), session_next_item(frame, cutoff, limit)]
+    replayed = profiles if profiles is not None else replay(train)
+    protocols = [user_split(frame, cutoff, replayed, limit), session_next_item(frame, cutoff, limit)]
     if not any(p.queries for p in protocols):
         return None
     return Validation(RecsData(train), protocols)
@@ -88,6 +100,19 @@ class Selected:
     tried: int
 
 
+def _matters(name: str, params: RecsParams, data: RecsData) -> bool:
+    """Whether changing `name` can change the model at all (a pointless fit costs as much as a useful one)."""
+    if name == "category":
+        return data.categories() is not None
+    if name == "l2":
+        return params.ease > 0
+    if name == "blend":
+        return params.ease < 1
+    if name in {"window", "backward"}:
+        return params.ease < 1 and params.blend < 1
+    return True
+
+
 def select_recs(valid: Validation, start: RecsParams | None = None, progress: bool = False) -> Selected:
     """Coordinate search over SEARCH (two rounds): a full grid would be hundreds of fits for little gain."""
     best = start or RecsParams()
@@ -98,7 +123,7 @@ def select_recs(valid: Validation, start: RecsParams | None = None, progress: bo
     steps = [(name, value) for _ in range(ROUNDS) for name, values in SEARCH.items() for value in values]
     for name, value in tqdm(steps, desc="select: recs", unit="fit", disable=not progress):
         candidate = with_values(best, **{name: value})
-        if candidate == best:
+        if candidate == best or not _matters(name, best, valid.data):
             continue
         model = valid.data.fit(candidate)
         found = valid.measure(model.scores, candidate.decay)
@@ -126,7 +151,3 @@ def select_baseline(valid: Validation, baseline: Baseline, progress: bool = Fals
             best = (score, {**params, "decay": decay}, found)
     assert best is not None
     return Selected(best[1], best[2], len(candidates))
-
-
-def fit_recs(data: RecsData, params: Mapping[str, Any]) -> RecsModel:
-    return data.fit(RecsParams(**params))

@@ -6,6 +6,13 @@ exactly the inputs serve will give it.
 recs.onnx inputs: item_idx int64 [n] (distinct catalog indices, ascending), item_w float32 [n] (summing to 1),
 exclude_idx int64 [m], k int64 [1]. Outputs: top_idx int64 [k], top_score float32 [k]; an excluded item that
 had to fill the list scores below EXCLUDED_BELOW.
+
+Serve's call, with a model version's manifest and items.json (the graph's index order):
+    position = {item: i for i, item in enumerate(items)}
+    weighting = RecentWeighting.from_dict(manifest["recs_model"]["recent_weighting"])
+    item_idx, item_w = recent_inputs(profile.recent, position, weighting)
+    feed = onnx_feed(item_idx, item_w, exclusion_indices(excluded, position), min(k, len(items)))
+    ranked = decode(*session.run([OUTPUT_INDICES, OUTPUT_SCORES], feed), items)
 """
 
 from __future__ import annotations
@@ -95,3 +102,12 @@ def onnx_feed(item_idx: IntArray, item_w: FloatArray, exclude_idx: IntArray, k: 
         INPUT_EXCLUDE: exclude_idx.astype(np.int64, copy=False),
         INPUT_K: np.asarray([k], dtype=np.int64),
     }
+
+
+def decode(top_idx: IntArray, top_score: FloatArray, items: Sequence[str]) -> list[tuple[str, float]]:
+    """The graph's outputs as (item id, score), best first, without excluded items that only filled the list."""
+    return [
+        (items[int(i)], float(score))
+        for i, score in zip(top_idx.tolist(), top_score.tolist(), strict=True)
+        if score > EXCLUDED_BELOW
+    ]

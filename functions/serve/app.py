@@ -58,6 +58,7 @@ def _headers(fragment: Fragment, public_max_age: int, swr: int) -> dict[str, str
     return {
         "X-Personalization": mode,
         "X-Model-Version": fragment.model_version,
+        "X-Segment": fragment.segment or "none",
         # A personal fragment must never sit in a shared cache; the browser may keep it and revalidate.
         "Cache-Control": "private, no-cache"
         if personal

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from observability import logger
+from personalization.features import feature_vector
 from personalization.fragments import Fragment, Mode, build
-from personalization.ranking import by_affinity, popular
+from personalization.ranking import by_affinity, excluded_for, popular
 from serve.state import ServeState
 
 
@@ -46,5 +47,18 @@ def personalize(
         return fallback(state, slot, k, context, "no_profile")
     if not stored.profile.personalization:
         return fallback(state, slot, k, context, "no_personalization_consent")
-    ranked = by_affinity(state.catalog, stored.profile, now_ms, k, state.config.fold_settings)
-    return build(slot, Mode.PERSONALIZED, ranked, state.model_version)
+    profile = stored.profile
+    settings = state.config.fold_settings
+    if state.models is None:
+        ranked = by_affinity(state.catalog, profile, now_ms, k, settings)
+        return build(slot, Mode.PERSONALIZED, ranked, state.model_version)
+    segment = state.models.segments.predict(feature_vector(profile, now_ms, settings))
+    exclude = excluded_for(profile)
+    ranked = state.models.recs.recommend(profile, k, exclude)
+    if len(ranked) < k:
+        # A history of items the model does not know, or a short list: top up from the profile's categories.
+        shown = {s.item.id for s in ranked}
+        ranked += [
+            s for s in by_affinity(state.catalog, profile, now_ms, k + len(shown), settings) if s.item.id not in shown
+        ][: k - len(ranked)]
+    return build(slot, Mode.PERSONALIZED, ranked, state.model_version, segment=segment.name)

@@ -8,6 +8,7 @@ from functools import lru_cache
 from observability import logger
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_SCHEMA_VERSION
+from personalization.models import ModelError, Models, load_models
 from serve.config import ServeConfig
 from store.artifacts import ArtifactError, ArtifactStore
 from store.parameters import get_secret
@@ -23,6 +24,7 @@ class ServeState:
     catalog: Catalog
     model_version: str
     model_error: str | None
+    models: Models | None = None
 
     def identity_key(self) -> bytes | None:
         try:
@@ -57,4 +59,11 @@ def serve_state() -> ServeState:
             "model trained on another feature schema", extra={"model": schema, "serve": FEATURE_SCHEMA_VERSION}
         )
         return ServeState(config, profiles, catalog, model.version, "unknown_feature_schema")
-    return ServeState(config, profiles, catalog, model.version, None)
+    if "recs_model" not in model.manifest:
+        return ServeState(config, profiles, catalog, model.version, None)  # a catalog-only version
+    try:
+        models = load_models(model.files, model.manifest, catalog)
+    except ModelError as exc:
+        logger.warning("model version unusable; serving its catalog", extra={"error": str(exc)})
+        return ServeState(config, profiles, catalog, model.version, "model_unavailable")
+    return ServeState(config, profiles, catalog, model.version, None, models)

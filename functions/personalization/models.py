@@ -1,0 +1,128 @@
+"""The exported models as serve runs them: onnxruntime sessions tuned for one small request at a time.
+
+A model version is refused as a whole (ModelError) when a graph does not load, its inputs or outputs are not
+the ones the manifest promises, or its item index disagrees with the catalog; serve then falls back, flagged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from personalization.catalog import Catalog
+from personalization.profile import Profile
+from personalization.ranking import Scored
+from personalization.recommend import (
+    EXCLUDED_BELOW,
+    INPUT_EXCLUDE,
+    INPUT_ITEMS,
+    INPUT_K,
+    INPUT_WEIGHTS,
+    OUTPUT_INDICES,
+    OUTPUT_SCORES,
+    RecentWeighting,
+    exclusion_indices,
+    onnx_feed,
+    recent_inputs,
+)
+
+SEGMENT_INPUT = "features"
+SEGMENT_LABEL = "label"
+
+
+class ModelError(Exception):
+    """A model version that cannot be served."""
+
+
+def session(model: bytes) -> ort.InferenceSession:
+    """One request is a handful of small tensors: a single thread with no pool hand-offs is the fastest path,
+    and full graph optimization is paid once, at load (before the SnapStart snapshot)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several unrelated types for a bad graph
+        raise ModelError(f"graph does not load: {exc}") from exc
+
+
+def _require_io(sess: ort.InferenceSession, inputs: Collection[str], outputs: Collection[str], what: str) -> None:
+    have_in = {i.name for i in sess.get_inputs()}
+    have_out = {o.name for o in sess.get_outputs()}
+    if not set(inputs) <= have_in or not set(outputs) <= have_out:
+        raise ModelError(f"{what}: expected inputs {sorted(inputs)} and outputs {sorted(outputs)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    id: int
+    name: str
+
+
+class SegmentModel:
+    def __init__(self, graph: bytes, segments: list[Mapping[str, Any]]) -> None:
+        self._session = session(graph)
+        _require_io(self._session, [SEGMENT_INPUT], [SEGMENT_LABEL], "segment.onnx")
+        self.segments = {int(s["id"]): Segment(int(s["id"]), str(s["name"])) for s in segments}
+
+    def predict(self, vector: list[float]) -> Segment:
+        features = np.asarray([vector], dtype=np.float64)
+        (labels,) = self._session.run([SEGMENT_LABEL], {SEGMENT_INPUT: features})
+        label = int(labels[0])
+        return self.segments.get(label, Segment(label, f"segment {label}"))
+
+
+class RecsModel:
+    def __init__(self, graph: bytes, item_ids: list[str], catalog: Catalog, weighting: RecentWeighting) -> None:
+        self._session = session(graph)
+        _require_io(
+            self._session,
+            [INPUT_ITEMS, INPUT_WEIGHTS, INPUT_EXCLUDE, INPUT_K],
+            [OUTPUT_INDICES, OUTPUT_SCORES],
+            "recs.onnx",
+        )
+        missing = [item for item in item_ids[:1000] if item not in catalog.by_id]
+        if missing:
+            raise ModelError(f"recs index names {len(missing)} items the catalog lacks, e.g. {missing[0]}")
+        self.items = [catalog.by_id[item] for item in item_ids]
+        self.index = {item: position for position, item in enumerate(item_ids)}
+        self.weighting = weighting
+
+    def recommend(self, profile: Profile, k: int, exclude: Collection[str]) -> list[Scored]:
+        """Top k for the profile's recent items; excluded items are masked inside the graph, so the list is
+        filled with eligible items rather than trimmed afterwards. Empty when the history names no known item."""
+        item_idx, item_w = recent_inputs(profile.recent, self.index, self.weighting)
+        if item_idx.size == 0:
+            return []
+        exclude_idx = exclusion_indices(exclude, self.index)
+        feed = onnx_feed(item_idx, item_w, exclude_idx, min(k, len(self.items)))
+        indices, scores = self._session.run([OUTPUT_INDICES, OUTPUT_SCORES], feed)
+        return [
+            Scored(self.items[int(i)], float(s)) for i, s in zip(indices, scores, strict=True) if s > EXCLUDED_BELOW
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    segments: SegmentModel
+    recs: RecsModel
+
+
+def load_models(files: Mapping[str, bytes], manifest: Mapping[str, Any], catalog: Catalog) -> Models:
+    try:
+        recs_meta = manifest["recs_model"]
+        item_ids = [str(i) for i in json.loads(files[recs_meta["index_file"]])["items"]]
+        weighting = RecentWeighting.from_dict(recs_meta["recent_weighting"])
+        segments = SegmentModel(files[manifest["segment_model"]["file"]], manifest["segments"])
+        recs = RecsModel(files[recs_meta["file"]], item_ids, catalog, weighting)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"manifest or files incomplete: {exc!r}") from exc
+    return Models(segments, recs)

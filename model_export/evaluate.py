@@ -1,0 +1,126 @@
+"""`evaluate`: train on the past, then score every model on the same two protocols over the held-out future.
+
+1. The last `test_fraction` of the events (by time) is the test period; nothing from it reaches training.
+2. The exported models are trained on the rest exactly as `train` does (selection on a validation split
+   carved from the training period), and recs.onnx is run through onnxruntime, query by query, with the
+   inputs serve would build.
+3. Each baseline picks its own hyperparameters on the same validation split, is refitted on the whole
+   training period, and answers the same queries.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from model_export.baselines import baselines
+from model_export.metrics import CUTOFF, TopLists, interval, per_query, rank, summarize
+from model_export.parity import session
+from model_export.protocols import Protocol, Queries, encode, session_next_item, time_cutoff, user_split
+from model_export.training import VALIDATION_FRACTION, Trained, train_models
+from model_export.tuning import select_baseline
+from personalization.recommend import OUTPUT_INDICES, RecentWeighting, onnx_feed
+
+TEST_FRACTION = 0.2
+MAX_QUERIES = 20_000
+ONNX = "onnx"
+
+
+@dataclass
+class Evaluation:
+    events: int
+    cutoff: pd.Timestamp
+    train_s: float
+    trained: Trained
+    protocols: list[Protocol]
+    # model -> protocol -> metric -> value
+    results: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # model -> protocol -> metric -> half-width of its 95% bootstrap interval
+    spread: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    chosen: dict[str, dict[str, Any]] = field(default_factory=dict)
+    validation: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    def record(self, model: str, protocol: Protocol, lists: TopLists, queries: Queries) -> None:
+        n_items = len(self.trained.index)
+        self.results.setdefault(model, {})[protocol.name] = summarize(lists, queries, n_items)
+        values = per_query(lists, queries, n_items)
+        self.spread.setdefault(model, {})[protocol.name] = {name: interval(v) for name, v in values.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON last line: user split under "models", the session protocol under "session"."""
+        return {
+            "models": {name: by_protocol["user"] for name, by_protocol in self.results.items()},
+            "session": {"models": {name: by_protocol["session"] for name, by_protocol in self.results.items()}},
+            "segments": {
+                "k": self.trained.segments.k,
+                "silhouette": round(self.trained.segments.silhouette, 4),
+            },
+            "train_s": round(self.train_s, 2),
+            "events": self.events,
+        }
+
+
+def run_onnx(model_bytes: bytes, queries: Queries, k: int = CUTOFF, progress: bool = False) -> TopLists:
+    """recs.onnx through onnxruntime, one query at a time, as serve calls it."""
+    graph = session(model_bytes)
+    n_items = queries.inputs.shape[1]
+    k = min(k, n_items)
+    lists = np.zeros((len(queries), k), dtype=np.int64)
+    inputs, exclude = queries.inputs, queries.exclude
+    for row in tqdm(range(len(queries)), desc="evaluate: onnx", unit="q", disable=not progress):
+        a, b = inputs.indptr[row], inputs.indptr[row + 1]
+        c, d = exclude.indptr[row], exclude.indptr[row + 1]
+        feed = onnx_feed(
+            inputs.indices[a:b].astype(np.int64), inputs.data[a:b], exclude.indices[c:d].astype(np.int64), k
+        )
+        lists[row] = graph.run([OUTPUT_INDICES], feed)[0]
+    return lists
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    test_fraction: float = TEST_FRACTION,
+    validation_fraction: float = VALIDATION_FRACTION,
+    max_queries: int = MAX_QUERIES,
+    progress: bool = False,
+) -> Evaluation:
+    cutoff = time_cutoff(frame, test_fraction)
+    train = frame[frame["timestamp"] < cutoff]
+    if train.empty:
+        raise ValueError("the test split leaves no training events; lower --test-fraction")
+    started = time.perf_counter()
+    trained = train_models(train, validation_fraction, progress=progress)
+    train_s = time.perf_counter() - started
+    protocols = [
+        user_split(frame, cutoff, trained.profiles, max_queries),
+        session_next_item(frame, cutoff, max_queries),
+    ]
+    evaluation = Evaluation(len(frame), cutoff, train_s, trained, protocols)
+    index, n_items = trained.index, len(trained.index)
+
+    def queries_for(decay: float) -> list[Queries]:
+        return [encode(p, index.position, n_items, RecentWeighting(decay=decay)) for p in protocols]
+
+    for baseline in baselines(n_items):
+        if trained.valid is not None:
+            selected = select_baseline(trained.valid, baseline, progress=progress)
+            params = {key: value for key, value in selected.params.items() if key != "decay"}
+            decay = float(selected.params["decay"])
+            evaluation.validation[baseline.name] = selected.metrics
+        else:
+            params, decay = dict(baseline.grid[0]), RecentWeighting().decay
+        evaluation.chosen[baseline.name] = {**params, "decay": decay}
+        scorer = baseline.fit(trained.data, params)
+        for protocol, queries in zip(protocols, queries_for(decay), strict=True):
+            evaluation.record(baseline.name, protocol, rank(scorer, queries), queries)
+    evaluation.chosen[ONNX] = trained.recs.params.to_dict()
+    if trained.selected is not None:
+        evaluation.validation[ONNX] = trained.selected.metrics
+    for protocol, queries in zip(protocols, queries_for(trained.recs.params.decay), strict=True):
+        evaluation.record(ONNX, protocol, run_onnx(trained.recs_onnx, queries, progress=progress), queries)
+    return evaluation

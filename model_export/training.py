@@ -1,0 +1,156 @@
+"""Train everything a model version holds, from canonical events: segments, recommender, graphs, parity."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from model_export.catalog import build_catalog
+from model_export.interactions import ItemIndex
+from model_export.onnx_graphs import OPSET, SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL, recs_graph, segment_graph
+from model_export.parity import ParityError, ParityReport, check
+from model_export.protocols import time_cutoff
+from model_export.recs import RecsData, RecsModel, RecsParams
+from model_export.replay import feature_matrix, replay, to_ms
+from model_export.segments import SegmentModel, fit_segments
+from model_export.tuning import Selected, Validation, select_recs, validation
+from personalization.catalog import Catalog
+from personalization.features import FEATURE_NAMES
+from personalization.profile import Profile
+from personalization.recommend import (
+    EXCLUDE_PENALTY,
+    INPUT_EXCLUDE,
+    INPUT_ITEMS,
+    INPUT_K,
+    INPUT_WEIGHTS,
+    OUTPUT_INDICES,
+    OUTPUT_SCORES,
+)
+
+VALIDATION_FRACTION = 0.2
+
+
+def _compact(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+@dataclass
+class Trained:
+    catalog: Catalog
+    index: ItemIndex
+    profiles: dict[str, Profile]
+    features: npt.NDArray[np.float64]
+    segments: SegmentModel
+    segment_onnx: bytes
+    data: RecsData
+    valid: Validation | None
+    selected: Selected | None
+    recs: RecsModel
+    recs_onnx: bytes
+    parity: ParityReport
+    train_s: float
+    validation_fraction: float = VALIDATION_FRACTION
+
+    def files(self) -> dict[str, bytes]:
+        return {
+            "segment.onnx": self.segment_onnx,
+            "recs.onnx": self.recs_onnx,
+            "catalog.json": _compact(self.catalog.to_dict()),
+            # The recs graph's index -> item id; the catalog lists items in the same order.
+            "items.json": _compact({"items": self.index.ids}),
+        }
+
+    def manifest_extra(self) -> dict[str, Any]:
+        return {
+            "feature_names": list(FEATURE_NAMES),
+            "segments": [segment.to_dict() for segment in self.segments.segments],
+            "segment_model": {
+                "file": "segment.onnx",
+                "input": {"name": SEGMENT_INPUT, "type": "float64", "shape": ["n", len(FEATURE_NAMES)]},
+                "outputs": {SEGMENT_LABEL: "int64 [n]", SEGMENT_DISTANCES: "float64 [n, k]"},
+            },
+            "recs_model": {
+                "file": "recs.onnx",
+                "index_file": "items.json",
+                "n_items": self.recs.n_items,
+                "opset": OPSET,
+                "inputs": {
+                    INPUT_ITEMS: "int64 [n]: catalog indices of recent items, distinct",
+                    INPUT_WEIGHTS: "float32 [n]: their weights, summing to 1",
+                    INPUT_EXCLUDE: "int64 [m]: catalog indices never to return",
+                    INPUT_K: "int64 [1]: list length, at most n_items",
+                },
+                "outputs": {OUTPUT_INDICES: "int64 [k]", OUTPUT_SCORES: "float32 [k]"},
+                "excluded_score": EXCLUDE_PENALTY,
+                "recent_weighting": self.recs.params.weighting().to_dict(),
+            },
+        }
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "recs": self.recs.params.to_dict(),
+            "segments": self.segments.summary(),
+            "validation_fraction": self.validation_fraction,
+            "selection": "coordinate search on the validation split (model_export/tuning.py)",
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "users": len(self.profiles),
+            "items": len(self.index),
+            "segments": {"k": self.segments.k, "silhouette": round(self.segments.silhouette, 4)},
+            "validation": self.selected.metrics if self.selected else None,
+            "parity": self.parity.to_dict(),
+            "train_s": round(self.train_s, 3),
+        }
+
+
+def train_models(
+    frame: pd.DataFrame, validation_fraction: float = VALIDATION_FRACTION, progress: bool = False
+) -> Trained:
+    """`frame` is canonical (canonical.normalize). Raises ParityError rather than return graphs that disagree
+    with their references."""
+    started = time.perf_counter()
+    if frame.empty:
+        raise ValueError("no events to train on")
+    catalog = build_catalog(frame)
+    index = ItemIndex.from_catalog(catalog)
+    # Replayed once: up to the validation cutoff for selection, then on to the end for the segments.
+    early = replay(frame, time_cutoff(frame, validation_fraction), progress=progress)
+    profiles = replay(frame, progress=progress, start=early)
+    # As of just after the last event: the moment a model trained now would start serving.
+    now_ms = to_ms(frame["timestamp"].max()) + 1
+    _, features = feature_matrix(profiles, now_ms)
+    segments = fit_segments(features, progress=progress)
+    segment_onnx = segment_graph(segments.pipeline, len(FEATURE_NAMES))
+    valid = validation(frame, validation_fraction, profiles=early)
+    selected = select_recs(valid, progress=progress) if valid is not None else None
+    params = RecsParams(**selected.params) if selected is not None else RecsParams()
+    data = RecsData(frame, index)
+    recs = data.fit(params)
+    recs_onnx = recs_graph(recs)
+    parity = check(segment_onnx, segments, features, recs_onnx, recs, list(profiles.values()), index.position)
+    if not parity.ok:
+        raise ParityError(f"exported graphs disagree with their references: {parity.to_dict()}")
+    return Trained(
+        catalog,
+        index,
+        profiles,
+        features,
+        segments,
+        segment_onnx,
+        data,
+        valid,
+        selected,
+        recs,
+        recs_onnx,
+        parity,
+        time.perf_counter() - started,
+        validation_fraction,
+    )

@@ -1,0 +1,39 @@
+"""`evaluate` end to end on the committed sample: both protocols, every model, report, JSON last line."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model_export.__main__ import main
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
+METRICS = {"ndcg@10", "recall@20", "mrr", "coverage"}
+MODELS = {"popularity", "item_knn", "cooccurrence", "als", "ease", "onnx"}
+
+
+def test_evaluate_prints_one_json_object_last_and_writes_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the bundled sample in its raw REES46 format
+    # When the evaluation runs on it
+    assert main(["evaluate", "--events", str(SAMPLE), "--out", str(tmp_path)]) == 0
+    # Then its last line is one JSON object with every model under both protocols
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(last)
+    assert set(summary["models"]) >= MODELS
+    assert set(summary["session"]["models"]) >= MODELS
+    for by_model in (summary["models"], summary["session"]["models"]):
+        for metrics in by_model.values():
+            assert set(metrics) == METRICS
+            assert all(0.0 <= value <= 1.0 for value in metrics.values())
+    assert 2 <= summary["segments"]["k"] <= 12
+    assert -1.0 <= summary["segments"]["silhouette"] <= 1.0
+    assert summary["events"] == 2000
+    assert summary["train_s"] > 0
+    # And the report with its plots is on disk
+    report = (tmp_path / "report.md").read_text()
+    for plot in ("metrics.png", "silhouette.png", "segments.png"):
+        assert (tmp_path / plot).stat().st_size > 0
+        assert plot in report
+    assert "never on the test" in report

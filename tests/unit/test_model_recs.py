@@ -1,0 +1,143 @@
+"""The exported recommender: parity with its numpy reference, big catalogs, tiny histories, exact TopK order."""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+
+from model_export.canonical import normalize
+from model_export.datasets import rees46
+from model_export.metrics import top_k
+from model_export.onnx_graphs import recs_graph
+from model_export.parity import PARITY_USERS, check
+from model_export.recs import RecsData, RecsParams
+from model_export.training import Trained, train_models
+from personalization.recommend import (
+    EXCLUDED_BELOW,
+    OUTPUT_INDICES,
+    OUTPUT_SCORES,
+    onnx_feed,
+)
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
+
+
+@pytest.fixture(scope="module")
+def trained() -> Trained:
+    return train_models(normalize(rees46(SAMPLE)))
+
+
+def run(
+    model_bytes: bytes, idx: list[int], w: list[float], exclude: list[int], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    graph = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    feed = onnx_feed(
+        np.asarray(idx, dtype=np.int64), np.asarray(w, dtype=np.float32), np.asarray(exclude, dtype=np.int64), k
+    )
+    top_idx, top_score = graph.run([OUTPUT_INDICES, OUTPUT_SCORES], feed)
+    return top_idx, top_score
+
+
+def test_onnx_graphs_match_their_references_on_every_user(trained: Trained) -> None:
+    # Given models trained on the sample (885 users: fewer than the 1,000 the check asks for)
+    profiles = list(trained.profiles.values())
+    # When the parity check runs the exported graphs and the references on the same users
+    report = check(
+        trained.segment_onnx,
+        trained.segments,
+        trained.features,
+        trained.recs_onnx,
+        trained.recs,
+        profiles,
+        trained.index.position,
+    )
+    # Then labels and top-10 sets are identical, and scores agree within 1e-4
+    assert report.users == min(PARITY_USERS, len(profiles))
+    assert report.segment_label_mismatches == 0
+    assert report.top10_set_mismatches == 0
+    assert report.max_abs_score_diff <= 1e-4
+    assert report.ok
+
+
+def test_the_parity_check_catches_a_graph_that_differs(trained: Trained) -> None:
+    other = RecsData(normalize(rees46(SAMPLE)), trained.index).fit(RecsParams(prior=0.5, blend=1.0))
+    report = check(
+        trained.segment_onnx,
+        trained.segments,
+        trained.features,
+        recs_graph(other),
+        trained.recs,
+        list(trained.profiles.values()),
+        trained.index.position,
+    )
+    assert not report.ok
+
+
+def test_a_user_with_one_item_gets_a_full_list_without_it(trained: Trained) -> None:
+    item = int(trained.recs.neighbor_idx[0, 0])
+    top_idx, top_score = run(trained.recs_onnx, [item], [1.0], [item], 10)
+    assert len(top_idx) == 10
+    assert item not in top_idx.tolist()
+    assert np.all(np.diff(top_score) <= 0)
+    reference, _ = trained.recs.top_k(np.asarray([item]), np.asarray([1.0], np.float32), np.asarray([item]), 10)
+    assert top_idx.tolist() == reference.tolist()
+
+
+def test_k_is_an_input_and_no_history_falls_back_to_the_prior(trained: Trained) -> None:
+    top5, _ = run(trained.recs_onnx, [], [], [], 5)
+    top20, _ = run(trained.recs_onnx, [], [], [], 20)
+    assert top20[:5].tolist() == top5.tolist()
+    # With nothing to go on, the list is the catalog's popularity order (index order).
+    assert top20.tolist() == sorted(top20.tolist())
+
+
+def test_excluded_items_only_fill_the_list_when_nothing_else_is_left() -> None:
+    frame = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "b", "b"],
+            "item_id": ["1", "2", "2", "3"],
+            "event_type": ["view"] * 4,
+            "timestamp": pd.date_range("2024-01-01", periods=4, freq="min", tz="UTC"),
+        }
+    )
+    model = RecsData(normalize(frame)).fit(RecsParams())
+    top_idx, top_score = run(recs_graph(model), [0], [1.0], [0, 1], 3)
+    assert top_idx.tolist()[0] == 2
+    assert all(score < EXCLUDED_BELOW for score in top_score[1:])
+
+
+def test_a_catalog_of_50000_items_exports_and_runs() -> None:
+    # Given sparse synthetic data over 50,000 items (each seen at least once), with categories
+    rng = np.random.default_rng(7)
+    n_items, n_events = 50_000, 80_000
+    items = np.concatenate([np.arange(n_items), rng.integers(0, 2_000, n_events - n_items)])
+    frame = normalize(
+        pd.DataFrame(
+            {
+                "user_id": rng.integers(0, 15_000, n_events).astype(str),
+                "item_id": items.astype(str),
+                "event_type": rng.choice(["view", "cart", "purchase"], n_events, p=[0.9, 0.07, 0.03]),
+                "timestamp": pd.Timestamp("2024-01-01", tz="UTC")
+                + pd.to_timedelta(rng.integers(0, 7 * 86_400, n_events), unit="s"),
+                "category": (items % 300).astype(str),
+            }
+        )
+    )
+    # When the recommender is fitted and exported as one graph
+    model = RecsData(frame).fit(RecsParams(category=0.2, blend=0.5, neighbors=50))
+    graph = recs_graph(model)
+    assert model.n_items >= 50_000
+    # Then it runs and equals its reference, tail items included
+    for idx, w in (([3, 49_999], [0.25, 0.75]), ([12_345], [1.0])):
+        top_idx, top_score = run(graph, idx, w, idx, 10)
+        ref_idx, _ = model.top_k(np.asarray(idx), np.asarray(w, np.float32), np.asarray(idx), 10)
+        reference = model.score_vector(np.asarray(idx), np.asarray(w, np.float32), np.asarray(idx))
+        assert set(top_idx.tolist()) == set(ref_idx.tolist())
+        assert np.max(np.abs(top_score - reference[top_idx])) <= 1e-4
+
+
+def test_offline_top_k_orders_ties_like_onnx_topk() -> None:
+    scores = np.asarray([[0.5, 1.0, 0.5, 1.0, 0.0, 0.5], [0.0] * 6, [-np.inf, 2.0, -1.0, -1.0, -np.inf, 0.0]])
+    assert top_k(scores.astype(np.float32), 4).tolist() == [[1, 3, 0, 2], [0, 1, 2, 3], [1, 5, 2, 3]]

@@ -1,0 +1,123 @@
+"""`train`: a versioned folder with both graphs, the catalog, the index order and a complete manifest,
+on the bundled sample and on data with one event type, no categories or no prices."""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+import pytest
+
+from model_export.__main__ import main, train_version
+from model_export.datasets import rees46
+from model_export.segments import segment_name, unique_names
+from personalization.catalog import Catalog
+from personalization.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
+FILES = {"segment.onnx", "recs.onnx", "catalog.json", "items.json"}
+
+
+def synthetic(event_types: list[str], categories: bool, prices: bool, seed: int = 3) -> pd.DataFrame:
+    """Small sparse data: 120 users over 40 items and two days, in sessions of a few events."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(120):
+        start = pd.Timestamp("2024-03-01", tz="UTC") + pd.Timedelta(minutes=int(rng.integers(0, 2 * 24 * 60)))
+        for step in range(int(rng.integers(1, 6))):
+            item = int(rng.integers(0, 40))
+            row: dict[str, object] = {
+                "user_id": f"u{user}",
+                "item_id": f"i{item}",
+                "event_type": event_types[int(rng.integers(0, len(event_types)))],
+                "timestamp": (start + pd.Timedelta(minutes=3 * step)).isoformat(),
+            }
+            if categories:
+                row["category"] = f"c{item % 5}"
+            if prices:
+                row["price"] = float(item) + 0.99
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def check_folder(folder: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["files"]) == FILES
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    assert manifest["feature_schema_version"] == FEATURE_SCHEMA_VERSION
+    assert manifest["feature_names"] == list(FEATURE_NAMES)
+    assert manifest["segments"]
+    assert all(s["name"] for s in manifest["segments"])
+    assert manifest["metrics"]["parity"]["ok"]
+    items = json.loads((folder / "items.json").read_text())["items"]
+    catalog = Catalog.from_dict(json.loads((folder / "catalog.json").read_text()))
+    # The recs graph's index order is the catalog's order.
+    assert items == [item.id for item in catalog.items]
+    assert manifest["recs_model"]["n_items"] == len(items)
+    for name in ("segment.onnx", "recs.onnx"):
+        ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
+    return manifest
+
+
+def test_train_writes_a_complete_versioned_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the first 800 rows of the bundled sample, in its raw REES46 format
+    raw = tmp_path / "rees46.csv"
+    raw.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:801]))
+    # When the CLI trains on them
+    assert main(["train", "--events", str(raw), "--out", str(tmp_path)]) == 0
+    folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    # Then the folder holds every artifact, hashed in a manifest with segment names and feature names
+    manifest = check_folder(folder)
+    assert folder.parent == tmp_path
+    assert manifest["recs_model"]["recent_weighting"]["decay"] == manifest["parameters"]["recs"]["decay"]
+    assert manifest["metrics"]["segments"]["k"] == len(manifest["segments"])
+
+
+@pytest.mark.parametrize(
+    ("event_types", "categories", "prices"),
+    [
+        (["purchase"], True, True),
+        (["view"], False, False),
+        (["view", "cart", "purchase"], False, True),
+        (["click", "buy"], True, False),
+    ],
+    ids=["only-purchases", "only-clicks-no-categories-no-prices", "no-categories", "aliases-no-prices"],
+)
+def test_train_runs_on_thin_data(tmp_path: Path, event_types: list[str], categories: bool, prices: bool) -> None:
+    folder = train_version(synthetic(event_types, categories, prices), tmp_path)
+    manifest = check_folder(folder)
+    if not categories:
+        assert "item_category" not in {i.name for i in _initializers(folder / "recs.onnx")}
+    assert manifest["metrics"]["events"] > 0
+
+
+def _initializers(path: Path) -> list[onnx.TensorProto]:
+    return list(onnx.load(str(path)).graph.initializer)
+
+
+def test_train_version_accepts_an_adapters_frame_unsorted(tmp_path: Path) -> None:
+    frame = rees46(SAMPLE).head(300).sample(frac=1.0, random_state=1)
+    check_folder(train_version(frame, tmp_path))
+
+
+def test_segments_are_named_from_their_centroids() -> None:
+    z = dict.fromkeys(FEATURE_NAMES, 0.0)
+
+    def center(**values: float) -> np.ndarray:
+        return np.asarray([values.get(name, z[name]) for name in FEATURE_NAMES])
+
+    buyers = center(log_count_purchase=2.0, log_monetary=2.5, log_hours_since_last_event=-1.0)
+    abandoners = center(cart_abandoned=2.0, cart_items=1.5)
+    browsers = center(log_hours_since_last_event=1.0, session_active=-1.0)
+    assert segment_name(buyers) == "recent high-value buyers"
+    assert segment_name(abandoners) == "cart abandoners"
+    assert segment_name(browsers) == "lapsed casual browsers"
+    twins = np.stack([center(distinct_categories=1.2), center(log_session_events=0.2, top_category_share=1.5)])
+    names = unique_names([segment_name(c) for c in twins], twins)
+    assert len(set(names)) == 2
+    assert all(names)
