@@ -22,7 +22,7 @@ from personalization.events import NoConsent, Reason, Rejected, parse_record
 from personalization.identity import redact_user_id
 from personalization.profile import FoldSettings, PositionedEvent, fold
 from store.profiles import ProfileStore, StoredProfile, VersionConflict
-from store.quarantine import QuarantinedRecord, QuarantineStore
+from store.quarantine import RAW_BYTES_KEPT, QuarantinedRecord, QuarantineStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,8 @@ def classify(record: RawRecord, pepper: bytes, now: datetime, retention: timedel
     if isinstance(parsed, NoConsent):
         return Classified(record, parsed)
     if isinstance(parsed, Rejected):
-        redacted, user = redact_user_id(pepper, record.data)
+        # Only what the quarantine keeps is redacted: the scan stays cheap however large the record.
+        redacted, user = redact_user_id(pepper, record.data[:RAW_BYTES_KEPT])
         return Classified(
             record,
             QuarantinedRecord(

@@ -24,14 +24,19 @@ class IngestService:
         return get_secret(self.config.pepper_parameter)
 
 
+# Profiles written side by side per batch, and as many pooled connections to carry them.
+WRITE_WORKERS = 16
+
+
 @lru_cache(maxsize=1)
 def ingest_service() -> IngestService:
     config = IngestConfig.from_env()
     writer = BatchWriter(
-        profiles=ProfileStore(TableSettings(config.profiles_table, config.region)),
+        profiles=ProfileStore(TableSettings(config.profiles_table, config.region, max_pool_connections=WRITE_WORKERS)),
         quarantine=QuarantineStore(config.quarantine_table, config.region),
         fold_settings=FoldSettings(affinity_half_life_ms=int(config.affinity_half_life_hours * 3600 * 1000)),
         retention=config.retention,
         max_conflict_retries=config.max_conflict_retries,
+        max_write_workers=WRITE_WORKERS,
     )
     return IngestService(config, writer)

@@ -83,7 +83,9 @@ class Context(BaseModel):
 
 
 class Consent(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: consent is the JSON literal true, never a value pydantic would coerce ("yes", 1, "on"). The
+    # consent check for malformed records reads it the same way, so both paths agree on who consented.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     analytics: bool
     personalization: bool
@@ -92,6 +94,8 @@ class Consent(BaseModel):
 class Event(BaseModel):
     """One interaction, as the tracker sends it. `user_id` is the raw id until ingest pseudonymizes it."""
 
+    # allow_inf_nan refuses NaN/Infinity tokens and numbers that overflow to inf (1e999), in JSON and Python
+    # input alike, so no validator of our own has to (each would cost a Python call per event).
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     event_id: Id
@@ -117,15 +121,12 @@ class Event(BaseModel):
     @field_validator("ts")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
-
-    @field_validator("price")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        # allow_inf_nan covers JSON's NaN/Infinity tokens; this covers values that overflow to inf.
-        if value is not None and not math.isfinite(value):
-            raise ValueError("price must be finite")
-        return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            # e.g. 0001-01-01T00:00+05:00: valid in its own offset, before year 1 in UTC. Not a ValueError,
+            # so pydantic would let it escape and the record would fail the whole batch, every retry.
+            raise ValueError("ts is out of the representable range in UTC") from None
 
     @model_validator(mode="after")
     def _item_events_name_an_item(self) -> Event:
@@ -151,25 +152,40 @@ class NoConsent:
 ParseResult = Event | Rejected | NoConsent
 
 
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not a JSON number")
+def _loads_noting_constants(text: str | bytes) -> tuple[Any, str | None]:
+    """json.loads, and the first NaN/Infinity token in the text (the spec has none; Python's parser takes them).
+
+    The token is noted rather than refused on the spot so that the consent of a record holding one can still
+    be read: without consent, such a record is dropped like any other, not quarantined.
+    """
+    seen: list[str] = []
+
+    def note(token: str) -> float:
+        seen.append(token)
+        return math.nan
+
+    return json.loads(text, parse_constant=note), (seen[0] if seen else None)
 
 
-def _strict_loads(text: str) -> Any:
-    # json.loads accepts NaN/Infinity by default; the spec does not, and neither do we.
-    return json.loads(text, parse_constant=_reject_constant)
+def _refuses_consent(data: bytes) -> bool:
+    """Whether a record too large to validate still says, readably, that analytics consent was not given."""
+    try:
+        obj, _ = _loads_noting_constants(data)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(obj, dict) and not _has_analytics_consent(obj)
 
 
 def _validation_reason(error: ValidationError) -> Rejected:
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "event"
     kind = first["type"]
-    if field == "type":
+    if kind == "missing":  # an absent type is missing, not unknown
+        reason = Reason.MISSING_FIELD
+    elif field == "type":
         reason = Reason.UNKNOWN_TYPE
     elif field == "schema_version":
         reason = Reason.UNSUPPORTED_VERSION
-    elif kind == "missing":
-        reason = Reason.MISSING_FIELD
     else:
         reason = Reason.INVALID_FIELD
     message = f"{field}: {first['msg']}"
@@ -195,6 +211,8 @@ def parse_record(data: bytes, now: datetime, retention: timedelta, pepper: bytes
     if not data:
         return Rejected(Reason.EMPTY, "record has no data")
     if len(data) > MAX_RECORD_BYTES:
+        if _refuses_consent(data):
+            return NoConsent()
         return Rejected(Reason.TOO_LARGE, f"record is {len(data)} bytes; the limit is {MAX_RECORD_BYTES}")
     # Fast path for the common case, a valid event: pydantic parses and validates the JSON in one pass
     # (its parser takes NaN/Infinity tokens, which allow_inf_nan=False then refuses, as the slow path does).
@@ -223,13 +241,15 @@ def _diagnose(data: bytes, now: datetime, retention: timedelta, context: dict[st
     except UnicodeDecodeError as exc:
         return Rejected(Reason.NOT_UTF8, f"invalid UTF-8 at byte {exc.start}")
     try:
-        obj = _strict_loads(text)
+        obj, constant = _loads_noting_constants(text)
     except (ValueError, RecursionError) as exc:
         return Rejected(Reason.NOT_JSON, f"not valid JSON: {str(exc)[:200]}")
+    if isinstance(obj, dict) and not _has_analytics_consent(obj):
+        return NoConsent()
+    if constant is not None:
+        return Rejected(Reason.NOT_JSON, f"not valid JSON: {constant} is not a JSON number")
     if not isinstance(obj, dict):
         return Rejected(Reason.NOT_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
-    if not _has_analytics_consent(obj):
-        return NoConsent()
     try:
         event = Event.model_validate(obj, context=context)
     except ValidationError as exc:

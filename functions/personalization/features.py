@@ -44,7 +44,9 @@ def feature_vector(profile: Profile, now_ms: int, settings: FoldSettings | None 
     last_cart = profile.last_seen_ms.get(EventType.ADD_TO_CART.value)
     abandoned = bool(profile.cart) and last_cart is not None and now_ms - last_cart > SESSION_TIMEOUT_MS
     affinity = affinities_at(profile, now_ms, settings)
-    total_affinity = sum(affinity.values())
+    # fsum is exactly rounded, so the total does not depend on the dict's order: a profile read back from the
+    # store (keys sorted) and the same profile replayed in memory (insertion order) give the same bits.
+    total_affinity = math.fsum(affinity.values())
     views = profile.counts.get(EventType.VIEW_PRODUCT.value, 0)
     carts = profile.counts.get(EventType.ADD_TO_CART.value, 0)
     purchases = profile.counts.get(EventType.PURCHASE.value, 0)

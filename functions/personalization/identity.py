@@ -52,21 +52,91 @@ def verify_token(key: bytes, token: str | None, now: int) -> str | None:
     return pseudonym
 
 
-# Finds a user id in raw record bytes even when the JSON around it is broken, so that a quarantined
-# record can be kept for debugging without keeping the raw id.
-_USER_ID_FIELD = re.compile(rb'("user_id"\s*:\s*)("(?:[^"\\]|\\.)*"?|[-+0-9.eE]+)')
+# Finds a user id in raw record bytes even when the record around it is broken, so that a quarantined record
+# can be kept for debugging without keeping the raw id. Broken senders quote the key every way: "user_id",
+# 'user_id', bare user_id, \"user_id\" inside a double-encoded JSON string, or with the underscore escaped.
+_USER_ID_KEY = re.compile(rb"""\\*["']?user(?:_|\\u005[fF])id\\*["']?\s*:\s*""")
+_SCALAR = re.compile(
+    rb'"(?:[^"\\]|\\.)*"?'  # a JSON string, maybe cut short
+    rb"|'[^']*'?"  # single-quoted
+    rb'|\\+"(?:[^"\\]|\\+[^"\\])*(?:\\+")?'  # a string inside a double-encoded string: \"...\"
+    rb"|[-+0-9.eE]+"  # a number
+)
+_NO_ID = re.compile(rb"null\b|true\b|false\b")
+# Anything that may be a user id key: its letters read user...id, whatever junk a broken encoder put between
+# them ("use\xc3(r_id", "userId", "user\\u005fid"). If one is left without a replaced value after it, an id may
+# still be there, and the whole record is masked instead.
+_ID_LIKE_KEY = re.compile(
+    rb"u[^a-z0-9]{0,4}s[^a-z0-9]{0,4}e[^a-z0-9]{0,4}r(?:[^a-z0-9]{0,6}|\\u005f)i[^a-z0-9]{0,4}d", re.IGNORECASE
+)
+_REPLACED = re.compile(rb"""\\*["']?\s*:\s*(?:"[0-9a-f]{64}"|null\b|true\b|false\b)""")
+# A maximal run of non-structural bytes, and whether a key separator follows it.
+_TOKEN = re.compile(rb"""[^\s"'{}\[\]:,\\]+(?=(["']?\s*:)?)""")
+
+
+def _container_end(raw: bytes, start: int) -> int:
+    """The end of the list or object opening at `start` (or of the data, when it is cut short)."""
+    depth = 0
+    quote: int | None = None
+    index = start
+    while index < len(raw):
+        char = raw[index]
+        if quote is not None:
+            if char == 0x5C:  # backslash: skip the escaped byte
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in b"\"'":
+            quote = char
+        elif char in b"[{":
+            depth += 1
+        elif char in b"]}":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+        index += 1
+    return len(raw)
+
+
+def _id_text(value: bytes) -> str:
+    if len(value) > 1 and value[:1] in (b'"', b"'") and value[-1:] == value[:1]:
+        value = value[1:-1]
+    elif value.startswith(b"\\"):
+        value = value.lstrip(b"\\")[1:].rstrip(b'"').rstrip(b"\\")
+    return value.decode("utf-8", errors="replace")
+
+
+def _mask(raw: bytes) -> bytes:
+    """Keep the record's shape and key names, replace every value token by "*"."""
+    return _TOKEN.sub(lambda m: m.group(0) if m.group(1) is not None else b"*", raw)
 
 
 def redact_user_id(pepper: bytes, raw: bytes) -> tuple[bytes, str | None]:
-    """Replace every user id in `raw` by its pseudonym; return the redacted bytes and the first pseudonym."""
+    """Replace every user id in `raw` by its pseudonym; return the redacted bytes and the first pseudonym.
+
+    A string, number, list or object after a user id key is replaced whole. When some key that may name a
+    user is left with anything else after it, every value in the record is masked: the raw id must not stay.
+    """
     found: list[str] = []
-
-    def substitute(match: re.Match[bytes]) -> bytes:
-        value = match.group(2)
-        text = value[1:-1] if value.startswith(b'"') and value.endswith(b'"') and len(value) > 1 else value
-        pseudonym = pseudonymize(pepper, text.decode("utf-8", errors="replace"))
+    out = bytearray()
+    position = 0
+    for key in _USER_ID_KEY.finditer(raw):
+        start = key.end()
+        if key.start() < position or _NO_ID.match(raw, start):
+            continue  # inside a value replaced already, or a field that names nobody
+        if raw[start : start + 1] in (b"[", b"{"):
+            end = _container_end(raw, start)
+        else:
+            scalar = _SCALAR.match(raw, start)
+            if scalar is None:
+                continue
+            end = scalar.end()
+        pseudonym = pseudonymize(pepper, _id_text(raw[start:end]))
         found.append(pseudonym)
-        return match.group(1) + b'"' + pseudonym.encode() + b'"'
-
-    redacted = _USER_ID_FIELD.sub(substitute, raw)
+        out += raw[position:start] + b'"' + pseudonym.encode() + b'"'
+        position = end
+    out += raw[position:]
+    redacted = bytes(out)
+    if any(_REPLACED.match(redacted, key.end()) is None for key in _ID_LIKE_KEY.finditer(redacted)):
+        redacted = _mask(redacted)
     return redacted, (found[0] if found else None)

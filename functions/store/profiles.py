@@ -41,6 +41,9 @@ class TableSettings:
     connect_timeout_s: float = 2.0
     read_timeout_s: float = 5.0
     max_retry_attempts: int = 3
+    # Ingest raises this to the number of profiles it writes side by side; with fewer pooled connections than
+    # threads, the extra threads open and drop a connection on every write.
+    max_pool_connections: int = 10
 
 
 @lru_cache(maxsize=8)
@@ -55,6 +58,7 @@ def profile_table(settings: TableSettings) -> type[ProfileItem]:
             "connect_timeout_seconds": settings.connect_timeout_s,
             "read_timeout_seconds": settings.read_timeout_s,
             "max_retry_attempts": settings.max_retry_attempts,
+            "max_pool_connections": settings.max_pool_connections,
         },
     )
     model: type[ProfileItem] = type(f"ProfileItem_{settings.table_name}", (ProfileItem,), {"Meta": meta})

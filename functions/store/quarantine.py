@@ -11,6 +11,10 @@ from pynamodb.attributes import BinaryAttribute, TTLAttribute, UnicodeAttribute,
 from pynamodb.models import Model
 
 QUARANTINE_RETENTION = timedelta(days=14)
+# How much of a rejected record is kept. Kinesis takes records up to 1 MiB, a DynamoDB item only 400 KB, and
+# one item too large would fail the whole quarantine write, so the batch would be retried until it expired.
+# A few KB show what went wrong; every further KB would cost one more write unit per bad record.
+RAW_BYTES_KEPT = 4 * 1024
 
 
 class QuarantineItem(Model):
@@ -60,7 +64,7 @@ class QuarantineStore:
                         pk=f"{record.shard}#{record.seq}",
                         reason=record.reason,
                         message=record.message,
-                        raw=record.raw,
+                        raw=record.raw[:RAW_BYTES_KEPT],
                         shard=record.shard,
                         seq=record.seq,
                         arrived=record.arrived,

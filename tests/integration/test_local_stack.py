@@ -45,12 +45,12 @@ def test_every_table_has_the_templates_key_schema_and_ttl(local_stack: LocalStac
         assert local_stack.arns[logical_id] == described["TableArn"]
 
 
-def test_stream_has_the_local_shard_count_and_round_trips_records(local_stack: LocalStack) -> None:
+def test_stream_has_the_local_shard_count_and_round_trips_records(clean_stack: LocalStack) -> None:
     # Given the template's on-demand stream, created locally with a fixed shard count
-    kinesis = local_stack.client("kinesis")
-    stream = local_stack.physical_names["EventStream"]
+    kinesis = clean_stack.client("kinesis")
+    stream = clean_stack.physical_names["EventStream"]
     shards = kinesis.list_shards(StreamName=stream)["Shards"]
-    assert len(shards) == local_stack.shard_count == 2
+    assert len(shards) == clean_stack.shard_count == 2
 
     # When records with many partition keys are put
     records = [{"Data": f"event-{i}".encode(), "PartitionKey": f"user-{i}"} for i in range(20)]
