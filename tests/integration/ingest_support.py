@@ -72,18 +72,23 @@ class Ingest:
 
     def everything_stored(self) -> str:
         """All stored items of every table as text, compressed profile blobs inflated, for id audits."""
-        texts = []
-        for table in (self.env["PROFILES_TABLE"], self.env["QUARANTINE_TABLE"]):
-            for item in self._raw_items(table):
-                for value in item.values():
-                    if "B" in value:
-                        blob = value["B"]
-                        with contextlib.suppress(zlib.error):
-                            blob = zlib.decompress(blob)
-                        texts.append(blob.decode("utf-8", errors="replace"))
-                    else:
-                        texts.append(json.dumps(value))
-        return "\n".join(texts)
+        tables = (self.env["PROFILES_TABLE"], self.env["QUARANTINE_TABLE"])
+        return stored_text([item for table in tables for item in self._raw_items(table)])
+
+
+def stored_text(items: list[dict[str, Any]]) -> str:
+    """DynamoDB items as text, compressed profile blobs inflated, so an audit can search them for raw ids."""
+    texts = []
+    for item in items:
+        for value in item.values():
+            if "B" in value:
+                blob = value["B"]
+                with contextlib.suppress(zlib.error):
+                    blob = zlib.decompress(blob)
+                texts.append(blob.decode("utf-8", errors="replace"))
+            else:
+                texts.append(json.dumps(value))
+    return "\n".join(texts)
 
 
 def real_events(count: int | None = None) -> list[Event]:

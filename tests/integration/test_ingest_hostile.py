@@ -17,12 +17,10 @@ Expected reasons are written down here from the defect, never computed by the pa
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import re
 import string
-import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
@@ -38,7 +36,7 @@ from personalization.events import MAX_ID_LEN, MAX_RECORD_BYTES, MAX_TEXT_LEN, E
 from personalization.identity import pseudonymize
 from personalization.profile import PositionedEvent, Profile, fold
 from store.quarantine import RAW_BYTES_KEPT
-from tests.integration.ingest_support import Ingest, ingest, real_events
+from tests.integration.ingest_support import Ingest, ingest, real_events, stored_text
 
 __all__ = ["ingest"]
 
@@ -682,21 +680,6 @@ def quarantine_count(ingest: Ingest) -> int:
     # Live in moto (DynamoDB itself refreshes it only every few hours).
     table = ingest.stack.client("dynamodb").describe_table(TableName=ingest.env["QUARANTINE_TABLE"])["Table"]
     return int(table["ItemCount"])
-
-
-def stored_text(items: list[dict[str, Any]]) -> str:
-    """Items rendered as Ingest.everything_stored() renders them (compressed blobs inflated), for id audits."""
-    texts = []
-    for item in items:
-        for value in item.values():
-            if "B" in value:
-                blob = value["B"]
-                with contextlib.suppress(zlib.error):
-                    blob = zlib.decompress(blob)
-                texts.append(blob.decode("utf-8", errors="replace"))
-            else:
-                texts.append(json.dumps(value))
-    return "\n".join(texts)
 
 
 def first_difference(stored: Profile, expected: Profile) -> str:
