@@ -9,11 +9,13 @@ labels on most rows, which the parity check would refuse.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
@@ -21,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
+from model_export.interactions import positive_weights
 from personalization.features import FEATURE_NAMES
 
 K_RANGE = range(2, 13)
@@ -181,3 +184,26 @@ def unique_names(names: list[str], centers: Matrix) -> list[str]:
         if seen[name] > 1:
             result[i] = f"{name} #{seen[name]}"
     return result
+
+
+SEGMENT_ITEMS_LIMIT = 100
+
+
+def segment_items(
+    frame: pd.DataFrame, user_labels: Mapping[str, int], limit: int = SEGMENT_ITEMS_LIMIT
+) -> dict[str, list[str]]:
+    """Each segment's most popular items among its own members (the same view < cart < purchase weights).
+
+    This is what a segment fragment shows: it is the same for every member, so the CDN can cache it per
+    segment, and it still differs from the shop-wide best-sellers.
+    """
+    weights = positive_weights(frame)
+    labels = frame["user_id"].map(user_labels)
+    scored = pd.DataFrame({"label": labels, "item_id": frame["item_id"], "weight": weights})
+    scored = scored[scored["label"].notna() & (scored["weight"] > 0)]
+    totals = scored.groupby(["label", "item_id"], sort=False)["weight"].sum().reset_index()
+    totals = totals.sort_values(["label", "weight", "item_id"], ascending=[True, False, True], kind="stable")
+    return {
+        str(int(label)): group["item_id"].astype(str).head(limit).tolist()
+        for label, group in totals.groupby("label", sort=True)
+    }

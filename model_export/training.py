@@ -18,7 +18,7 @@ from model_export.parity import ParityError, ParityReport, check
 from model_export.protocols import time_cutoff
 from model_export.recs import RecsData, RecsModel, RecsParams
 from model_export.replay import feature_matrix, replay, to_ms
-from model_export.segments import SegmentModel, fit_segments
+from model_export.segments import SegmentModel, fit_segments, segment_items
 from model_export.tuning import Selected, Validation, select_recs, validation
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_NAMES
@@ -56,6 +56,7 @@ class Trained:
     parity: ParityReport
     train_s: float
     validation_fraction: float = VALIDATION_FRACTION
+    segment_items: dict[str, list[str]] | None = None
 
     def files(self) -> dict[str, bytes]:
         return {
@@ -64,6 +65,7 @@ class Trained:
             "catalog.json": _compact(self.catalog.to_dict()),
             # The recs graph's index -> item id; the catalog lists items in the same order.
             "items.json": _compact({"items": self.index.ids}),
+            "segment_items.json": _compact(self.segment_items or {}),
         }
 
     def manifest_extra(self) -> dict[str, Any]:
@@ -74,6 +76,7 @@ class Trained:
                 "file": "segment.onnx",
                 "input": {"name": SEGMENT_INPUT, "type": "float64", "shape": ["n", len(FEATURE_NAMES)]},
                 "outputs": {SEGMENT_LABEL: "int64 [n]", SEGMENT_DISTANCES: "float64 [n, k]"},
+                "items_file": "segment_items.json",
             },
             "recs_model": {
                 "file": "recs.onnx",
@@ -138,6 +141,8 @@ def train_models(
     parity = check(segment_onnx, segments, features, recs_onnx, recs, list(profiles.values()), index.position)
     if not parity.ok:
         raise ParityError(f"exported graphs disagree with their references: {parity.to_dict()}")
+    users = list(profiles)
+    members = dict(zip(users, (int(label) for label in segments.labels(features)), strict=True))
     return Trained(
         catalog,
         index,
@@ -153,4 +158,5 @@ def train_models(
         parity,
         time.perf_counter() - started,
         validation_fraction,
+        segment_items(frame, members),
     )

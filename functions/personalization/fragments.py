@@ -13,6 +13,8 @@ from personalization.ranking import Scored
 
 class Mode(StrEnum):
     PERSONALIZED = "personalized"
+    # The same for every member of a segment: cacheable at the edge, keyed by the signed segment cookie.
+    SEGMENT = "segment"
     FALLBACK = "fallback"
 
 
@@ -28,6 +30,7 @@ class Fragment(BaseModel):
     mode: Mode
     reason: str | None = None
     segment: str | None = None
+    segment_id: int | None = None
     model_version: str
     items: list[FragmentItem]
 
@@ -54,12 +57,14 @@ def build(
     model_version: str,
     reason: str | None = None,
     segment: str | None = None,
+    segment_id: int | None = None,
 ) -> Fragment:
     return Fragment(
         slot=slot,
         mode=mode,
         reason=reason,
         segment=segment,
+        segment_id=segment_id,
         model_version=model_version,
         items=[
             FragmentItem(id=s.item.id, category=s.item.category, price=s.item.price, score=round(s.score, 6))

@@ -140,3 +140,30 @@ def redact_user_id(pepper: bytes, raw: bytes) -> tuple[bytes, str | None]:
     if any(_REPLACED.match(redacted, key.end()) is None for key in _ID_LIKE_KEY.finditer(redacted)):
         redacted = _mask(redacted)
     return redacted, (found[0] if found else None)
+
+
+SEGMENT_FORMAT = "s1"
+
+
+def _segment_signature(key: bytes, segment: int, model_version: str) -> str:
+    mac = hmac.new(key, f"{SEGMENT_FORMAT}.{segment}.{model_version}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:18]).decode()
+
+
+def sign_segment(key: bytes, segment: int, model_version: str) -> str:
+    """A cookie value naming a segment of one model version: the CDN keys shared fragments on it, so it must
+    not be forgeable (a forged value would only pick another segment's public fragment, but still)."""
+    return f"{SEGMENT_FORMAT}.{segment}.{_segment_signature(key, segment, model_version)}"
+
+
+def verify_segment(key: bytes, cookie: str | None, model_version: str) -> int | None:
+    """The segment a cookie names, or None when missing, malformed, forged or from another model version."""
+    if not cookie or len(cookie) > 64:
+        return None
+    parts = cookie.split(".")
+    if len(parts) != 3 or parts[0] != SEGMENT_FORMAT or not parts[1].isdigit():
+        return None
+    segment = int(parts[1])
+    if not hmac.compare_digest(_segment_signature(key, segment, model_version).encode(), parts[2].encode()):
+        return None
+    return segment

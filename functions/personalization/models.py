@@ -68,10 +68,18 @@ class Segment:
 
 
 class SegmentModel:
-    def __init__(self, graph: bytes, segments: list[Mapping[str, Any]]) -> None:
+    def __init__(
+        self, graph: bytes, segments: list[Mapping[str, Any]], items: Mapping[str, list[str]], catalog: Catalog
+    ) -> None:
         self._session = session(graph)
         _require_io(self._session, [SEGMENT_INPUT], [SEGMENT_LABEL], "segment.onnx")
         self.segments = {int(s["id"]): Segment(int(s["id"]), str(s["name"])) for s in segments}
+        # What a segment fragment shows: the segment's own best-sellers, as catalog items.
+        self.items = {int(label): [catalog.by_id[i] for i in ids if i in catalog.by_id] for label, ids in items.items()}
+
+    def popular(self, segment: int, k: int) -> list[Scored]:
+        chosen = self.items.get(segment, [])[:k]
+        return [Scored(item, 1.0 - rank / max(len(chosen), 1)) for rank, item in enumerate(chosen)]
 
     def predict(self, vector: list[float]) -> Segment:
         features = np.asarray([vector], dtype=np.float64)
@@ -121,7 +129,10 @@ def load_models(files: Mapping[str, bytes], manifest: Mapping[str, Any], catalog
         recs_meta = manifest["recs_model"]
         item_ids = [str(i) for i in json.loads(files[recs_meta["index_file"]])["items"]]
         weighting = RecentWeighting.from_dict(recs_meta["recent_weighting"])
-        segments = SegmentModel(files[manifest["segment_model"]["file"]], manifest["segments"])
+        segment_meta = manifest["segment_model"]
+        items_file = segment_meta.get("items_file")
+        items = json.loads(files[items_file]) if items_file else {}
+        segments = SegmentModel(files[segment_meta["file"]], manifest["segments"], items, catalog)
         recs = RecsModel(files[recs_meta["file"]], item_ids, catalog, weighting)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"manifest or files incomplete: {exc!r}") from exc

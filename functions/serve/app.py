@@ -12,14 +12,17 @@ from fastapi.responses import JSONResponse, Response
 
 from observability import logger, metrics
 from personalization.fragments import Fragment, Mode, etag, render_html, render_json
-from personalization.identity import verify_token
-from serve.pipeline import PageContext, fallback, personalize
+from personalization.identity import sign_segment, verify_segment, verify_token
+from serve.pipeline import PageContext, fallback, for_segment, personalize
 from serve.state import serve_state
 
 # The names CloudFront's policies in template.yaml key on or forward; a test keeps the two in step.
 IDENTITY_COOKIE = "pz_id"
 IDENTITY_HEADER = "x-pz-token"
 SEGMENT_COOKIE = "pz_seg"
+SEGMENT_COOKIE_MAX_AGE_S = 24 * 3600
+# Slots named segment* show the visitor's segment's best-sellers: shared by the segment, cached at the edge.
+SEGMENT_SLOT_PREFIX = "segment"
 KNOWN_VISITOR_HEADER = "x-pz-known"
 CACHE_KEY_QUERY = ("format", "k", "item", "journey")
 # Fallbacks that mean something is broken (alarmed), as opposed to visitors we simply do not know.
@@ -52,9 +55,10 @@ def health() -> dict[str, str | int | None]:
     }
 
 
-def _headers(fragment: Fragment, public_max_age: int, swr: int) -> dict[str, str]:
+def _headers(fragment: Fragment, public_max_age: int, swr: int, sets_cookie: bool) -> dict[str, str]:
     mode = fragment.mode.value if fragment.reason is None else f"{fragment.mode.value}; reason={fragment.reason}"
-    personal = fragment.mode is Mode.PERSONALIZED
+    # A response that sets a cookie is never shared: a cache would hand that cookie to the next visitor.
+    personal = fragment.mode is Mode.PERSONALIZED or sets_cookie
     return {
         "X-Personalization": mode,
         "X-Model-Version": fragment.model_version,
@@ -72,6 +76,14 @@ def _count(fragment: Fragment) -> None:
         metrics.add_metric(name="FragmentsDegraded", unit=MetricUnit.Count, value=1)
 
 
+def _segment_cookie(key: bytes | None, fragment: Fragment, known: int | None, model_version: str) -> str | None:
+    """Set the signed segment cookie when serve has just learned a visitor's segment and the cookie lacks it."""
+    if key is None or fragment.segment_id is None or fragment.segment_id == known:
+        return None
+    value = sign_segment(key, fragment.segment_id, model_version)
+    return f"{SEGMENT_COOKIE}={value}; Path=/; Max-Age={SEGMENT_COOKIE_MAX_AGE_S}; Secure; HttpOnly; SameSite=Lax"
+
+
 @app.get("/v1/fragments/{slot}", response_model=Fragment, responses={200: {"content": {"text/html": {}}}})
 def get_fragment(
     slot: Slot,
@@ -81,22 +93,34 @@ def get_fragment(
     item: Annotated[str | None, Query(max_length=128)] = None,
     journey: Annotated[str | None, Query(pattern=r"^[a-z0-9_-]{1,32}$")] = None,
     pz_id: Annotated[str | None, Cookie(max_length=256)] = None,
+    pz_seg: Annotated[str | None, Cookie(max_length=64)] = None,
     x_pz_token: Annotated[str | None, Header(max_length=256)] = None,
     if_none_match: Annotated[str | None, Header(max_length=256)] = None,
 ) -> Response:
     state = serve_state()
     context = PageContext(page=page, item=item, journey=journey)
     now = time.time()
+    key: bytes | None = None
+    known_segment: int | None = None
     try:
         key = state.identity_key()
         pseudonym = verify_token(key, x_pz_token or pz_id, int(now)) if key else None
-        fragment = personalize(state, pseudonym, slot, k, context, int(now * 1000))
+        known_segment = verify_segment(key, pz_seg, state.model_version) if key else None
+        if slot.startswith(SEGMENT_SLOT_PREFIX):
+            fragment = for_segment(state, pseudonym, known_segment, slot, k, context, int(now * 1000))
+        else:
+            fragment = personalize(state, pseudonym, slot, k, context, int(now * 1000))
     except Exception:
         logger.exception("fragment pipeline failed; serving the popular fallback")
         fragment = fallback(state, slot, k, context, "internal_error")
     _count(fragment)
     body = render_json(fragment) if format == "json" else render_html(fragment)
-    headers = _headers(fragment, state.config.public_max_age_s, state.config.stale_while_revalidate_s)
+    cookie = _segment_cookie(key, fragment, known_segment, state.model_version)
+    headers = _headers(
+        fragment, state.config.public_max_age_s, state.config.stale_while_revalidate_s, cookie is not None
+    )
+    if cookie is not None:
+        headers["Set-Cookie"] = cookie
     headers["ETag"] = etag(body)
     if if_none_match and headers["ETag"] in {tag.strip() for tag in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)

@@ -61,4 +61,40 @@ def personalize(
         ranked += [
             s for s in by_affinity(state.catalog, profile, now_ms, k + len(shown), settings) if s.item.id not in shown
         ][: k - len(ranked)]
-    return build(slot, Mode.PERSONALIZED, ranked, state.model_version, segment=segment.name)
+    return build(slot, Mode.PERSONALIZED, ranked, state.model_version, segment=segment.name, segment_id=segment.id)
+
+
+def for_segment(
+    state: ServeState,
+    pseudonym: str | None,
+    known_segment: int | None,
+    slot: str,
+    k: int,
+    context: PageContext,
+    now_ms: int,
+) -> Fragment:
+    """A segment slot: the segment's own best-sellers, the same for all its members (so the CDN can share it).
+
+    The segment comes from the signed cookie when there is one, else from the visitor's profile.
+    """
+    if state.model_error or state.models is None:
+        return fallback(state, slot, k, context, state.model_error or "no_segment_model")
+    segment_id = known_segment
+    if segment_id is None and pseudonym is not None:
+        try:
+            stored = state.profiles.get(pseudonym)
+        except Exception as exc:
+            logger.warning("profile read failed", extra={"error": type(exc).__name__})
+            return fallback(state, slot, k, context, "profile_unavailable")
+        if stored is not None and stored.profile.personalization:
+            vector = feature_vector(stored.profile, now_ms, state.config.fold_settings)
+            segment_id = state.models.segments.predict(vector).id
+    if segment_id is None:
+        return fallback(state, slot, k, context, "anonymous")
+    segment = state.models.segments.segments.get(segment_id)
+    ranked = state.models.segments.popular(segment_id, k)
+    if len(ranked) < k:
+        shown = {s.item.id for s in ranked}
+        ranked += popular(state.catalog, k - len(ranked), exclude=shown)
+    name = segment.name if segment else f"segment {segment_id}"
+    return build(slot, Mode.SEGMENT, ranked, state.model_version, segment=name, segment_id=segment_id)

@@ -124,3 +124,36 @@ def test_health_reports_the_model_version(serve: ServeProcess) -> None:
     assert body["status"] == "ok"
     assert body["catalog_items"] > 0
     assert body["model_version"] != "none"
+
+
+def test_a_known_visitor_gets_a_signed_segment_cookie_on_a_private_response(serve: ServeProcess, world: World) -> None:
+    response = get(serve, "/v1/fragments/for-you?format=json", cookies={"pz_id": token_for(world, most_active(world))})
+    assert response.headers["cache-control"].startswith("private")
+    assert response.headers["x-segment"] != "none"
+    cookie = response.cookies.get("pz_seg")
+    assert cookie is not None
+    assert cookie.startswith("s1.")
+    assert "HttpOnly" in response.headers["set-cookie"]
+    assert "Secure" in response.headers["set-cookie"]
+
+
+def test_a_segment_slot_is_served_publicly_from_the_segment_cookie_alone(serve: ServeProcess, world: World) -> None:
+    first = get(serve, "/v1/fragments/for-you?format=json", cookies={"pz_id": token_for(world, most_active(world))})
+    segment_cookie = first.cookies["pz_seg"]
+
+    # No identity at all: only the signed segment cookie, as CloudFront keys it
+    response = get(serve, "/v1/fragments/segment-banner?format=json&k=4", cookies={"pz_seg": segment_cookie})
+    assert response.status_code == 200
+    assert response.headers["x-personalization"] == "segment"
+    assert response.headers["x-segment"] == first.headers["x-segment"]
+    assert "public" in response.headers["cache-control"]
+    assert "set-cookie" not in response.headers
+    assert len(response.json()["items"]) == 4
+
+
+def test_a_forged_segment_cookie_gets_the_anonymous_fragment(serve: ServeProcess) -> None:
+    response = get(
+        serve, "/v1/fragments/segment-banner?format=json", cookies={"pz_seg": "s1.0.AAAAAAAAAAAAAAAAAAAAAAAA"}
+    )
+    assert response.headers["x-personalization"] == "fallback; reason=anonymous"
+    assert "set-cookie" not in response.headers

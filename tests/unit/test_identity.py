@@ -56,3 +56,15 @@ def test_redaction_removes_the_raw_id_even_from_broken_records(raw: bytes) -> No
     assert b"5413121" not in redacted
     assert user is not None
     assert user.encode() in redacted
+
+
+def test_a_segment_cookie_names_its_segment_for_its_model_version_only() -> None:
+    from personalization.identity import sign_segment, verify_segment
+
+    cookie = sign_segment(KEY, 3, "v1")
+    assert verify_segment(KEY, cookie, "v1") == 3
+    assert verify_segment(KEY, cookie, "v2") is None  # another model version's segments mean other things
+    assert verify_segment(b"other" * 8, cookie, "v1") is None
+    assert verify_segment(KEY, cookie.replace("s1.3.", "s1.4."), "v1") is None
+    for junk in (None, "", "s1.x.y", "s1.3", "x" * 100):
+        assert verify_segment(KEY, junk, "v1") is None

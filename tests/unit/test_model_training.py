@@ -19,7 +19,7 @@ from personalization.catalog import Catalog
 from personalization.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
-FILES = {"segment.onnx", "recs.onnx", "catalog.json", "items.json"}
+FILES = {"segment.onnx", "recs.onnx", "catalog.json", "items.json", "segment_items.json"}
 
 
 def synthetic(event_types: list[str], categories: bool, prices: bool, seed: int = 3) -> pd.DataFrame:
@@ -59,6 +59,10 @@ def check_folder(folder: Path) -> dict[str, Any]:
     # The recs graph's index order is the catalog's order.
     assert items == [item.id for item in catalog.items]
     assert manifest["recs_model"]["n_items"] == len(items)
+    # Every segment has its own best-sellers for segment fragments, all of them catalog items.
+    by_segment = json.loads((folder / manifest["segment_model"]["items_file"]).read_text())
+    assert set(by_segment) == {str(s["id"]) for s in manifest["segments"] if s["size"] > 0}
+    assert all(ids and set(ids) <= set(items) for ids in by_segment.values())
     for name in ("segment.onnx", "recs.onnx"):
         ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
     return manifest
