@@ -55,10 +55,18 @@ def fetch(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], str]:
         return response.status, dict(response.headers), response.read().decode()
 
 
+def _cookie(headers: dict[str, str], name: str) -> str | None:
+    """`name=value` from a Set-Cookie header, as a browser would send it back."""
+    for header, value in headers.items():
+        if header.lower() == "set-cookie" and value.startswith(f"{name}="):
+            return value.split(";", 1)[0]
+    return None
+
+
 def show(title: str, status: int, headers: dict[str, str], body: str) -> None:
     print(f"\n--- {title}: HTTP {status}")
     lowered = {name.lower(): value for name, value in headers.items()}
-    for name in ("X-Personalization", "X-Model-Version", "Cache-Control", "ETag", "Content-Type"):
+    for name in ("X-Personalization", "X-Segment", "X-Model-Version", "Cache-Control", "Set-Cookie", "ETag"):
         if name.lower() in lowered:
             print(f"{name}: {lowered[name.lower()]}")
     print(body.strip())
@@ -141,10 +149,14 @@ def run(events_path: Path) -> int:
             vector = dict(zip(FEATURE_NAMES, feature_vector(stored.profile, now_ms), strict=True))
             print(f"    features: {', '.join(f'{k}={v:.2f}' for k, v in list(vector.items())[:8])}, ...")
             token = sign_token(identity_key.encode(), pseudonym, int(time.time()) + 3600)
-            show(
-                "personalized fragment (signed identity cookie)",
-                *fetch(f"{serve.url}/v1/fragments/for-you?format=html&k=5", {"Cookie": f"pz_id={token}"}),
-            )
+            personal = fetch(f"{serve.url}/v1/fragments/for-you?format=html&k=5", {"Cookie": f"pz_id={token}"})
+            show("personalized fragment (signed identity cookie)", *personal)
+            segment_cookie = _cookie(personal[1], "pz_seg")
+            if segment_cookie:
+                show(
+                    "segment fragment (only the signed segment cookie serve set: cacheable per segment)",
+                    *fetch(f"{serve.url}/v1/fragments/segment-banner?format=html&k=3", {"Cookie": segment_cookie}),
+                )
             show("anonymous fragment (no token)", *fetch(f"{serve.url}/v1/fragments/for-you?format=html&k=5", {}))
     finally:
         if serve is not None:

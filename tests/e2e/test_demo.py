@@ -37,6 +37,8 @@ def test_the_demo_serves_a_personal_and_an_anonymous_fragment_and_stops_everythi
     assert "X-Personalization: personalized" in out
     assert "X-Personalization: fallback; reason=anonymous" in out
     assert "Cache-Control: private" in out
+    assert "X-Personalization: segment" in out
+    assert "Set-Cookie: pz_seg=s1." in out
     assert 'data-mode="personalized"' in out
     assert re.search(r"total\s+\d+\.\d", out)
     # Everything the demo started is gone: neither the AWS API server nor the serve app still listens.
