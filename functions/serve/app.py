@@ -9,6 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import Cookie, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from observability import logger, metrics
 from personalization.fragments import Fragment, Mode, etag, render_html, render_json
@@ -38,6 +39,18 @@ Slot = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="W
 Text = Annotated[str | None, Query(max_length=256)]
 
 
+class Problem(BaseModel):
+    field: str
+    message: str
+
+
+class InvalidRequest(BaseModel):
+    """The body of every 422: which parameter was wrong, and why."""
+
+    error: Literal["invalid_request"]
+    problems: list[Problem]
+
+
 @app.exception_handler(RequestValidationError)
 async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
     problems = [{"field": ".".join(str(p) for p in error["loc"]), "message": error["msg"]} for error in exc.errors()]
@@ -63,6 +76,9 @@ def _headers(fragment: Fragment, public_max_age: int, swr: int, sets_cookie: boo
         "X-Personalization": mode,
         "X-Model-Version": fragment.model_version,
         "X-Segment": fragment.segment or "none",
+        # No rule document or experiment is in force yet (the rules issue adds them); the names are agreed now.
+        "X-Rules-Version": "none",
+        "X-Experiment-Variant": "none",
         # A personal fragment must never sit in a shared cache; the browser may keep it and revalidate.
         "Cache-Control": "private, no-cache"
         if personal
@@ -71,9 +87,13 @@ def _headers(fragment: Fragment, public_max_age: int, swr: int, sets_cookie: boo
 
 
 def _count(fragment: Fragment) -> None:
-    metrics.add_metric(name="FragmentsServed", unit=MetricUnit.Count, value=1)
-    if fragment.reason in DEGRADED_REASONS:
-        metrics.add_metric(name="FragmentsDegraded", unit=MetricUnit.Count, value=1)
+    # A page must never fail over a metric (powertools may flush, and raise, on any add).
+    try:
+        metrics.add_metric(name="FragmentsServed", unit=MetricUnit.Count, value=1)
+        if fragment.reason in DEGRADED_REASONS:
+            metrics.add_metric(name="FragmentsDegraded", unit=MetricUnit.Count, value=1)
+    except Exception:
+        logger.exception("could not record fragment metrics")
 
 
 def _segment_cookie(key: bytes | None, fragment: Fragment, known: int | None, model_version: str) -> str | None:
@@ -84,7 +104,15 @@ def _segment_cookie(key: bytes | None, fragment: Fragment, known: int | None, mo
     return f"{SEGMENT_COOKIE}={value}; Path=/; Max-Age={SEGMENT_COOKIE_MAX_AGE_S}; Secure; HttpOnly; SameSite=Lax"
 
 
-@app.get("/v1/fragments/{slot}", response_model=Fragment, responses={200: {"content": {"text/html": {}}}})
+@app.get(
+    "/v1/fragments/{slot}",
+    response_model=Fragment,
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+        304: {"description": "Not modified: the If-None-Match ETag is current"},
+        422: {"model": InvalidRequest},
+    },
+)
 def get_fragment(
     slot: Slot,
     format: Annotated[Literal["html", "json"], Query()] = "html",

@@ -35,6 +35,8 @@ def test_a_known_user_gets_a_private_personal_fragment_from_their_profile(serve:
     assert response.status_code == 200
     assert response.headers["x-personalization"] == "personalized"
     assert response.headers["cache-control"].startswith("private")
+    assert response.headers["x-rules-version"] == "none"
+    assert response.headers["x-experiment-variant"] == "none"
     body = response.json()
     assert body["mode"] == "personalized"
     assert len(body["items"]) == 6
