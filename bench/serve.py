@@ -22,10 +22,10 @@ Figures (the JSON object on the last line):
   cold_start_ms            a fresh interpreter: import serve.app, serve_state() against the loopback S3, one
                            personalized request through the ASGI app. The child notes time.perf_counter() on its
                            first line; the interpreter's own start (spawn to that line) is measured from outside
-                           with time.time() on both sides. Median of COLD_RUNS. As deployed: no bytecode cache
-                           (this environment sets PYTHONDONTWRITEBYTECODE and the serve package is built without
-                           __pycache__), so every module is compiled from source; _bytecode_cached is the same
-                           with a warmed cache (PYTHONPYCACHEPREFIX in a temporary folder)
+                           with time.time() on both sides. Median of COLD_RUNS. As deployed: with bytecode (the
+                           serve package ships .pyc compiled by python3.12, see functions/Makefile), measured with
+                           a warmed cache (PYTHONPYCACHEPREFIX in a temporary folder); _no_bytecode is the same
+                           compiling every module from source, and its phases are itemized
   serve_zip_mb             the serve package built as `sam build` builds it (bench.package), zipped
 """
 
@@ -448,8 +448,8 @@ def run() -> dict[str, Any]:
                 cached = [cold_start(env, tokens[0], Path(pycache)) for _ in range(COLD_RUNS)]
             for name in ("interpreter_ms", "import_ms", "state_ms", "request_ms", "total_ms"):
                 figures[f"cold_{name}"] = round(median([c[name] for c in cold]), 1)
-            figures["cold_start_ms"] = figures["cold_total_ms"]
-            figures["cold_start_ms_bytecode_cached"] = round(median([c["total_ms"] for c in cached]), 1)
+            figures["cold_start_ms_no_bytecode"] = figures["cold_total_ms"]
+            figures["cold_start_ms"] = round(median([c["total_ms"] for c in cached]), 1)
             figures["cold_import_ms_bytecode_cached"] = round(median([c["import_ms"] for c in cached]), 1)
             figures["import_costs_ms"] = {name: round(ms, 1) for name, ms in import_costs(env)}
             serve_state.cache_clear()
@@ -482,7 +482,8 @@ def report(f: dict[str, Any]) -> None:
             ">= 3",
             f"top-k agree {f['onnx_topk_agree']}/{f['onnx_requests']}",
         ),
-        ("cold_start_ms", f"{f['cold_start_ms']:.0f}", "<= 600", "no bytecode cache, as deployed; median"),
+        ("cold_start_ms", f"{f['cold_start_ms']:.0f}", "<= 600", "with bytecode, as deployed; median"),
+        ("cold_start_ms_no_bytecode", f"{f['cold_start_ms_no_bytecode']:.0f}", "", "compiling from source:"),
         ("  interpreter_ms", f"{f['cold_interpreter_ms']:.0f}", "", "spawn to the child's first line"),
         ("  import_ms", f"{f['cold_import_ms']:.0f}", "", "import serve.app"),
         ("  state_ms", f"{f['cold_state_ms']:.0f}", "", "import serve.handler: Mangum + serve_state()"),
@@ -490,7 +491,6 @@ def report(f: dict[str, Any]) -> None:
         ("    catalog", f"{f['state_catalog_ms']:.0f}", "", "Catalog.from_dict"),
         ("    onnx sessions", f"{f['state_models_ms']:.0f}", "", "load_models: graph optimization at load"),
         ("  request_ms", f"{f['cold_request_ms']:.0f}", "", "first Function URL event via Mangum, profile read"),
-        ("cold_start_ms_bytecode_cached", f"{f['cold_start_ms_bytecode_cached']:.0f}", "", "warm .pyc cache"),
         ("serve_zip_mb", "n/a" if f["serve_zip_mb"] is None else f"{f['serve_zip_mb']:.1f}", "<= 50", "bench.package"),
     ]
     print(table(("figure", "value", "target", "note"), rows))
