@@ -73,9 +73,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from store.artifacts import ArtifactStore
+    from store.region import region_from
 
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    version = ArtifactStore(args.bucket, region).publish(Path(args.folder))
+    version = ArtifactStore(args.bucket, region_from(os.environ)).publish(Path(args.folder))
     print(f"published {version} to s3://{args.bucket}")
     return 0
 

@@ -18,6 +18,7 @@ from skl2onnx import to_onnx
 from sklearn.pipeline import Pipeline
 
 from model_export.recs import RecsModel
+from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.recommend import (
     EXCLUDE_PENALTY,
     INPUT_EXCLUDE,
@@ -30,9 +31,6 @@ from personalization.recommend import (
 
 # ScatterElements' reduction="add" needs opset 16; 17 is widely served by onnxruntime builds.
 OPSET = 17
-SEGMENT_INPUT = "features"
-SEGMENT_LABEL = "label"
-SEGMENT_DISTANCES = "distances"
 
 
 def segment_graph(pipeline: Pipeline, n_features: int) -> bytes:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from model_export.catalog import build_catalog
 from model_export.interactions import ItemIndex
-from model_export.onnx_graphs import OPSET, SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL, recs_graph, segment_graph
+from model_export.onnx_graphs import OPSET, recs_graph, segment_graph
 from model_export.parity import ParityError, ParityReport, check
 from model_export.protocols import time_cutoff
 from model_export.recs import RecsData, RecsModel, RecsParams
@@ -21,7 +21,7 @@ from model_export.replay import feature_matrix, replay, to_ms
 from model_export.segments import SegmentModel, fit_segments, segment_items
 from model_export.tuning import Selected, Validation, select_recs, validation
 from personalization.catalog import Catalog
-from personalization.features import FEATURE_NAMES
+from personalization.features import FEATURE_NAMES, SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.profile import Profile
 from personalization.recommend import (
     EXCLUDE_PENALTY,

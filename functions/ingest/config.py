@@ -7,6 +7,8 @@ from datetime import timedelta
 
 from pydantic import BaseModel, Field
 
+from store.region import region_from
+
 
 class IngestConfig(BaseModel):
     profiles_table: str
@@ -28,7 +30,7 @@ class IngestConfig(BaseModel):
             profiles_table=env["PROFILES_TABLE"],
             quarantine_table=env["QUARANTINE_TABLE"],
             pepper_parameter=env["PEPPER_PARAMETER"],
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            region=region_from(env),
             profile_retention_days=int(env.get("PROFILE_RETENTION_DAYS", "180")),
             affinity_half_life_hours=float(env.get("AFFINITY_HALF_LIFE_HOURS", "168")),
         )

@@ -12,6 +12,12 @@ from personalization.profile import SESSION_TIMEOUT_MS, FoldSettings, Profile, a
 
 FEATURE_SCHEMA_VERSION = "1"
 
+# segment.onnx takes the feature vector under this name and returns the segment label (and distances): the
+# exporter names the graph's tensors with these, serve calls them by these.
+SEGMENT_INPUT = "features"
+SEGMENT_LABEL = "label"
+SEGMENT_DISTANCES = "distances"
+
 _HOUR_MS = 3600 * 1000
 _TYPES = [kind.value for kind in EventType]
 

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from personalization.catalog import Catalog
+from personalization.features import SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.profile import Profile
 from personalization.ranking import Scored
 from personalization.recommend import (
@@ -30,9 +31,6 @@ from personalization.recommend import (
     onnx_feed,
     recent_inputs,
 )
-
-SEGMENT_INPUT = "features"
-SEGMENT_LABEL = "label"
 
 
 class ModelError(Exception):

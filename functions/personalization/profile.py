@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -299,8 +298,3 @@ def fold(
             del event_ids[:-EVENT_ID_LIMIT]
         applied += 1
     return state, applied
-
-
-def recency_ms(profile: Profile, now_ms: int) -> float:
-    last = profile.last_event_ms
-    return math.inf if last is None else max(now_ms - last, 0)

@@ -7,6 +7,7 @@ import os
 from pydantic import BaseModel, Field
 
 from personalization.profile import FoldSettings
+from store.region import region_from
 
 
 class ServeConfig(BaseModel):
@@ -28,7 +29,7 @@ class ServeConfig(BaseModel):
             profiles_table=env["PROFILES_TABLE"],
             identity_key_parameter=env["IDENTITY_KEY_PARAMETER"],
             artifact_bucket=env["ARTIFACT_BUCKET"],
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            region=region_from(env),
             profile_connect_timeout_s=float(env.get("PROFILE_CONNECT_TIMEOUT_S", "0.02")),
             profile_read_timeout_s=float(env.get("PROFILE_READ_TIMEOUT_S", "0.03")),
             affinity_half_life_hours=float(env.get("AFFINITY_HALF_LIFE_HOURS", "168")),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from observability import logger
 from personalization.features import feature_vector
 from personalization.fragments import Fragment, Mode, build
+from personalization.profile import Profile
 from personalization.ranking import by_affinity, excluded_for, popular
 from serve.state import ServeState
 
@@ -31,6 +32,23 @@ def fallback(state: ServeState, slot: str, k: int, context: PageContext, reason:
     return build(slot, Mode.FALLBACK, ranked, state.model_version, reason=reason)
 
 
+PROFILE_UNAVAILABLE = "profile_unavailable"
+
+
+def _usable_profile(state: ServeState, pseudonym: str) -> Profile | str:
+    """The visitor's profile, or the reason there is none to personalize from (never raises)."""
+    try:
+        stored = state.profiles.get(pseudonym)
+    except Exception as exc:
+        logger.warning("profile read failed", extra={"error": type(exc).__name__})
+        return PROFILE_UNAVAILABLE
+    if stored is None:
+        return "no_profile"
+    if not stored.profile.personalization:
+        return "no_personalization_consent"
+    return stored.profile
+
+
 def personalize(
     state: ServeState, pseudonym: str | None, slot: str, k: int, context: PageContext, now_ms: int
 ) -> Fragment:
@@ -38,16 +56,9 @@ def personalize(
         return fallback(state, slot, k, context, state.model_error)
     if pseudonym is None:
         return fallback(state, slot, k, context, "anonymous")
-    try:
-        stored = state.profiles.get(pseudonym)
-    except Exception as exc:
-        logger.warning("profile read failed", extra={"error": type(exc).__name__})
-        return fallback(state, slot, k, context, "profile_unavailable")
-    if stored is None:
-        return fallback(state, slot, k, context, "no_profile")
-    if not stored.profile.personalization:
-        return fallback(state, slot, k, context, "no_personalization_consent")
-    profile = stored.profile
+    profile = _usable_profile(state, pseudonym)
+    if isinstance(profile, str):
+        return fallback(state, slot, k, context, profile)
     settings = state.config.fold_settings
     if state.models is None:
         ranked = by_affinity(state.catalog, profile, now_ms, k, settings)
@@ -81,13 +92,11 @@ def for_segment(
         return fallback(state, slot, k, context, state.model_error or "no_segment_model")
     segment_id = known_segment
     if segment_id is None and pseudonym is not None:
-        try:
-            stored = state.profiles.get(pseudonym)
-        except Exception as exc:
-            logger.warning("profile read failed", extra={"error": type(exc).__name__})
-            return fallback(state, slot, k, context, "profile_unavailable")
-        if stored is not None and stored.profile.personalization:
-            vector = feature_vector(stored.profile, now_ms, state.config.fold_settings)
+        profile = _usable_profile(state, pseudonym)
+        if profile == PROFILE_UNAVAILABLE:
+            return fallback(state, slot, k, context, PROFILE_UNAVAILABLE)
+        if isinstance(profile, Profile):
+            vector = feature_vector(profile, now_ms, state.config.fold_settings)
             segment_id = state.models.segments.predict(vector).id
     if segment_id is None:
         return fallback(state, slot, k, context, "anonymous")

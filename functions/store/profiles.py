@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
 
 from pynamodb.attributes import BinaryAttribute, TTLAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import PutError
@@ -97,14 +96,6 @@ class ProfileStore:
             raise
         assert item.v is not None
         return int(item.v)
-
-    def delete(self, user_id: str) -> None:
-        self._model(pk=user_id).delete()
-
-    def scan_raw(self) -> Iterator[dict[str, Any]]:
-        """Every stored item as DynamoDB returned it (for audits and tests that look for raw ids)."""
-        for item in self._model.scan():
-            yield item.serialize()
 
 
 def _stored(item: ProfileItem) -> StoredProfile:
