@@ -1,7 +1,7 @@
 """The canonical event file: the only input format the trainer and the evaluation read.
 
-Columns: user_id, item_id, event_type, timestamp (required); category, price, quantity, session_id
-(optional). CSV or Parquet. Any real dataset gets an adapter to this format (see datasets.py).
+Columns: user_id, item_id, event_type, timestamp (required); category, price, quantity, session_id, brand
+(optional; brand is a catalog attribute only, not part of the stream event). CSV or Parquet. Any real dataset gets an adapter to this format (see datasets.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from personalization.events import Consent, Event, EventType
 log = logging.getLogger(__name__)
 
 REQUIRED = ("user_id", "item_id", "event_type", "timestamp")
-OPTIONAL = ("category", "price", "quantity", "session_id")
+OPTIONAL = ("category", "price", "quantity", "session_id", "brand")
 
 # Names other datasets commonly use for the same actions; anything else is dropped and counted.
 TYPE_ALIASES: dict[str, EventType] = {
@@ -43,7 +43,9 @@ def read_events(path: Path) -> pd.DataFrame:
     if path.suffix in {".parquet", ".pq"}:
         frame = pd.read_parquet(path)
     else:
-        frame = pd.read_csv(path, dtype={"user_id": str, "item_id": str, "category": str, "session_id": str})
+        frame = pd.read_csv(
+            path, dtype={"user_id": str, "item_id": str, "category": str, "session_id": str, "brand": str}
+        )
     return normalize(frame, str(path))
 
 
@@ -70,6 +72,7 @@ def normalize(frame: pd.DataFrame, source: str = "events") -> pd.DataFrame:
     frame["quantity"] = pd.to_numeric(frame["quantity"], errors="coerce").fillna(1).clip(lower=1).astype(int)
     frame["category"] = frame["category"].where(frame["category"].notna() & (frame["category"] != ""), None)
     frame["session_id"] = frame["session_id"].where(frame["session_id"].notna(), None)
+    frame["brand"] = frame["brand"].where(frame["brand"].notna() & (frame["brand"] != ""), None)
     unusable = frame["event_type"].isna() | frame["timestamp"].isna()
     if unusable.any():
         log.warning(

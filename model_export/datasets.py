@@ -32,6 +32,7 @@ def rees46(path: Path) -> pd.DataFrame:
             "price": raw["price"],
             "quantity": 1,
             "session_id": raw["user_session"],
+            "brand": raw["brand"],
         }
     )
 

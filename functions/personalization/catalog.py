@@ -13,6 +13,8 @@ class CatalogItem:
     category: str | None
     price: float | None
     popularity: float
+    # Optional merchandising attribute (rules boost or exclude by it); None where the data has none.
+    brand: str | None = None
 
 
 class Catalog:
@@ -40,6 +42,7 @@ class Catalog:
                     category=row.get("category"),
                     price=None if row.get("price") is None else float(row["price"]),
                     popularity=float(row["popularity"]),
+                    brand=row.get("brand"),
                 )
                 for row in data["items"]
             ]
@@ -48,6 +51,7 @@ class Catalog:
     def to_dict(self) -> dict[str, Any]:
         return {
             "items": [
-                {"id": i.id, "category": i.category, "price": i.price, "popularity": i.popularity} for i in self.items
+                {"id": i.id, "category": i.category, "price": i.price, "popularity": i.popularity, "brand": i.brand}
+                for i in self.items
             ]
         }
