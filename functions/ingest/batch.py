@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from personalization.events import NoConsent, Reason, Rejected, parse_record
+from personalization.events import EventType, NoConsent, Reason, Rejected, parse_record
 from personalization.identity import redact_user_id
 from personalization.profile import FoldSettings, PositionedEvent, fold
 from store.profiles import ProfileStore, StoredProfile, VersionConflict
@@ -40,6 +40,7 @@ class BatchResult:
     applied: int = 0
     skipped: int = 0
     dropped_no_consent: int = 0
+    impressions: int = 0
     quarantined: dict[Reason, int] = field(default_factory=dict)
     users: int = 0
     writes: int = 0
@@ -97,6 +98,10 @@ class BatchWriter:
                 result.dropped_no_consent += 1
             elif isinstance(item.outcome, QuarantinedRecord):
                 bad.append((item.record, item.outcome))
+            elif item.outcome.event.type is EventType.IMPRESSION:
+                # Serve's exposure log shares the stream so experiments see it in order with the clicks;
+                # it changes no profile, so it costs no read and no write here.
+                result.impressions += 1
             else:
                 by_user[item.outcome.event.user_id].append((item.record, item.outcome))
         self._quarantine(bad, result)

@@ -31,6 +31,7 @@ def _publish(received: int, result: BatchResult) -> None:
     metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=result.applied)
     metrics.add_metric(name="EventsSkippedAsDuplicate", unit=MetricUnit.Count, value=result.skipped)
     metrics.add_metric(name="EventsDroppedNoConsent", unit=MetricUnit.Count, value=result.dropped_no_consent)
+    metrics.add_metric(name="ImpressionsSeen", unit=MetricUnit.Count, value=result.impressions)
     metrics.add_metric(name="ProfileWrites", unit=MetricUnit.Count, value=result.writes)
     metrics.add_metric(name="VersionConflicts", unit=MetricUnit.Count, value=result.conflicts)
     metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(result.failed_seqs))

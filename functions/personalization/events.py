@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -44,6 +45,11 @@ class EventType(StrEnum):
     PURCHASE = "purchase"
     SEARCH = "search"
     PAGE_VIEW = "page_view"
+    # What serve showed (slot, items, variant): the exposure log experiments are evaluated from. Not folded.
+    IMPRESSION = "impression"
+    # The person's consent choice changed; carries the new state. Accepted even without analytics consent,
+    # because a withdrawal must reach the profile to take effect.
+    CONSENT = "consent"
 
 
 ITEM_EVENT_TYPES = frozenset(
@@ -52,7 +58,12 @@ ITEM_EVENT_TYPES = frozenset(
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]
 Text = Annotated[str, Field(max_length=MAX_TEXT_LEN)]
+# HMAC-SHA256 hex: the form every stored user id has.
+PSEUDONYM_PATTERN = r"^[0-9a-f]{64}$"
+MAX_IMPRESSION_ITEMS = 50
 
+
+_PSEUDONYM = re.compile(PSEUDONYM_PATTERN)
 
 IDENTIFYING_FIELDS = frozenset({"user_id", "event", "context", "context.referrer"})
 
@@ -91,6 +102,19 @@ class Consent(BaseModel):
     personalization: bool
 
 
+class Impression(BaseModel):
+    """What one served fragment showed, and under which experiment variant and versions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slot: Annotated[str, Field(min_length=1, max_length=32)]
+    items: Annotated[list[Id], Field(max_length=MAX_IMPRESSION_ITEMS)]
+    experiment: Id | None = None
+    variant: Id | None = None
+    model_version: Text
+    rules_version: Text
+
+
 class Event(BaseModel):
     """One interaction, as the tracker sends it. `user_id` is the raw id until ingest pseudonymizes it."""
 
@@ -99,6 +123,10 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     event_id: Id
+    # True when user_id is already the pseudonym (sent by our own collector or serve, which know only the
+    # signed pseudonymous id); ingest then keeps it instead of hashing it again. Declared before user_id so
+    # its validator can read it.
+    pseudonymous: Annotated[bool, Field(strict=True)] = False
     user_id: Id
     type: EventType
     ts: AwareDatetime
@@ -109,11 +137,16 @@ class Event(BaseModel):
     session_id: Id | None = None
     context: Context = Context()
     consent: Consent
+    impression: Impression | None = None
     schema_version: Literal[1] = 1
 
     @field_validator("user_id")
     @classmethod
     def _pseudonymize(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("pseudonymous"):
+            if not _PSEUDONYM.match(value):
+                raise ValueError("a pseudonymous user_id is 64 lowercase hex characters")
+            return value
         # At ingest the raw id is replaced while the record is parsed, so no validated event holds it.
         pepper = info.context.get(PEPPER_CONTEXT) if isinstance(info.context, dict) else None
         return pseudonymize(pepper, value) if pepper else value
@@ -132,6 +165,8 @@ class Event(BaseModel):
     def _item_events_name_an_item(self) -> Event:
         if self.type in ITEM_EVENT_TYPES and self.item_id is None:
             raise ValueError(f"item_id is required for {self.type.value}")
+        if (self.type is EventType.IMPRESSION) != (self.impression is not None):
+            raise ValueError("impression is required for, and only for, an impression event")
         return self
 
     def to_json_bytes(self) -> bytes:
@@ -221,7 +256,7 @@ def parse_record(data: bytes, now: datetime, retention: timedelta, pepper: bytes
         event = Event.model_validate_json(data, context=context)
     except ValidationError:
         return _diagnose(data, now, retention, context)
-    if not event.consent.analytics:
+    if not event.consent.analytics and event.type is not EventType.CONSENT:
         return NoConsent()
     return _check_time(event, now, retention)
 

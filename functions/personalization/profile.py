@@ -235,6 +235,9 @@ _position = attrgetter("seq", "shard")  # sequence order; the same key as (p.seq
 
 def _apply(profile: Profile, event: Event, ts_ms: int, settings: FoldSettings) -> None:
     kind = event.type
+    if kind is EventType.CONSENT:
+        profile.personalization = event.consent.personalization
+        return
     name = TYPE_NAMES[kind]
     code = TYPE_CODES[kind]
     profile.personalization = event.consent.personalization
@@ -288,6 +291,8 @@ def fold(
         shard, seq = positioned.shard, positioned.seq
         if seq <= watermarks.get(shard, -1):
             continue  # redelivered by Kinesis: at or below this shard's watermark
+        if event.type is EventType.IMPRESSION:
+            continue  # an exposure record for offline evaluation; nothing of the profile
         digest = event_id_digest(event.event_id)
         if digest in event_ids:
             continue  # re-sent by the producer with a new sequence number

@@ -142,3 +142,46 @@ def test_any_json_object_gives_an_event_or_a_reason(fields: dict[str, object]) -
         assert result.quantity >= 1
     else:
         assert isinstance(result, Rejected | NoConsent)
+
+
+PEPPER = b"p" * 32
+PSEUDONYM = "ab" * 32
+
+
+def test_a_pseudonymous_id_from_our_own_producers_is_kept_not_hashed_again() -> None:
+    event = parse_record(json.dumps(good(user_id=PSEUDONYM, pseudonymous=True)).encode(), NOW, RETENTION, PEPPER)
+    assert isinstance(event, Event)
+    assert event.user_id == PSEUDONYM
+    raw = parse_record(json.dumps(good(user_id=PSEUDONYM)).encode(), NOW, RETENTION, PEPPER)
+    assert isinstance(raw, Event)
+    assert raw.user_id != PSEUDONYM  # without the flag, it is a raw id like any other
+
+
+@pytest.mark.parametrize("user_id", ["u-1", "AB" * 32, "ab" * 31, "someone@example.com"])
+def test_a_pseudonymous_flag_on_something_not_a_pseudonym_is_refused(user_id: str) -> None:
+    result = parse_record(json.dumps(good(user_id=user_id, pseudonymous=True)).encode(), NOW, RETENTION, PEPPER)
+    assert isinstance(result, Rejected)
+    assert result.reason is Reason.INVALID_FIELD
+    assert user_id not in result.message
+
+
+def test_an_impression_carries_what_was_shown() -> None:
+    shown = {"slot": "for-you", "items": ["i-1", "i-2"], "experiment": "x", "variant": "b",
+             "model_version": "v1", "rules_version": "r1"}  # fmt: skip
+    event = parse(good(type="impression", item_id=None, impression=shown))
+    assert isinstance(event, Event)
+    assert event.impression is not None
+    assert event.impression.items == ["i-1", "i-2"]
+    missing = parse(good(type="impression", item_id=None))
+    assert isinstance(missing, Rejected)
+    assert "impression" in missing.message
+    stray = parse(good(impression=shown))
+    assert isinstance(stray, Rejected)
+
+
+def test_a_consent_withdrawal_is_heard_although_it_withdraws_analytics_consent() -> None:
+    withdrawal = parse(good(type="consent", item_id=None, consent={"analytics": False, "personalization": False}))
+    assert isinstance(withdrawal, Event)
+    assert withdrawal.type is EventType.CONSENT
+    # Any other event without analytics consent is still dropped.
+    assert isinstance(parse(good(consent={"analytics": False, "personalization": False})), NoConsent)
