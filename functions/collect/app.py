@@ -1,0 +1,158 @@
+"""The collector API: `POST /v1/events` parses the body, identifies the visitor, admits and writes the events.
+
+Statuses, decided here and only here: 202 when any event was written (the results say which were not), 400
+when every event was refused (or the body is malformed), 413 over the size or count limits, 503 when valid
+events could not be written at all (every one is reported failed, so the client can send them again).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from fastapi import Cookie, Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+
+from collect.intake import (
+    MAX_BODY_BYTES,
+    MAX_EVENTS,
+    BadBody,
+    BodyTooLarge,
+    TooManyEvents,
+    identify,
+    read_events,
+)
+from collect.models import CollectResponse, ErrorResponse, RejectedRecord
+from collect.service import Collected, Collector, collect, collector, unavailable
+from observability import logger, metrics
+
+# The same names serve reads the identity from; CloudFront forwards both to the collector.
+IDENTITY_COOKIE = "pz_id"
+IDENTITY_HEADER = "x-pz-token"
+RETRY_AFTER_S = 1
+# The answer carries per-visitor results and sometimes a new identity cookie: no cache may keep it.
+NO_STORE = {"Cache-Control": "no-store"}
+
+app = FastAPI(
+    title="Event collector",
+    version="1",
+    description=(
+        "Takes a shop's interaction events, checks them against the event schema and writes them to the stream "
+        "under the visitor's pseudonymous id, which comes only from the signed identity token."
+    ),
+)
+
+_EVENT_BODY = {
+    "description": f'One event object, or {{"events": [...]}} with 1 to {MAX_EVENTS} events; at most '
+    f"{MAX_BODY_BYTES} bytes. user_id is ignored; event_id and ts are optional.",
+    "required": True,
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
+
+async def request_body(request: Request) -> bytes:
+    """The raw body, refused as soon as it is known to exceed the limit (before all of it is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"the body is {declared} bytes; the limit is {MAX_BODY_BYTES}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"the body exceeds the limit of {MAX_BODY_BYTES} bytes")
+    return bytes(body)
+
+
+@app.exception_handler(BadBody)
+async def _bad_body(_: Request, exc: BadBody) -> JSONResponse:
+    too_large = isinstance(exc, BodyTooLarge | TooManyEvents)
+    error = ErrorResponse(error="payload_too_large" if too_large else "invalid_request", message=str(exc))
+    logger.info("request refused as a whole", extra={"error": error.error, "kind": type(exc).__name__})
+    return JSONResponse(status_code=413 if too_large else 400, content=error.model_dump(), headers=NO_STORE)
+
+
+def _status(response: CollectResponse) -> int:
+    if response.accepted:
+        return 202
+    return 503 if response.failed else 400
+
+
+def _identity_cookie(token: str, max_age_s: int) -> str:
+    return f"{IDENTITY_COOKIE}={token}; Path=/; Max-Age={max_age_s}; Secure; HttpOnly; SameSite=Lax"
+
+
+def _record(collected: Collected) -> None:
+    """One metric per outcome someone would alarm on; a request must never fail over a metric."""
+    response = collected.response
+    try:
+        metrics.add_metric(name="EventsCollected", unit=MetricUnit.Count, value=response.accepted)
+        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=response.rejected)
+        metrics.add_metric(name="EventsThrottledRetried", unit=MetricUnit.Count, value=collected.retried)
+        metrics.add_metric(name="EventsFailed", unit=MetricUnit.Count, value=response.failed)
+    except Exception:
+        logger.exception("could not record collector metrics")
+    # Counts and reason codes only: never a user id, a token or an address.
+    reasons = Counter(r.reason for r in response.results if isinstance(r, RejectedRecord))
+    logger.info(
+        "events collected",
+        extra={
+            "accepted": response.accepted,
+            "rejected": response.rejected,
+            "failed": response.failed,
+            "retried": collected.retried,
+            "rejected_reasons": dict(reasons),
+        },
+    )
+
+
+@app.post(
+    "/v1/events",
+    status_code=202,
+    response_model=CollectResponse,
+    responses={
+        400: {"model": CollectResponse | ErrorResponse, "description": "Every event refused, or a malformed body"},
+        413: {"model": ErrorResponse, "description": f"Over {MAX_BODY_BYTES} bytes or {MAX_EVENTS} events"},
+        503: {"model": CollectResponse, "description": "Valid events could not be written: send them again"},
+    },
+    openapi_extra={"requestBody": _EVENT_BODY},
+)
+def post_events(
+    body: Annotated[bytes, Depends(request_body)],
+    state: Annotated[Collector, Depends(collector)],
+    pz_id: Annotated[str | None, Cookie()] = None,
+    x_pz_token: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    items = read_events(body)
+    collected, new_token = _collect(items, state, x_pz_token or pz_id, time.time())
+    _record(collected)
+    status = _status(collected.response)
+    headers = dict(NO_STORE)
+    if status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    result = JSONResponse(status_code=status, content=collected.response.model_dump(mode="json"), headers=headers)
+    if new_token is not None:
+        result.headers.append("set-cookie", _identity_cookie(new_token, state.config.anonymous_id_ttl_s))
+    return result
+
+
+def _collect(items: list[Any], state: Collector, token: str | None, now: float) -> tuple[Collected, str | None]:
+    """The collected events, and the new identity token to set as a cookie, if any."""
+    try:
+        key = state.identity_key()
+    except Exception:
+        # Without the key no token can be checked or signed; accepting events under an unproven id would be
+        # worse than asking the client to send them again.
+        logger.exception("identity key unavailable; refusing events for now")
+        return Collected(unavailable(items), retried=0, consented=False), None
+    visitor = identify(key, token, int(now), state.config.anonymous_id_ttl_s)
+    try:
+        collected = collect(items, visitor, datetime.fromtimestamp(now, UTC), state.config.retention, state.stream)
+    except Exception:
+        logger.exception("collecting failed; reporting every event failed")
+        return Collected(unavailable(items), retried=0, consented=False), None
+    # A new anonymous id is set only for a visitor who consented to analytics in this request: an identifier
+    # cookie needs consent. It is set on a 503 too, so that the client's retry lands under the same id.
+    return collected, (visitor.new_token if collected.consented else None)
