@@ -8,6 +8,10 @@ sequence number a response reports, and redelivers everything after it. So:
   and the per-shard watermark in every other user's profile makes their already-applied events no-ops;
 - if the quarantine write fails, the quarantined records are reported, so they come back and are kept.
 The end state of any such sequence equals one clean run, which the tests check.
+
+An erased person's item is a tombstone (see store.profiles). The one profile read per batch returns it, and
+their events and bad records are dropped and counted: replaying the stream after an erasure brings nothing
+back. A write that races the erasure fails its version condition, re-reads, finds the tombstone, and drops.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from datetime import UTC, datetime, timedelta
 
 from personalization.events import EventType, NoConsent, Reason, Rejected, parse_record
 from personalization.identity import redact_user_id
-from personalization.profile import FoldSettings, PositionedEvent, fold
-from store.profiles import ProfileStore, StoredProfile, VersionConflict
+from personalization.profile import FoldSettings, PositionedEvent, fold, to_ms
+from personalization.scrub import scrub_bytes, scrub_text
+from store.profiles import Erased, ProfileStore, StoredProfile, VersionConflict
 from store.quarantine import RAW_BYTES_KEPT, QuarantinedRecord, QuarantineStore
 
 
@@ -40,6 +45,8 @@ class BatchResult:
     applied: int = 0
     skipped: int = 0
     dropped_no_consent: int = 0
+    # Events and bad records of erased people, dropped while their tombstone lasts.
+    dropped_erased: int = 0
     impressions: int = 0
     quarantined: dict[Reason, int] = field(default_factory=dict)
     users: int = 0
@@ -54,6 +61,7 @@ class UserOutcome:
     skipped: int
     writes: int
     conflicts: int
+    erased: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +78,17 @@ def classify(record: RawRecord, pepper: bytes, now: datetime, retention: timedel
     if isinstance(parsed, Rejected):
         # Only what the quarantine keeps is redacted: the scan stays cheap however large the record.
         redacted, user = redact_user_id(pepper, record.data[:RAW_BYTES_KEPT])
+        # No e-mail or IP address is kept either, wherever a broken sender put one.
         return Classified(
             record,
             QuarantinedRecord(
-                parsed.reason.value, parsed.message, redacted, record.shard, record.seq, record.arrived, user
+                parsed.reason.value,
+                scrub_text(parsed.message),
+                scrub_bytes(redacted),
+                record.shard,
+                record.seq,
+                record.arrived,
+                user,
             ),
         )
     return Classified(record, PositionedEvent(parsed, record.shard, int(record.seq)))
@@ -104,9 +119,49 @@ class BatchWriter:
                 result.impressions += 1
             else:
                 by_user[item.outcome.event.user_id].append((item.record, item.outcome))
-        self._quarantine(bad, result)
-        self._fold_users(by_user, result)
+        stored = self._read(by_user, bad, result)
+        if stored is None:
+            # Reported already, except bad records that name nobody: no tombstone can concern them.
+            self._quarantine([pair for pair in bad if pair[1].user is None], result)
+            return result
+        self._quarantine(self._not_erased(bad, stored, result), result)
+        self._fold_users(by_user, stored, result)
         return result
+
+    def _read(
+        self,
+        by_user: dict[str, list[tuple[RawRecord, PositionedEvent]]],
+        bad: list[tuple[RawRecord, QuarantinedRecord]],
+        result: BatchResult,
+    ) -> dict[str, StoredProfile | Erased] | None:
+        """One BatchGetItem for every person the batch names (bad records too: they may be erased)."""
+        users = set(by_user) | {entry.user for _, entry in bad if entry.user is not None}
+        if not users:
+            return {}
+        try:
+            return self.profiles.read_many(users)
+        except Exception as exc:
+            for pairs in by_user.values():
+                for record, _ in pairs:
+                    self._fail(record, exc, result)
+            for record, entry in bad:
+                if entry.user is not None:
+                    self._fail(record, exc, result)
+            return None
+
+    @staticmethod
+    def _not_erased(
+        bad: list[tuple[RawRecord, QuarantinedRecord]],
+        stored: dict[str, StoredProfile | Erased],
+        result: BatchResult,
+    ) -> list[tuple[RawRecord, QuarantinedRecord]]:
+        kept = []
+        for record, entry in bad:
+            if entry.user is not None and isinstance(stored.get(entry.user), Erased):
+                result.dropped_erased += 1
+            else:
+                kept.append((record, entry))
+        return kept
 
     def _quarantine(self, bad: list[tuple[RawRecord, QuarantinedRecord]], result: BatchResult) -> None:
         if not bad:
@@ -121,16 +176,14 @@ class BatchWriter:
             reason = Reason(entry.reason)
             result.quarantined[reason] = result.quarantined.get(reason, 0) + 1
 
-    def _fold_users(self, by_user: dict[str, list[tuple[RawRecord, PositionedEvent]]], result: BatchResult) -> None:
+    def _fold_users(
+        self,
+        by_user: dict[str, list[tuple[RawRecord, PositionedEvent]]],
+        stored: dict[str, StoredProfile | Erased],
+        result: BatchResult,
+    ) -> None:
         result.users = len(by_user)
         if not by_user:
-            return
-        try:
-            stored = self.profiles.get_many(by_user)
-        except Exception as exc:
-            for pairs in by_user.values():
-                for record, _ in pairs:
-                    self._fail(record, exc, result)
             return
         # One conditional put per user; they are independent, and each waits on a network round trip, so
         # they run side by side. Results are gathered here, on the calling thread, in a fixed order.
@@ -150,19 +203,29 @@ class BatchWriter:
                 result.skipped += outcome.skipped
                 result.writes += outcome.writes
                 result.conflicts += outcome.conflicts
+                result.dropped_erased += outcome.erased
 
-    def _fold_one(self, user_id: str, events: list[PositionedEvent], current: StoredProfile | None) -> UserOutcome:
+    def _fold_one(
+        self, user_id: str, events: list[PositionedEvent], current: StoredProfile | Erased | None
+    ) -> UserOutcome:
         conflicts = 0
+        # Inactivity is measured from the newest event of any kind (consent changes included), so a profile
+        # that keeps only consent state expires like any other; a late batch never shortens the retention.
+        newest = datetime.fromtimestamp(max(to_ms(p.event) for p in events) / 1000, tz=UTC) + self.retention
         for _attempt in range(self.max_conflict_retries):
+            if isinstance(current, Erased):
+                return UserOutcome(0, 0, 0, conflicts, erased=len(events))
             profile, applied = fold(current.profile if current else None, user_id, events, self.fold_settings)
             if applied == 0:
                 return UserOutcome(0, len(events), 0, conflicts)  # a pure redelivery: nothing to write
-            expires = datetime.fromtimestamp((profile.last_event_ms or 0) / 1000, tz=UTC) + self.retention
+            expires = newest
+            if current is not None and current.expires_at is not None:
+                expires = max(expires, current.expires_at)
             try:
                 self.profiles.save(profile, current.version if current else None, expires)
             except VersionConflict:
                 conflicts += 1
-                current = self.profiles.get(user_id)
+                current = self.profiles.read(user_id, consistent=True)
                 continue
             return UserOutcome(applied, len(events) - applied, 1, conflicts)
         raise VersionConflict(f"gave up after {self.max_conflict_retries} conflicting writes")

@@ -16,12 +16,17 @@ class IngestConfig(BaseModel):
     pepper_parameter: str
     region: str
     profile_retention_days: int = Field(default=180, ge=1)
+    quarantine_retention_days: int = Field(default=14, ge=1)
     affinity_half_life_hours: float = Field(default=168.0, gt=0)
     max_conflict_retries: int = Field(default=5, ge=1)
 
     @property
     def retention(self) -> timedelta:
         return timedelta(days=self.profile_retention_days)
+
+    @property
+    def quarantine_retention(self) -> timedelta:
+        return timedelta(days=self.quarantine_retention_days)
 
     @classmethod
     def from_env(cls) -> IngestConfig:
@@ -32,5 +37,6 @@ class IngestConfig(BaseModel):
             pepper_parameter=env["PEPPER_PARAMETER"],
             region=region_from(env),
             profile_retention_days=int(env.get("PROFILE_RETENTION_DAYS", "180")),
+            quarantine_retention_days=int(env.get("QUARANTINE_RETENTION_DAYS", "14")),
             affinity_half_life_hours=float(env.get("AFFINITY_HALF_LIFE_HOURS", "168")),
         )

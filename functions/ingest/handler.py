@@ -31,6 +31,7 @@ def _publish(received: int, result: BatchResult) -> None:
     metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=result.applied)
     metrics.add_metric(name="EventsSkippedAsDuplicate", unit=MetricUnit.Count, value=result.skipped)
     metrics.add_metric(name="EventsDroppedNoConsent", unit=MetricUnit.Count, value=result.dropped_no_consent)
+    metrics.add_metric(name="EventsDroppedErased", unit=MetricUnit.Count, value=result.dropped_erased)
     metrics.add_metric(name="ImpressionsSeen", unit=MetricUnit.Count, value=result.impressions)
     metrics.add_metric(name="ProfileWrites", unit=MetricUnit.Count, value=result.writes)
     metrics.add_metric(name="VersionConflicts", unit=MetricUnit.Count, value=result.conflicts)
@@ -70,6 +71,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "skipped": result.skipped,
             "quarantined": {r.value: n for r, n in result.quarantined.items()},
             "dropped_no_consent": result.dropped_no_consent,
+            "dropped_erased": result.dropped_erased,
             "failed": len(result.failed_seqs),
         },
     )

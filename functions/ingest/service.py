@@ -33,7 +33,7 @@ def ingest_service() -> IngestService:
     config = IngestConfig.from_env()
     writer = BatchWriter(
         profiles=ProfileStore(TableSettings(config.profiles_table, config.region, max_pool_connections=WRITE_WORKERS)),
-        quarantine=QuarantineStore(config.quarantine_table, config.region),
+        quarantine=QuarantineStore(config.quarantine_table, config.region, config.quarantine_retention),
         fold_settings=FoldSettings(affinity_half_life_ms=int(config.affinity_half_life_hours * 3600 * 1000)),
         retention=config.retention,
         max_conflict_retries=config.max_conflict_retries,

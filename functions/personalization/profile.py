@@ -6,6 +6,12 @@ the trainer replays historical events through it, so offline and online features
 `fold(profile, events)` is pure and idempotent: an event whose (shard, sequence number) is at or below
 the profile's watermark for that shard, or whose event id is among the recent ones, is skipped, so any
 redelivery pattern of a batch leaves the profile as if each distinct event were applied once.
+
+Consent is folded too. Every event carries the person's consent at the time it was sent; one without
+personalization consent (or a consent event withdrawing analytics) wipes the per-person history at once and
+adds nothing to it, leaving only the consent state and the exactly-once bookkeeping. History grows again
+from the next event that carries both consents, unless it is stamped at or before the latest withdrawal: a
+late event from before a withdrawal must not bring back what the withdrawal removed.
 """
 
 from __future__ import annotations
@@ -96,13 +102,35 @@ class Profile:
     cart: dict[str, int] = field(default_factory=dict)
     purchased: dict[str, int] = field(default_factory=dict)
     session: Session | None = None
+    # Whether serve may personalize for this person: analytics and personalization consent, as last given.
     personalization: bool = True
+    # Analytics consent as last given (events without it never reach the fold; a consent event can say so).
+    analytics: bool = True
+    # The latest time the person was seen without personalization consent; events stamped at or before it
+    # never build history.
+    withdrawn_ms: int | None = None
     watermarks: dict[str, int] = field(default_factory=dict)
     event_ids: list[str] = field(default_factory=list)
 
     @property
     def last_event_ms(self) -> int | None:
         return max(self.last_seen_ms.values()) if self.last_seen_ms else None
+
+    @property
+    def has_history(self) -> bool:
+        """Whether anything about the person's behaviour is held (consent and bookkeeping are not history)."""
+        return bool(
+            self.first_seen_ms is not None
+            or self.counts
+            or self.last_seen_ms
+            or self.affinity
+            or self.affinity_at_ms
+            or self.monetary
+            or self.recent
+            or self.cart
+            or self.purchased
+            or self.session is not None
+        )
 
 
 def to_ms(event: Event) -> int:
@@ -145,6 +173,8 @@ def _copy(profile: Profile) -> Profile:
             session.id, session.start_ms, session.last_ms, session.events, list(session.items), session.last_type
         ),
         personalization=profile.personalization,
+        analytics=profile.analytics,
+        withdrawn_ms=profile.withdrawn_ms,
         watermarks=dict(profile.watermarks),
         event_ids=list(profile.event_ids),
     )
@@ -233,14 +263,45 @@ def _entry_ts(entry: tuple[str, str, int]) -> int:
 _position = attrgetter("seq", "shard")  # sequence order; the same key as (p.seq, p.shard), without a lambda
 
 
+def _forget(profile: Profile) -> None:
+    """Drop every piece of per-person history; keep consent state and the exactly-once bookkeeping."""
+    profile.first_seen_ms = None
+    profile.counts = {}
+    profile.last_seen_ms = {}
+    profile.affinity = {}
+    profile.affinity_at_ms = 0
+    profile.monetary = 0.0
+    profile.recent = []
+    profile.cart = {}
+    profile.purchased = {}
+    profile.session = None
+
+
 def _apply(profile: Profile, event: Event, ts_ms: int, settings: FoldSettings) -> None:
     kind = event.type
+    consent = event.consent
+    # Every other type reaches the fold only with analytics consent (parse_record drops the rest); a consent
+    # event may say analytics is withdrawn, and then nothing may be kept either.
+    allowed = consent.analytics and consent.personalization
+    if not allowed:
+        profile.analytics = consent.analytics
+        profile.personalization = False
+        withdrawn = profile.withdrawn_ms
+        if withdrawn is None or ts_ms > withdrawn:
+            profile.withdrawn_ms = ts_ms
+        if profile.has_history:
+            _forget(profile)
+        return
+    withdrawn = profile.withdrawn_ms
+    if withdrawn is not None and ts_ms <= withdrawn:
+        # Sent before the latest withdrawal and delivered after it: its consent is outdated, its data gone.
+        return
+    profile.analytics = True
+    profile.personalization = True
     if kind is EventType.CONSENT:
-        profile.personalization = event.consent.personalization
         return
     name = TYPE_NAMES[kind]
     code = TYPE_CODES[kind]
-    profile.personalization = event.consent.personalization
     if profile.first_seen_ms is None or ts_ms < profile.first_seen_ms:
         profile.first_seen_ms = ts_ms
     counts = profile.counts

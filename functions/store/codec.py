@@ -16,7 +16,7 @@ from personalization.profile import Profile, Session
 
 def profile_to_dict(profile: Profile) -> dict[str, Any]:
     session = profile.session
-    return {
+    data: dict[str, Any] = {
         "f": profile.first_seen_ms,
         "n": profile.counts,
         "l": profile.last_seen_ms,
@@ -40,6 +40,13 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "w": profile.watermarks,
         "e": profile.event_ids,
     }
+    # Written only when they differ from the default, so that nearly every profile (consent given, never
+    # withdrawn) costs no byte for them, and items written before they existed decode to the same state.
+    if not profile.analytics:
+        data["an"] = False
+    if profile.withdrawn_ms is not None:
+        data["wd"] = profile.withdrawn_ms
+    return data
 
 
 def profile_from_dict(user_id: str, data: dict[str, Any]) -> Profile:
@@ -61,6 +68,8 @@ def profile_from_dict(user_id: str, data: dict[str, Any]) -> Profile:
         purchased={k: int(v) for k, v in data.get("p", {}).items()},
         session=session,
         personalization=bool(data.get("ok", True)),
+        analytics=bool(data.get("an", True)),
+        withdrawn_ms=None if data.get("wd") is None else int(data["wd"]),
         watermarks={k: int(v) for k, v in data.get("w", {}).items()},
         event_ids=[str(e) for e in data.get("e", [])],
     )

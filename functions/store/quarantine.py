@@ -1,4 +1,4 @@
-"""The quarantine table: rejected records, kept with their reason for 14 days."""
+"""The quarantine table: rejected records, kept with their reason for 14 days (configurable)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from pynamodb.attributes import BinaryAttribute, TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 QUARANTINE_RETENTION = timedelta(days=14)
@@ -15,6 +16,17 @@ QUARANTINE_RETENTION = timedelta(days=14)
 # one item too large would fail the whole quarantine write, so the batch would be retried until it expired.
 # A few KB show what went wrong; every further KB would cost one more write unit per bad record.
 RAW_BYTES_KEPT = 4 * 1024
+
+
+# pynamodb's Index.__init_subclass__ is untyped.
+class UserIndex(GlobalSecondaryIndex["QuarantineItem"]):  # type: ignore[no-untyped-call]
+    """A person's quarantined records, for erasure. Sparse: records with no readable user are not in it."""
+
+    class Meta:
+        index_name = "user"
+        projection = KeysOnlyProjection()
+
+    user = UnicodeAttribute(hash_key=True)
 
 
 class QuarantineItem(Model):
@@ -32,6 +44,7 @@ class QuarantineItem(Model):
     # The pseudonymous id, when one could be read, so erasure can find a person's quarantined records.
     user = UnicodeAttribute(null=True)
     ttl = TTLAttribute()
+    user_index = UserIndex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +66,9 @@ def quarantine_table(table_name: str, region: str) -> type[QuarantineItem]:
 
 
 class QuarantineStore:
-    def __init__(self, table_name: str, region: str) -> None:
+    def __init__(self, table_name: str, region: str, retention: timedelta = QUARANTINE_RETENTION) -> None:
         self._model = quarantine_table(table_name, region)
+        self._retention = retention
 
     def put_many(self, records: Iterable[QuarantinedRecord]) -> None:
         with self._model.batch_write() as batch:
@@ -69,9 +83,21 @@ class QuarantineStore:
                         seq=record.seq,
                         arrived=record.arrived,
                         user=record.user,
-                        ttl=record.arrived + QUARANTINE_RETENTION,
+                        ttl=record.arrived + self._retention,
                     )
                 )
+
+    def delete_user(self, user: str) -> int:
+        """Delete every quarantined record of one pseudonymous user; how many were deleted.
+
+        The index is eventually consistent: a record quarantined a moment ago may not be listed yet (ingest
+        stops quarantining an erased person's records once the tombstone is written, so none follow).
+        """
+        keys = [item.pk for item in self._model.user_index.query(user)]
+        with self._model.batch_write() as batch:
+            for pk in keys:
+                batch.delete(self._model(pk=pk))
+        return len(keys)
 
     def all(self) -> list[QuarantinedRecord]:
         return [

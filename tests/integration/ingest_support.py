@@ -71,8 +71,9 @@ class Ingest:
         return items
 
     def everything_stored(self) -> str:
-        """All stored items of every table as text, compressed profile blobs inflated, for id audits."""
-        tables = (self.env["PROFILES_TABLE"], self.env["QUARANTINE_TABLE"])
+        """All stored items of every table the template defines (profiles, quarantine, erasure log, ...) as text,
+        compressed profile blobs inflated, for audits of what is stored."""
+        tables = [self.stack.physical_names[t] for t in self.stack.template.resources_of_type("AWS::DynamoDB::Table")]
         return stored_text([item for table in tables for item in self._raw_items(table)])
 
 

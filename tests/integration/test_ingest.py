@@ -12,8 +12,9 @@ from personalization.profile import Profile
 from store.profiles import ProfileStore
 from tests.events import load_event, restamp_kinesis
 from tests.integration.ingest_support import Ingest, ingest, real_events
+from tests.integration.privacy_support import NOTHING, CapturedLogs, Privacy, captured_logs, personal_data, privacy
 
-__all__ = ["ingest"]
+__all__ = ["captured_logs", "ingest", "privacy"]
 
 
 def test_the_sample_batch_applies_the_valid_record_and_quarantines_the_invalid_one(ingest: Ingest) -> None:
@@ -98,19 +99,41 @@ def test_a_failed_write_is_reported_redelivered_and_ends_as_one_clean_run(ingest
     assert {pk: item["d"] for pk, item in ingest.snapshot().items()} == clean
 
 
-def test_nothing_stored_contains_a_raw_user_id(ingest: Ingest) -> None:
-    # Given real events and a malformed record that names its user
+def test_nothing_stored_or_logged_contains_a_raw_user_id_an_email_or_an_ip_address(
+    privacy: Privacy, captured_logs: CapturedLogs
+) -> None:
+    # Given real events, events of a person the shop knows by e-mail address, malformed records that name their
+    # users (one with IP addresses in its referrer and in a stray field), an erasure, and a replay after it
+    ingest = privacy.ingest
     events = real_events(400)
-    ingest.publish(events)
+    by_email = "dana.lee@example.com"
+    ingest.publish(
+        [*events, *(e.model_copy(update={"user_id": by_email, "event_id": f"dana-{i}"}) for i, e in enumerate(events))]
+    )
     bad = restamp_kinesis(load_event("ingest_kinesis_batch.json"))
     ingest.handler(bad)
+    broken = (
+        b'{"user_id":"%s","type":"view_product","ts":"not a time","client_ip":"198.51.100.23",'
+        b'"context":{"referrer":"http://[2001:db8::7]/p"},"consent":{"analytics":true,"personalization":true}}'
+    )
+    ingest.stack.client("kinesis").put_record(
+        StreamName=ingest.stream, Data=broken % by_email.encode(), PartitionKey=privacy.pseudonym(by_email)
+    )
+    ingest.poller().drain()
+    privacy.erase_admin({"user_id": events[0].user_id})
     ingest.poller().drain()
 
-    # Then no raw id appears in any stored item of any table
+    # Then no raw id, e-mail or IP address appears in any stored item of any table (profiles, quarantine,
+    # erasure log), nor in anything the functions logged
     stored = ingest.everything_stored()
-    raw_ids = {e.user_id for e in events} | {"541312140"}
-    leaked = sorted(raw for raw in raw_ids if raw in stored)
-    assert leaked == []
+    raw_ids = {e.user_id for e in events} | {"541312140", by_email}
+    assert sorted(raw for raw in raw_ids if raw in stored) == []
+    assert personal_data(stored, raw_ids) == NOTHING
+    assert personal_data(captured_logs.text(), raw_ids) == NOTHING
+    # (and the audit had something to look at: the masked bad records and the erasure are in there)
+    [masked] = [r for r in ingest.quarantine.all() if r.user == privacy.pseudonym(by_email)]
+    assert masked.raw.count(b"<ip>") == 2
+    assert stored.count('"admin"') == 1
 
 
 @pytest.mark.parametrize("analytics", [False])

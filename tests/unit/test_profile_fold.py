@@ -1,4 +1,6 @@
 import itertools
+import json
+import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -179,3 +181,159 @@ def test_watermarks_compare_sequence_numbers_as_integers() -> None:
     profile, _ = fold(None, USER, [at(event(1), 9)])
     profile, applied = fold(profile, USER, [at(event(2), 10)])
     assert applied == 1
+
+
+# -- consent -----------------------------------------------------------------------------------------------
+
+WITHDRAWN = Consent(analytics=True, personalization=False)
+NO_ANALYTICS = Consent(analytics=False, personalization=False)
+
+
+def consent_event(n: int, consent: Consent, minutes: float = 0) -> Event:
+    return Event(
+        event_id=f"c{n}", user_id=USER, type=EventType.CONSENT, ts=T0 + timedelta(minutes=minutes), consent=consent
+    )
+
+
+def rich_history() -> list[PositionedEvent]:
+    return [
+        at(event(1, EventType.VIEW_PRODUCT, "i1", minutes=1), 1),
+        at(event(2, EventType.ADD_TO_CART, "i2", minutes=2), 2),
+        at(event(3, EventType.PURCHASE, "i3", minutes=3, price=9.5), 3),
+        at(event(4, EventType.SEARCH, "i4", minutes=4), 4),
+    ]
+
+
+@pytest.mark.parametrize("withdrawal", [WITHDRAWN, NO_ANALYTICS])
+def test_a_consent_withdrawal_wipes_the_history_at_once_and_keeps_the_bookkeeping(withdrawal: Consent) -> None:
+    # Given a profile with every kind of history
+    profile, _ = fold(None, USER, rich_history())
+    assert profile.has_history
+
+    # When a consent event withdraws personalization (or analytics)
+    after, applied = fold(profile, USER, [at(consent_event(9, withdrawal, minutes=10), 5)])
+
+    # Then nothing about the person's behaviour is left, only consent state and exactly-once bookkeeping
+    assert applied == 1
+    assert not after.has_history
+    assert after == Profile(
+        user_id=USER,
+        personalization=False,
+        analytics=withdrawal.analytics,
+        withdrawn_ms=int((T0 + timedelta(minutes=10)).timestamp() * 1000),
+        watermarks=after.watermarks,
+        event_ids=after.event_ids,
+    )
+    assert after.watermarks == {"shardId-000": 5}
+    assert len(after.event_ids) == 5
+    assert not through_store(after).has_history
+
+
+def test_events_without_personalization_consent_add_nothing_but_are_not_applied_twice() -> None:
+    # Given a person who gives analytics consent only
+    batch = [at(event(n, minutes=n, consent=WITHDRAWN), n) for n in range(1, 6)]
+
+    # When their events are folded, and delivered again
+    profile, applied = fold(None, USER, batch)
+    _again, reapplied = fold(through_store(profile), USER, batch)
+
+    # Then the profile holds no history and says so; the redelivery is recognized
+    assert applied == 5
+    assert reapplied == 0
+    assert not profile.has_history
+    assert profile.personalization is False
+    assert profile.analytics is True
+
+
+def test_opting_in_again_re_enables_history_from_then_on_but_not_for_late_events_from_before() -> None:
+    # Given a person who withdrew at minute 10
+    profile, _ = fold(None, USER, [*rich_history(), at(consent_event(9, WITHDRAWN, minutes=10), 5)])
+
+    # When a late event from before the withdrawal arrives, then events with consent again after it
+    late = at(event(20, EventType.VIEW_PRODUCT, "late", minutes=5), 6)
+    opted_in = [at(event(21, EventType.VIEW_PRODUCT, "new", minutes=11), 7)]
+    profile, applied = fold(profile, USER, [late, *opted_in])
+
+    # Then only what came after the opt-in is history; the late event is counted as seen, not kept
+    assert applied == 2
+    assert profile.personalization is True
+    assert [item for item, _, _ in profile.recent] == ["new"]
+    assert profile.counts == {"view_product": 1}
+    assert profile.first_seen_ms == int((T0 + timedelta(minutes=11)).timestamp() * 1000)
+
+
+def test_a_consent_event_that_grants_personalization_keeps_the_history() -> None:
+    profile, _ = fold(None, USER, rich_history())
+    after, _ = fold(profile, USER, [at(consent_event(9, CONSENT, minutes=10), 5)])
+    assert stored(after) != stored(profile)  # watermark and event id moved on
+    assert (after.recent, after.counts, after.affinity) == (profile.recent, profile.counts, profile.affinity)
+
+
+def test_profiles_stored_before_consent_fields_existed_decode_with_consent_given() -> None:
+    # Given the bytes an older version wrote (no "an" and no "wd" keys)
+    profile, _ = fold(None, USER, rich_history())
+    data = codec.profile_to_dict(profile)
+    assert "an" not in data
+    assert "wd" not in data
+    legacy = zlib.compress(json.dumps(data, sort_keys=True, separators=(",", ":")).encode(), 9)
+
+    # Then they decode to the same profile, consent given and never withdrawn, and re-encode identically
+    decoded = codec.decode(USER, legacy)
+    assert decoded == profile
+    assert (decoded.analytics, decoded.withdrawn_ms) == (True, None)
+    assert codec.encode(decoded) == legacy
+
+
+withdrawals = st.sampled_from([WITHDRAWN, NO_ANALYTICS])
+without_personalization = st.lists(
+    st.tuples(
+        st.sampled_from([kind for kind in EventType if kind is not EventType.IMPRESSION]),
+        st.sampled_from(["i1", "i2", "i3"]),
+        st.floats(min_value=-60 * 24, max_value=60 * 24),
+        st.sampled_from([WITHDRAWN, NO_ANALYTICS, "late-with-consent"]),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(history=events_strategy, withdrawal=withdrawals, following=without_personalization, data=st.data())
+def test_after_a_withdrawal_no_history_grows_whatever_follows_without_personalization_consent(
+    history: list[tuple[EventType, str, str | None, float, int]],
+    withdrawal: Consent,
+    following: list[tuple[EventType, str, float, object]],
+    data: st.DataObject,
+) -> None:
+    # Given any history, then a consent event withdrawing personalization at minute W (after all of it)
+    batch = build(history)
+    withdrawn_at = 60 * 24 * 31
+    seq = 1_000
+    batch.append(at(consent_event(0, withdrawal, minutes=withdrawn_at), seq))
+
+    # And then any events at all that lack personalization consent: of any type, at any time, in any order,
+    # including late ones that claim consent but were stamped before the withdrawal
+    for n, (kind, item, offset, consent) in enumerate(following, start=1):
+        if consent == "late-with-consent":
+            evt = event(500 + n, kind, item, minutes=withdrawn_at - abs(offset))
+        elif kind is EventType.CONSENT:
+            evt = consent_event(500 + n, consent, minutes=withdrawn_at + offset)  # type: ignore[arg-type]
+        else:
+            # Without analytics consent parse_record drops the event before the fold; with analytics only it
+            # reaches the fold. Both are folded here, so the fold alone is shown to keep nothing.
+            evt = event(500 + n, kind, item, minutes=withdrawn_at + offset, consent=consent)
+        batch.append(at(evt, seq + n))
+
+    # When it is all folded, in any number of deliveries, through the store in between
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(batch)), max_size=3)))
+    profile: Profile | None = None
+    for cut in [*cuts, len(batch)]:
+        profile, _ = fold(profile, USER, batch[:cut])
+        profile = through_store(profile)
+
+    # Then the profile holds no history, and never says the person may be personalized
+    assert profile is not None
+    assert not profile.has_history
+    assert profile.personalization is False
+    assert profile.recent == []
+    assert profile.counts == {}
+    assert profile.first_seen_ms is None

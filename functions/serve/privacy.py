@@ -1,0 +1,175 @@
+"""The person's own view of their data: `GET /v1/profile` (access) and `DELETE /v1/profile` (erasure).
+
+Identity comes only from the signed token, as for fragments; nobody can name another person's profile. Every
+answer is `Cache-Control: private, no-store`: what we hold about someone must not sit in any cache, shared or not.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Annotated
+
+from aws_lambda_powertools.metrics import MetricUnit
+from fastapi import APIRouter, Cookie, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from observability import logger, metrics
+from personalization.identity import verify_token
+from personalization.privacy import ErasurePath, ErasureRecord, ProfileView, describe, erase_person
+from serve.identity import SEGMENT_COOKIE
+from serve.state import serve_state
+from store.erasure_log import ErasureLogStore
+from store.profiles import ProfileStore, StoredProfile, TableSettings
+from store.quarantine import QuarantineStore
+from store.region import region_from
+
+NO_STORE = "private, no-store"
+# Erasing a person also forgets their segment: the browser drops the signed segment cookie.
+EXPIRE_SEGMENT_COOKIE = f"{SEGMENT_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
+
+
+class PrivacyConfig(BaseModel):
+    """What the privacy routes need beyond serve's own config, read from the environment once per container."""
+
+    profiles_table: str
+    quarantine_table: str
+    erasure_log_table: str
+    region: str
+    tombstone_days: int = Field(default=30, ge=2)
+    erasure_log_retention_days: int = Field(default=1095, ge=1)
+
+    @classmethod
+    def from_env(cls) -> PrivacyConfig:
+        env = os.environ
+        return cls(
+            profiles_table=env["PROFILES_TABLE"],
+            quarantine_table=env["QUARANTINE_TABLE"],
+            erasure_log_table=env["ERASURE_LOG_TABLE"],
+            region=region_from(env),
+            tombstone_days=int(env.get("ERASURE_TOMBSTONE_DAYS", "30")),
+            erasure_log_retention_days=int(env.get("ERASURE_LOG_RETENTION_DAYS", "1095")),
+        )
+
+
+@dataclass
+class PrivacyService:
+    config: PrivacyConfig
+    profiles: ProfileStore
+    quarantine: QuarantineStore
+    log: ErasureLogStore
+
+
+@lru_cache(maxsize=1)
+def privacy_service() -> PrivacyService:
+    config = PrivacyConfig.from_env()
+    return PrivacyService(
+        config=config,
+        # Not the fragment path's 20 ms timeouts: a person asking for their data can wait for a sure answer.
+        profiles=ProfileStore(TableSettings(config.profiles_table, config.region)),
+        quarantine=QuarantineStore(config.quarantine_table, config.region),
+        log=ErasureLogStore(config.erasure_log_table, config.region, timedelta(days=config.erasure_log_retention_days)),
+    )
+
+
+class PrivacyProblem(BaseModel):
+    """The body of every error answer of these routes."""
+
+    error: str
+    message: str
+
+
+def _problem(status: int, error: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": error, "message": message}, headers={"Cache-Control": NO_STORE}
+    )
+
+
+def _unauthorized() -> JSONResponse:
+    return _problem(401, "unauthorized", "a valid identity token (pz_id cookie or x-pz-token header) is required")
+
+
+def _unavailable(what: str) -> JSONResponse:
+    return _problem(503, "unavailable", f"{what} is unavailable right now; please retry")
+
+
+def _identify(cookie: str | None, header: str | None) -> str | JSONResponse:
+    key = serve_state().identity_key()
+    if key is None:
+        return _unavailable("identity verification")
+    pseudonym = verify_token(key, header or cookie, int(time.time()))
+    return _unauthorized() if pseudonym is None else pseudonym
+
+
+# No length limits here, unlike the fragment route: verify_token refuses anything over 200 characters, so
+# an oversized token is a 401 like any other invalid one, never a 422.
+IdentityCookie = Annotated[str | None, Cookie(description="The signed identity token")]
+IdentityHeader = Annotated[str | None, Header(description="The signed identity token (wins over the cookie)")]
+ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": PrivacyProblem, "description": "No valid identity token"},
+    503: {"model": PrivacyProblem, "description": "The identity key or the store is unavailable"},
+}
+
+router = APIRouter(tags=["privacy"])
+
+
+@router.get(
+    "/v1/profile",
+    response_model=ProfileView,
+    responses={**ERRORS, 404: {"model": PrivacyProblem, "description": "Nothing is held for this identity"}},
+    summary="What we hold about the visitor, in readable form",
+)
+def get_profile(pz_id: IdentityCookie = None, x_pz_token: IdentityHeader = None) -> JSONResponse:
+    who = _identify(pz_id, x_pz_token)
+    if isinstance(who, JSONResponse):
+        return who
+    try:
+        # Strongly consistent: a person who has just erased their data must not be shown it again.
+        found = privacy_service().profiles.read(who, consistent=True)
+    except Exception:
+        logger.exception("profile read failed for an access request")
+        return _unavailable("the profile store")
+    if not isinstance(found, StoredProfile):
+        return _problem(404, "not_found", "no profile is held for this identity")
+    view = describe(
+        found.profile, found.version, found.expires_at, int(time.time() * 1000), serve_state().config.fold_settings
+    )
+    return JSONResponse(view.model_dump(mode="json"), headers={"Cache-Control": NO_STORE})
+
+
+@router.delete(
+    "/v1/profile",
+    response_model=ErasureRecord,
+    responses=ERRORS,
+    summary="Erase everything held about the visitor (the receipt names no one)",
+)
+def delete_profile(pz_id: IdentityCookie = None, x_pz_token: IdentityHeader = None) -> JSONResponse:
+    who = _identify(pz_id, x_pz_token)
+    if isinstance(who, JSONResponse):
+        return who
+    service = privacy_service()
+    try:
+        record = erase_person(
+            who,
+            ErasurePath.SELF_SERVICE,
+            profiles=service.profiles,
+            quarantine=service.quarantine,
+            log=service.log,
+            now=datetime.now(UTC),
+            tombstone_for=timedelta(days=service.config.tombstone_days),
+        )
+    except Exception:
+        # Every step is idempotent: the retry the person is asked for completes what this one began.
+        logger.exception("erasure failed")
+        return _unavailable("erasure")
+    answer = record.model_dump(mode="json")
+    logger.info("erased", extra=answer)
+    try:
+        metrics.add_metric(name="Erasures", unit=MetricUnit.Count, value=1)
+    except Exception:
+        logger.exception("could not record the erasure metric")
+    return JSONResponse(answer, headers={"Cache-Control": NO_STORE, "Set-Cookie": EXPIRE_SEGMENT_COOKIE})
