@@ -1,22 +1,23 @@
 """`make demo`: the whole slice on loopback, on real data.
 
 Starts the local stack from template.yaml, trains and publishes a model version from the bundled REES46
-events, replays the events into the Kinesis stream time-shifted so the last lands now (gaps kept), lets the
-real ingest handler fold them through a Lambda-shaped event source, starts the serve app under uvicorn, and
-prints a personalized and an anonymous fragment with their headers. Everything it starts, it stops.
+events, publishes the example rules document, replays the events into the Kinesis stream time-shifted so the
+last lands now (gaps kept), lets the real ingest handler fold them through a Lambda-shaped event source, starts
+the serve app under uvicorn, and prints a personalized and an anonymous fragment with their headers. Then it
+starts the live loop (the ingest poller in the background, the event collector, and the local edge serving the
+storefront), clicks through the shop as a new visitor and prints how the `for-you` fragment changes.
+With --keep-running the storefront stays up until Ctrl-C. Everything it starts, it stops.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -24,8 +25,6 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EVENTS = ROOT.parent / "shared" / "datasets" / "rees46_multicategory_2019oct_head" / "events.csv"
 SAMPLE_EVENTS = ROOT / "tests" / "data" / "rees46_head2000.csv"
-# The demo's output is for people: handler logs at warning level, metrics (EMF lines) off the console.
-QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 
 
 class Timings:
@@ -72,72 +71,56 @@ def show(title: str, status: int, headers: dict[str, str], body: str) -> None:
     print(body.strip())
 
 
-def run(events_path: Path) -> int:
+def run(events_path: Path, keep_running: bool = False) -> int:
     # Imported here so `--help` answers instantly.
-    from infra.local.poller import KinesisPoller
-    from infra.local.producer import put_events
-    from infra.local.serve_process import ServeProcess
-    from infra.local.stack import LocalStack
-    from model_export.__main__ import load_any, train_version
-    from model_export.canonical import to_events
+    from infra.local.scenario import RULES_EXAMPLE, LocalProduct, load_events
     from personalization.features import FEATURE_NAMES, feature_vector
     from personalization.identity import pseudonymize, sign_token
     from personalization.profile import FoldSettings, affinities_at
-    from store.artifacts import ArtifactStore
     from store.profiles import ProfileStore, TableSettings
 
     timings = Timings()
+    product = LocalProduct()
     with timings.step("start the loopback stack (moto_server) from template.yaml"):
-        stack = LocalStack().start()
+        stack = product.start_stack()
         print(f"    {stack.endpoint_url}: {', '.join(sorted(stack.physical_names.values()))}")
-    serve: ServeProcess | None = None
     try:
-        os.environ.update(stack.aws_env())
-        ingest_env = {**stack.function_env("IngestFunction"), **QUIET}
-        serve_env = {**stack.function_env("ServeFunction"), **QUIET}
-        ssm = stack.client("ssm")
-        pepper = ssm.get_parameter(Name=ingest_env["PEPPER_PARAMETER"], WithDecryption=True)["Parameter"]["Value"]
-        identity_key = ssm.get_parameter(Name=serve_env["IDENTITY_KEY_PARAMETER"], WithDecryption=True)["Parameter"][
-            "Value"
-        ]
+        serve_env = product.serve_env
+        pepper, identity_key = product.pepper, product.identity_key
 
         with timings.step(f"read {events_path.name} and convert it to canonical events"):
-            frame = load_any(events_path)
-            shift = datetime.now(UTC) - frame["timestamp"].max().to_pydatetime()
+            frame, shift = load_events(events_path)
             print(
                 f"    {len(frame):,} events, {frame['user_id'].nunique():,} users,"
                 f" {frame['item_id'].nunique():,} items; shifted {shift.days} days so the last lands now"
             )
 
         with timings.step("train a model version and publish it to the artifact bucket"):
-            with tempfile.TemporaryDirectory() as models:
-                folder = train_version(frame, Path(models))
-                version = ArtifactStore(serve_env["ARTIFACT_BUCKET"], stack.region).publish(folder)
-            print(f"    published {version}")
+            print(f"    published {product.publish_model(frame)}")
 
-        with timings.step("publish the events to the Kinesis stream (put_records)"):
-            stream = stack.physical_names["EventStream"]
-            with tqdm(total=len(frame), unit="event", file=sys.stdout) as bar:
-                put_events(stack.client("kinesis"), stream, to_events(frame, shift), pepper.encode(), bar.update)
+        if RULES_EXAMPLE.exists():
+            with timings.step(f"publish the rules document {RULES_EXAMPLE.relative_to(ROOT)}"):
+                print(f"    published rules {product.publish_rules(RULES_EXAMPLE)} (serve re-reads them every second)")
+
+        with (
+            timings.step("publish the events to the Kinesis stream (put_records)"),
+            tqdm(total=len(frame), unit="event", file=sys.stdout) as bar,
+        ):
+            product.replay(frame, shift, bar.update)
 
         with timings.step("fold them into profiles through the real ingest handler"):
-            os.environ.update(ingest_env)
-            from ingest.handler import lambda_handler
-
-            batch_size = int(stack.template.parameter_default("IngestBatchSize"))
+            batch_size = int(product.template_default("IngestBatchSize"))
             with tqdm(total=len(frame), unit="record", file=sys.stdout) as bar:
-                stats = KinesisPoller(
-                    stack.client("kinesis"), stream, lambda_handler, batch_size, on_batch=bar.update
-                ).drain()
+                stats = product.ingest_backlog(bar.update)
             print(f"    {stats.records:,} records in {stats.invocations} invocations of up to {batch_size}")
 
         with timings.step("start the serve app (uvicorn) on loopback"):
-            serve = ServeProcess(serve_env).start()
+            serve = product.start_serve()
             print(f"    {serve.url}")
 
         with timings.step("request fragments over HTTP"):
             raw_user = str(frame["user_id"].value_counts().idxmax())
-            pseudonym = pseudonymize(pepper.encode(), raw_user)
+            pseudonym = pseudonymize(pepper, raw_user)
             stored = ProfileStore(TableSettings(serve_env["PROFILES_TABLE"], stack.region)).get(pseudonym)
             assert stored is not None, "the most active user has no profile"
             now_ms = int(time.time() * 1000)
@@ -148,7 +131,7 @@ def run(events_path: Path) -> int:
             )
             vector = dict(zip(FEATURE_NAMES, feature_vector(stored.profile, now_ms), strict=True))
             print(f"    features: {', '.join(f'{k}={v:.2f}' for k, v in list(vector.items())[:8])}, ...")
-            token = sign_token(identity_key.encode(), pseudonym, int(time.time()) + 3600)
+            token = sign_token(identity_key, pseudonym, int(time.time()) + 3600)
             personal = fetch(f"{serve.url}/v1/fragments/for-you?format=html&k=5", {"Cookie": f"pz_id={token}"})
             show("personalized fragment (signed identity cookie)", *personal)
             segment_cookie = _cookie(personal[1], "pz_seg")
@@ -158,13 +141,73 @@ def run(events_path: Path) -> int:
                     *fetch(f"{serve.url}/v1/fragments/segment-banner?format=html&k=3", {"Cookie": segment_cookie}),
                 )
             show("anonymous fragment (no token)", *fetch(f"{serve.url}/v1/fragments/for-you?format=html&k=5", {}))
+
+        with timings.step("start the live loop: ingest poller, collector and edge (uvicorn)"):
+            live = product.start_live_ingest()
+            print(f"    ingest: polling the stream, batches of up to {live.batch_size}, window {live.window_s:g} s")
+            collector = product.start_collector()
+            print(
+                f"    collector: {collector.url}" if collector else "    collector: not built yet (functions/collect)"
+            )
+            edge = product.start_edge()
+            print(f"    edge (shop, catalog, /v1/* proxied): {edge.url}")
+
+        if collector is not None:
+            with timings.step("storefront: a new visitor clicks through the edge"):
+                visit_storefront(edge.url)
+
+        if keep_running:
+            wait_for_interrupt(f"{edge.url}/")
     finally:
-        if serve is not None:
-            serve.stop()
-        stack.stop()
+        product.stop()
     print("\n" + timings.table())
-    print("\nstopped everything the demo started (serve and moto_server, by pid)")
+    print("\nstopped everything the demo started (edge, collector, serve, live ingest and moto_server, by pid)")
     return 0
+
+
+def visit_storefront(edge_url: str) -> None:
+    """A few clicks as a new visitor, through the edge, and the `for-you` fragment before and after."""
+    from infra.local.visitor import ScriptedVisitor
+
+    visitor = ScriptedVisitor(edge_url)
+    try:
+        catalog = visitor.catalog()
+        category = catalog["categories"][0]
+        by_id = {item["id"]: item for item in catalog["items"]}
+        clicked = [by_id[item_id] for item_id in category["item_ids"][:3]]
+        print(
+            f"    GET /shop/catalog.json: {len(catalog['items'])} items in {len(catalog['categories'])} categories;"
+            f" the visitor clicks 3 items of {category['name']} and adds one to the cart"
+        )
+        before = visitor.fragment("for-you")
+        print(f"    before, no cookie:  for-you {before.summary()}")
+        events = [visitor.event("page_view")]
+        events += [visitor.event("view_product", item, page=f"/product/{item['id']}") for item in clicked]
+        events.append(visitor.event("add_to_cart", clicked[0], page=f"/product/{clicked[0]['id']}"))
+        answer = visitor.send(events)
+        identity = f"Set-Cookie pz_id={visitor.identity[:14]}..." if visitor.identity else "no identity cookie"
+        print(f"    POST /v1/events ({len(events)} events): HTTP {answer.status_code}, {identity}")
+        after, elapsed = visitor.wait_for("for-you", lambda seen: seen.personalized, timeout_s=10)
+        print(f"    after {elapsed:.1f} s:        for-you {after.summary()}")
+    finally:
+        visitor.close()
+
+
+def wait_for_interrupt(url: str) -> None:
+    """Keep everything up until Ctrl-C (or SIGTERM); the caller stops it all."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    print(f"\n    the storefront is up at {url} (loopback only); Ctrl-C stops everything", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\n    stopping ...", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,8 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_EVENTS if DEFAULT_EVENTS.exists() else SAMPLE_EVENTS,
         help="a canonical event file or a known dataset's CSV (default: the bundled REES46 slice)",
     )
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the walk-through, keep the storefront (the local edge) up until Ctrl-C",
+    )
     args = parser.parse_args(argv)
-    return run(args.events)
+    return run(args.events, keep_running=args.keep_running)
 
 
 if __name__ == "__main__":

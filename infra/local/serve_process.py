@@ -1,4 +1,5 @@
-"""The serve app under uvicorn as a child process on a free loopback port, stopped by pid."""
+"""The serve app (or another ASGI app of ours) under uvicorn as a child process on a free loopback port, stopped
+by pid."""
 
 from __future__ import annotations
 
@@ -22,7 +23,20 @@ def free_port() -> int:
 
 
 class ServeProcess:
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        port: int | None = None,
+        *,
+        app: str = "serve.app:app",
+        factory: bool = False,
+        ready_path: str = "/v1/health",
+    ) -> None:
+        """`app` is uvicorn's "module:attribute" (a function building the app with `factory`); the process
+        is up once GET `ready_path` answers 200."""
+        self.app = app
+        self._factory = factory
+        self._ready_path = ready_path
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._env = {**os.environ, **env}
@@ -34,7 +48,8 @@ class ServeProcess:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "serve.app:app",
+                self.app,
+                *(["--factory"] if self._factory else []),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -51,15 +66,15 @@ class ServeProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"serve exited early: {self._stderr()}")
+                raise RuntimeError(f"{self.app} exited early: {self._stderr()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/v1/health", timeout=1) as response:  # noqa: S310
+                with urllib.request.urlopen(f"{self.url}{self._ready_path}", timeout=1) as response:  # noqa: S310
                     if response.status == 200:
                         return self
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"serve did not answer within {timeout_s} s: {self._stderr()}")
+        raise RuntimeError(f"{self.app} did not answer within {timeout_s} s: {self._stderr()}")
 
     def _stderr(self) -> str:
         if self._process is None or self._process.stderr is None or self._process.poll() is None:

@@ -41,6 +41,9 @@ def test_the_demo_serves_a_personal_and_an_anonymous_fragment_and_stops_everythi
     assert "Set-Cookie: pz_seg=s1." in out
     assert 'data-mode="personalized"' in out
     assert re.search(r"total\s+\d+\.\d", out)
+    # The live loop: a new visitor's clicks through the local edge personalize their next fragment.
+    assert "published rules " in out
+    assert re.search(r"after \d+\.\d s:\s+for-you personalized", out), out[-2000:]
     # Everything the demo started is gone: neither the AWS API server nor the serve app still listens.
     urls = re.findall(r"http://127\.0\.0\.1:\d+", out)
     assert len(urls) >= 2
