@@ -13,7 +13,7 @@ SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test test-fast lint requirements build validate clean
+.PHONY: demo storefront browser test test-fast lint requirements build validate clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,18 @@ $(SYNCED): $(PY) pyproject.toml uv.lock
 
 demo: $(SYNCED)
 	$(PY) -m infra.local.demo $(DEMO_ARGS)
+
+# The demo, then the storefront stays up on loopback (its URL is printed) until Ctrl-C.
+storefront: $(SYNCED)
+	$(PY) -m infra.local.demo --keep-running $(DEMO_ARGS)
+
+# Headless Chromium for the browser tests (tests/e2e/test_storefront.py): Debian's packages, installed once.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing chromium and chromium-driver (Debian packages) for the browser tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq > /dev/null && apt-get install -y -qq chromium chromium-driver > /dev/null; \
+	fi
 
 $(SAM): | $(SYNCED)
 	$(UV) venv --quiet --python $(PYTHON) $(SAM_VENV)
@@ -45,7 +57,7 @@ validate: $(SAM)
 build: $(SYNCED) $(SAM)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM) build
 
-test: lint
+test: lint browser
 	$(PY) -m pytest
 
 # Unit tests only: no servers, a few seconds.
@@ -58,6 +70,10 @@ requirements: $(SYNCED)
 		--prune boto3 --prune botocore --prune s3transfer > functions/requirements-ingest.txt
 	$(UV) export --frozen --no-dev --no-default-groups --no-emit-project --no-header --quiet --extra serve \
 		--prune boto3 --prune botocore --prune s3transfer > functions/requirements-serve.txt
+# The collector is serve's web stack without its models or table: fastapi, mangum, pydantic, powertools.
+	$(UV) export --frozen --no-dev --no-default-groups --no-emit-project --no-header --quiet --extra serve \
+		--prune onnxruntime --prune numpy --prune jinja2 --prune pynamodb \
+		--prune boto3 --prune botocore --prune s3transfer > functions/requirements-collect.txt
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam build .pytest_cache .mypy_cache .ruff_cache .hypothesis

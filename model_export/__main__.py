@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -47,7 +48,15 @@ def train_version(frame: pd.DataFrame, out: Path, progress: bool = False) -> Pat
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    print(train_version(load_any(Path(args.events)), Path(args.out), progress=True))
+    frame = load_any(Path(args.events))
+    if args.exclude_erased:
+        from model_export.privacy import exclude_erased_from_store
+
+        if not (args.profiles_table and args.pepper_parameter):
+            print("--exclude-erased needs --profiles-table and --pepper-parameter (or their env)", file=sys.stderr)
+            return 2
+        frame = exclude_erased_from_store(frame, args.profiles_table, args.pepper_parameter)
+    print(train_version(frame, Path(args.out), progress=True))
     return 0
 
 
@@ -80,6 +89,51 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish_rules(args: argparse.Namespace) -> int:
+    """Validate a rules document (schema, then against the live catalog) and make it the one in force."""
+    from personalization.catalog import Catalog
+    from personalization.rules import RuleEngine, RulesError, parse_document
+    from store.artifacts import ArtifactError, ArtifactStore
+    from store.region import region_from
+    from store.rules_source import RulesSource
+
+    body = Path(args.file).read_bytes()
+    try:
+        document = parse_document(body)
+    except RulesError as exc:
+        print(f"rejected {args.file}:\n{exc}", file=sys.stderr)
+        return 2
+    region = region_from(os.environ)
+    try:
+        catalog = Catalog.from_dict(ArtifactStore(args.bucket, region).load().json("catalog.json"))
+    except ArtifactError:
+        catalog = Catalog([])
+        print("no model version published yet: item ids are not checked against a catalog", file=sys.stderr)
+    RuleEngine(document, catalog)  # compiles exactly as serve will
+    if len(catalog):
+        unknown = sorted(item for item in _named_items(document) if item not in catalog.by_id)
+        if unknown:
+            print(f"warning: {len(unknown)} item id(s) not in the live catalog, e.g. {unknown[:5]}", file=sys.stderr)
+    key = RulesSource(args.bucket, region, max_age_s=1).publish(document.version, body)
+    print(f"published rules {document.version} ({len(document.rules)} rules) to s3://{args.bucket}/{key}")
+    return 0
+
+
+def _named_items(document: Any) -> set[str]:
+    named: set[str] = set()
+    for rule in document.rules:
+        named.update(getattr(rule, "items", None) or [])
+        match = getattr(rule, "match", None)
+        named.update(getattr(match, "items", None) or [])
+    return named
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from model_export.experiment_report import run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_export")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     train = sub.add_parser("train", help="train and export a versioned model folder")
     train.add_argument("--events", required=True, help="canonical CSV/Parquet, or a known dataset's CSV")
     train.add_argument("--out", required=True)
+    train.add_argument(
+        "--exclude-erased",
+        action="store_true",
+        help="leave out everyone with an erasure tombstone in the profiles table (needs AWS credentials)",
+    )
+    train.add_argument("--profiles-table", default=os.environ.get("PROFILES_TABLE"), help="default: $PROFILES_TABLE")
+    train.add_argument(
+        "--pepper-parameter", default=os.environ.get("PEPPER_PARAMETER"), help="SSM name; default: $PEPPER_PARAMETER"
+    )
     train.set_defaults(run=cmd_train)
     evaluate = sub.add_parser("evaluate", help="train on the past, score every model on the future, write report.md")
     evaluate.add_argument("--events", required=True, help="canonical CSV/Parquet, or a known dataset's CSV")
@@ -103,6 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--folder", required=True)
     publish.add_argument("--bucket", required=True)
     publish.set_defaults(run=cmd_publish)
+    rules = sub.add_parser("publish-rules", help="validate a rules document and make it the one serve applies")
+    rules.add_argument("--file", required=True, help="the rules document (JSON); see docs/rules.md")
+    rules.add_argument("--bucket", required=True)
+    rules.set_defaults(run=cmd_publish_rules)
+    from model_export.experiment_report import add_arguments as experiment_arguments
+
+    experiment = sub.add_parser("experiment", help="CTR per experiment variant from a dump of the event stream")
+    experiment_arguments(experiment)
+    experiment.set_defaults(run=cmd_experiment)
     args = parser.parse_args(argv)
     code: int = args.run(args)
     return code

@@ -1,7 +1,8 @@
 """The canonical event file: the only input format the trainer and the evaluation read.
 
 Columns: user_id, item_id, event_type, timestamp (required); category, price, quantity, session_id, brand
-(optional; brand is a catalog attribute only, not part of the stream event). CSV or Parquet. Any real dataset gets an adapter to this format (see datasets.py).
+(optional; brand is a catalog attribute only, not part of the stream event). CSV or Parquet. Any real dataset
+gets an adapter to this format (see datasets.py).
 """
 
 from __future__ import annotations

@@ -177,6 +177,8 @@ class Event(BaseModel):
 class Rejected:
     reason: Reason
     message: str
+    # The offending field ("price", "consent.analytics", "event" for the record as a whole), when one is named.
+    field: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +210,11 @@ def _refuses_consent(data: bytes) -> bool:
         obj, _ = _loads_noting_constants(data)
     except (ValueError, RecursionError):
         return False
-    return isinstance(obj, dict) and not _has_analytics_consent(obj)
+    return isinstance(obj, dict) and not has_analytics_consent(obj)
 
 
-def _validation_reason(error: ValidationError) -> Rejected:
+def validation_rejection(error: ValidationError) -> Rejected:
+    """Why an object failed the Event model: the first problem's field, reason code and a safe message."""
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "event"
     kind = first["type"]
@@ -227,10 +230,11 @@ def _validation_reason(error: ValidationError) -> Rejected:
     # Show the offending value to whoever reads the quarantine, except an identifier: that would store it.
     if kind != "missing" and field not in IDENTIFYING_FIELDS:
         message += f" (got {first.get('input')!r:.80})"
-    return Rejected(reason, message[:300])
+    return Rejected(reason, message[:300], field)
 
 
-def _has_analytics_consent(obj: dict[str, Any]) -> bool:
+def has_analytics_consent(obj: dict[str, Any]) -> bool:
+    """Consent read from a raw object, as the strict model reads it: analytics is the JSON literal true."""
     consent = obj.get("consent")
     return isinstance(consent, dict) and consent.get("analytics") is True
 
@@ -263,9 +267,9 @@ def parse_record(data: bytes, now: datetime, retention: timedelta, pepper: bytes
 
 def _check_time(event: Event, now: datetime, retention: timedelta) -> ParseResult:
     if event.ts > now + MAX_FUTURE:
-        return Rejected(Reason.FUTURE_TIMESTAMP, f"ts {event.ts.isoformat()} is more than 5 minutes ahead")
+        return Rejected(Reason.FUTURE_TIMESTAMP, f"ts {event.ts.isoformat()} is more than 5 minutes ahead", "ts")
     if event.ts < now - retention:
-        return Rejected(Reason.STALE_TIMESTAMP, f"ts {event.ts.isoformat()} is older than the retention")
+        return Rejected(Reason.STALE_TIMESTAMP, f"ts {event.ts.isoformat()} is older than the retention", "ts")
     return event
 
 
@@ -279,7 +283,7 @@ def _diagnose(data: bytes, now: datetime, retention: timedelta, context: dict[st
         obj, constant = _loads_noting_constants(text)
     except (ValueError, RecursionError) as exc:
         return Rejected(Reason.NOT_JSON, f"not valid JSON: {str(exc)[:200]}")
-    if isinstance(obj, dict) and not _has_analytics_consent(obj):
+    if isinstance(obj, dict) and not has_analytics_consent(obj):
         return NoConsent()
     if constant is not None:
         return Rejected(Reason.NOT_JSON, f"not valid JSON: {constant} is not a JSON number")
@@ -288,5 +292,5 @@ def _diagnose(data: bytes, now: datetime, retention: timedelta, context: dict[st
     try:
         event = Event.model_validate(obj, context=context)
     except ValidationError as exc:
-        return _validation_reason(exc)
+        return validation_rejection(exc)
     return _check_time(event, now, retention)

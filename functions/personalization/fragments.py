@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from enum import StrEnum
 
 from jinja2 import Environment, select_autoescape
@@ -32,12 +33,19 @@ class Fragment(BaseModel):
     segment: str | None = None
     segment_id: int | None = None
     model_version: str
+    rules_version: str = "none"
+    experiment: str | None = None
+    variant: str | None = None
+    # What the rules did that a merchandiser may wonder about (a pin dropped because a filter excluded it).
+    notes: list[str] = []
     items: list[FragmentItem]
 
 
 _templates = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
 _HTML = _templates.from_string(
-    """<section class="pz-fragment" data-slot="{{ f.slot }}" data-mode="{{ f.mode.value }}">
+    """<section class="pz-fragment" data-slot="{{ f.slot }}" data-mode="{{ f.mode.value }}" \
+data-rules-version="{{ f.rules_version }}"
+{%- if f.variant %} data-variant="{{ f.experiment }}:{{ f.variant }}"{% endif %}>
 <ol class="pz-items">
 {%- for item in f.items %}
 <li class="pz-item" data-item-id="{{ item.id }}"><a href="/products/{{ item.id | urlencode }}">{{ item.id }}</a>
@@ -50,6 +58,16 @@ _HTML = _templates.from_string(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Labels:
+    """Which rules and experiment variant shaped a fragment (response headers, impression events)."""
+
+    rules_version: str = "none"
+    experiment: str | None = None
+    variant: str | None = None
+    notes: tuple[str, ...] = ()
+
+
 def build(
     slot: str,
     mode: Mode,
@@ -58,6 +76,7 @@ def build(
     reason: str | None = None,
     segment: str | None = None,
     segment_id: int | None = None,
+    labels: Labels = Labels(),
 ) -> Fragment:
     return Fragment(
         slot=slot,
@@ -66,6 +85,10 @@ def build(
         segment=segment,
         segment_id=segment_id,
         model_version=model_version,
+        rules_version=labels.rules_version,
+        experiment=labels.experiment,
+        variant=labels.variant,
+        notes=list(labels.notes),
         items=[
             FragmentItem(id=s.item.id, category=s.item.category, price=s.item.price, score=round(s.score, 6))
             for s in ranked

@@ -115,6 +115,20 @@ class RecsModel:
             Scored(self.items[int(i)], float(s)) for i, s in zip(indices, scores, strict=True) if s > EXCLUDED_BELOW
         ]
 
+    def similar(self, item_id: str, k: int, exclude: Collection[str]) -> list[Scored]:
+        """Items like `item_id` ("because you viewed"): the same graph, fed a one-item history. Empty when
+        the model does not know the item."""
+        position = self.index.get(item_id)
+        if position is None:
+            return []
+        exclude_idx = exclusion_indices({*exclude, item_id}, self.index)
+        item_idx = np.asarray([position], dtype=np.int64)
+        feed = onnx_feed(item_idx, np.ones(1, dtype=np.float32), exclude_idx, min(k, len(self.items)))
+        indices, scores = self._session.run([OUTPUT_INDICES, OUTPUT_SCORES], feed)
+        return [
+            Scored(self.items[int(i)], float(s)) for i, s in zip(indices, scores, strict=True) if s > EXCLUDED_BELOW
+        ]
+
 
 @dataclass(frozen=True, slots=True)
 class Models:

@@ -47,11 +47,17 @@ def excluded_for(profile: Profile) -> set[str]:
 
 
 def by_affinity(
-    catalog: Catalog, profile: Profile, now_ms: int, k: int, settings: FoldSettings | None = None
+    catalog: Catalog,
+    profile: Profile,
+    now_ms: int,
+    k: int,
+    settings: FoldSettings | None = None,
+    exclude: Collection[str] | None = None,
 ) -> list[Scored]:
+    """`exclude` defaults to what the person bought or has in the cart (the rules may say otherwise)."""
     affinity = affinities_at(profile, now_ms, settings or FoldSettings())
     total = sum(affinity.values())
-    exclude = excluded_for(profile)
+    exclude = excluded_for(profile) if exclude is None else exclude
     if total <= 0:
         return popular(catalog, k, exclude=exclude)
     shares = {category: score / total for category, score in affinity.items()}

@@ -14,13 +14,13 @@ from pydantic import BaseModel
 from observability import logger, metrics
 from personalization.fragments import Fragment, Mode, etag, render_html, render_json
 from personalization.identity import sign_segment, verify_segment, verify_token
+from serve.identity import IDENTITY_COOKIE as IDENTITY_COOKIE
+from serve.identity import IDENTITY_HEADER as IDENTITY_HEADER
+from serve.identity import SEGMENT_COOKIE as SEGMENT_COOKIE
 from serve.pipeline import PageContext, fallback, for_segment, personalize
+from serve.privacy import router as privacy_router
 from serve.state import serve_state
 
-# The names CloudFront's policies in template.yaml key on or forward; a test keeps the two in step.
-IDENTITY_COOKIE = "pz_id"
-IDENTITY_HEADER = "x-pz-token"
-SEGMENT_COOKIE = "pz_seg"
 SEGMENT_COOKIE_MAX_AGE_S = 24 * 3600
 # Slots named segment* show the visitor's segment's best-sellers: shared by the segment, cached at the edge.
 SEGMENT_SLOT_PREFIX = "segment"
@@ -34,6 +34,7 @@ app = FastAPI(
     version="1",
     description="Personalized HTML/JSON fragments for the CDN path. Identity comes only from a signed token.",
 )
+app.include_router(privacy_router)
 
 Slot = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Which fragment slot, e.g. 'for-you'")]
 Text = Annotated[str | None, Query(max_length=256)]
@@ -70,15 +71,15 @@ def health() -> dict[str, str | int | None]:
 
 def _headers(fragment: Fragment, public_max_age: int, swr: int, sets_cookie: bool) -> dict[str, str]:
     mode = fragment.mode.value if fragment.reason is None else f"{fragment.mode.value}; reason={fragment.reason}"
-    # A response that sets a cookie is never shared: a cache would hand that cookie to the next visitor.
-    personal = fragment.mode is Mode.PERSONALIZED or sets_cookie
+    # A response that sets a cookie is never shared: a cache would hand that cookie to the next visitor. Nor
+    # is one shaped by the visitor's experiment variant: the next visitor may be in another.
+    personal = fragment.mode is Mode.PERSONALIZED or sets_cookie or fragment.variant is not None
     return {
         "X-Personalization": mode,
         "X-Model-Version": fragment.model_version,
         "X-Segment": fragment.segment or "none",
-        # No rule document or experiment is in force yet (the rules issue adds them); the names are agreed now.
-        "X-Rules-Version": "none",
-        "X-Experiment-Variant": "none",
+        "X-Rules-Version": fragment.rules_version,
+        "X-Experiment-Variant": f"{fragment.experiment}:{fragment.variant}" if fragment.variant else "none",
         # A personal fragment must never sit in a shared cache; the browser may keep it and revalidate.
         "Cache-Control": "private, no-cache"
         if personal
@@ -128,20 +129,24 @@ def get_fragment(
     state = serve_state()
     context = PageContext(page=page, item=item, journey=journey)
     now = time.time()
+    now_ms = int(now * 1000)
     key: bytes | None = None
     known_segment: int | None = None
+    pseudonym: str | None = None
     try:
         key = state.identity_key()
         pseudonym = verify_token(key, x_pz_token or pz_id, int(now)) if key else None
         known_segment = verify_segment(key, pz_seg, state.model_version) if key else None
         if slot.startswith(SEGMENT_SLOT_PREFIX):
-            fragment = for_segment(state, pseudonym, known_segment, slot, k, context, int(now * 1000))
+            fragment = for_segment(state, pseudonym, known_segment, slot, k, context, now_ms)
         else:
-            fragment = personalize(state, pseudonym, slot, k, context, int(now * 1000))
+            fragment = personalize(state, pseudonym, slot, k, context, now_ms)
     except Exception:
         logger.exception("fragment pipeline failed; serving the popular fallback")
-        fragment = fallback(state, slot, k, context, "internal_error")
+        fragment = fallback(state, slot, k, context, "internal_error", now_ms)
     _count(fragment)
+    if pseudonym is not None and fragment.mode is Mode.PERSONALIZED and state.impressions is not None:
+        state.impressions.record(pseudonym, fragment)
     body = render_json(fragment) if format == "json" else render_html(fragment)
     cookie = _segment_cookie(key, fragment, known_segment, state.model_version)
     headers = _headers(

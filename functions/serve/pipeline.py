@@ -1,18 +1,28 @@
-"""From a (maybe) known visitor and a page context to a fragment: profile -> ranking -> fragment.
+"""From a (maybe) known visitor and a page context to a fragment: profile -> candidates -> rules -> fragment.
 
-Every failure below the request degrades to a popular fragment flagged with a reason; nothing raises.
+Candidates come from the recommendation graph, with every item the rules exclude masked inside it, so the top
+K is filled with eligible items; the rules then boost, cap, pin or replace. Every failure below the request
+degrades to a popular fragment flagged with a reason (the rules still apply to it); nothing raises.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from observability import logger
+from personalization.experiments import Experiment, Variant, active_experiment, assign
 from personalization.features import feature_vector
-from personalization.fragments import Fragment, Mode, build
+from personalization.fragments import Fragment, Labels, Mode, build
+from personalization.models import Models
 from personalization.profile import Profile
-from personalization.ranking import by_affinity, excluded_for, popular
+from personalization.ranking import Scored, by_affinity, excluded_for, popular
+from personalization.rules import POOL_CAP, RuleEngine, RulePlan, RuleRequest
 from serve.state import ServeState
+
+PROFILE_UNAVAILABLE = "profile_unavailable"
+# Slots named because* with a page item show items like it (for anyone), not the person's general picks.
+CONTEXT_SLOT_PREFIX = "because"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,17 +32,140 @@ class PageContext:
     journey: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The rules in force and the visitor's experiment variant for this request."""
+
+    engine: RuleEngine | None
+    experiment: Experiment | None = None
+    variant: Variant | None = None
+
+    @property
+    def variants(self) -> frozenset[str]:
+        if self.experiment is None or self.variant is None:
+            return frozenset()
+        return frozenset({f"{self.experiment.id}:{self.variant.name}"})
+
+    def labels(self, notes: Collection[str] = ()) -> Labels:
+        return Labels(
+            rules_version=self.engine.version if self.engine else "none",
+            experiment=self.experiment.id if self.experiment and self.variant else None,
+            variant=self.variant.name if self.variant else None,
+            notes=tuple(notes),
+        )
+
+
+def decide(state: ServeState, pseudonym: str | None, slot: str, now_ms: int) -> Decision:
+    """The live rules, and the variant of the slot's running experiment for a known visitor (anonymous
+    visitors have no stable id to assign, so they see control's default behaviour and are not counted)."""
+    engine = state.rules.current() if state.rules else None
+    if engine is None or pseudonym is None:
+        return Decision(engine)
+    experiment = active_experiment(engine.document.experiments, slot, now_ms)
+    if experiment is None:
+        return Decision(engine)
+    return Decision(engine, experiment, assign(experiment, pseudonym))
+
+
 def _context_category(state: ServeState, context: PageContext) -> str | None:
     item = state.catalog.by_id.get(context.item) if context.item else None
     return item.category if item else None
 
 
-def fallback(state: ServeState, slot: str, k: int, context: PageContext, reason: str) -> Fragment:
-    ranked = popular(state.catalog, k, category=_context_category(state, context))
-    return build(slot, Mode.FALLBACK, ranked, state.model_version, reason=reason)
+def _plan(
+    decision: Decision,
+    slot: str,
+    context: PageContext,
+    now_ms: int,
+    segment: tuple[str, int] | None = None,
+    purchased: Mapping[str, int] | None = None,
+    cart: Collection[str] = (),
+) -> RulePlan | None:
+    if decision.engine is None:
+        return None
+    return decision.engine.plan(
+        RuleRequest(
+            slot=slot,
+            journey=context.journey,
+            segment=segment[0] if segment else None,
+            segment_id=segment[1] if segment else None,
+            variants=decision.variants,
+            now_ms=now_ms,
+            purchased=purchased or {},
+            cart=cart,
+        )
+    )
 
 
-PROFILE_UNAVAILABLE = "profile_unavailable"
+def _curated(plan: RulePlan | None) -> list[Scored] | None:
+    if plan is None or plan.curated_items is None:
+        return None
+    n = len(plan.curated_items)
+    return [Scored(item, 1.0 - rank / max(n, 1)) for rank, item in enumerate(plan.curated_items)]
+
+
+def _finish(plan: RulePlan | None, candidates: list[Scored], k: int) -> tuple[list[Scored], list[str]]:
+    if plan is None:
+        return candidates[:k], []
+    ruled = plan.apply(candidates, k)
+    return ruled.items, ruled.notes
+
+
+def _ruled(plan: RulePlan | None, k: int, fetch: Callable[[int], list[Scored]]) -> tuple[list[Scored], list[str]]:
+    """Candidates from `fetch(pool)`, through the rules; a curated list replaces them."""
+    curated = _curated(plan)
+    if curated is not None:
+        return _finish(plan, curated, k)
+    pool = plan.pool_size(k) if plan else k
+    candidates = fetch(pool)
+    ranked, notes = _finish(plan, candidates, k)
+    if plan is not None and len(ranked) < k and len(candidates) >= pool < POOL_CAP:
+        # The rules passed over more than the pool allowed for (a diversity cap over a list of one category):
+        # one wider look rather than a short fragment.
+        ranked, notes = _finish(plan, fetch(POOL_CAP), k)
+    return ranked, notes
+
+
+def fallback(
+    state: ServeState,
+    slot: str,
+    k: int,
+    context: PageContext,
+    reason: str,
+    now_ms: int,
+    decision: Decision | None = None,
+) -> Fragment:
+    """Popular items (in the page item's category first), with the rules that need no person applied."""
+    decision = decision or Decision(None)
+    try:
+        plan = _plan(decision, slot, context, now_ms)
+    except Exception:
+        logger.exception("rules failed on a fallback; serving it without them")
+        plan, decision = None, Decision(None)
+    excluded = plan.excluded if plan else frozenset()
+    category = _context_category(state, context)
+
+    def fetch(pool: int) -> list[Scored]:
+        return _like_page_item(state, slot, context, pool, excluded) or popular(
+            state.catalog, pool, category=category, exclude=excluded
+        )
+
+    ranked, notes = _ruled(plan, k, fetch)
+    return build(slot, Mode.FALLBACK, ranked, state.model_version, reason=reason, labels=decision.labels(notes))
+
+
+def _like_page_item(
+    state: ServeState,
+    slot: str,
+    context: PageContext,
+    pool: int,
+    excluded: Collection[str],
+    models: Models | None = None,
+) -> list[Scored]:
+    models = models or state.models
+    if models is None or context.item is None or not slot.startswith(CONTEXT_SLOT_PREFIX):
+        return []
+    return models.recs.similar(context.item, pool, excluded)
 
 
 def _usable_profile(state: ServeState, pseudonym: str) -> Profile | str:
@@ -49,30 +182,64 @@ def _usable_profile(state: ServeState, pseudonym: str) -> Profile | str:
     return stored.profile
 
 
+def _candidates(
+    state: ServeState,
+    models: Models | None,
+    variant: Variant | None,
+    profile: Profile,
+    pool: int,
+    excluded: Collection[str],
+    now_ms: int,
+) -> list[Scored]:
+    settings = state.config.fold_settings
+    if variant is not None and variant.strategy == "popular":
+        return popular(state.catalog, pool, exclude=excluded)
+    if models is None:
+        return by_affinity(state.catalog, profile, now_ms, pool, settings, exclude=excluded)
+    ranked = models.recs.recommend(profile, pool, excluded)
+    if len(ranked) < pool:
+        # A history of items the model does not know, or a short list: top up from the profile's categories.
+        shown = {s.item.id for s in ranked}
+        more = by_affinity(state.catalog, profile, now_ms, pool + len(shown), settings, exclude=excluded)
+        ranked += [s for s in more if s.item.id not in shown][: pool - len(ranked)]
+    return ranked
+
+
 def personalize(
     state: ServeState, pseudonym: str | None, slot: str, k: int, context: PageContext, now_ms: int
 ) -> Fragment:
+    decision = decide(state, pseudonym, slot, now_ms)
     if state.model_error:
-        return fallback(state, slot, k, context, state.model_error)
+        return fallback(state, slot, k, context, state.model_error, now_ms, decision)
     if pseudonym is None:
-        return fallback(state, slot, k, context, "anonymous")
+        return fallback(state, slot, k, context, "anonymous", now_ms, decision)
     profile = _usable_profile(state, pseudonym)
     if isinstance(profile, str):
-        return fallback(state, slot, k, context, profile)
-    settings = state.config.fold_settings
-    if state.models is None:
-        ranked = by_affinity(state.catalog, profile, now_ms, k, settings)
-        return build(slot, Mode.PERSONALIZED, ranked, state.model_version)
-    segment = state.models.segments.predict(feature_vector(profile, now_ms, settings))
-    exclude = excluded_for(profile)
-    ranked = state.models.recs.recommend(profile, k, exclude)
-    if len(ranked) < k:
-        # A history of items the model does not know, or a short list: top up from the profile's categories.
-        shown = {s.item.id for s in ranked}
-        ranked += [
-            s for s in by_affinity(state.catalog, profile, now_ms, k + len(shown), settings) if s.item.id not in shown
-        ][: k - len(ranked)]
-    return build(slot, Mode.PERSONALIZED, ranked, state.model_version, segment=segment.name, segment_id=segment.id)
+        return fallback(state, slot, k, context, profile, now_ms, decision)
+    models, model_version = state.models_for(decision.variant.model_version if decision.variant else None)
+    segment = None
+    if models is not None:
+        predicted = models.segments.predict(feature_vector(profile, now_ms, state.config.fold_settings))
+        segment = (predicted.name, predicted.id)
+    plan = _plan(decision, slot, context, now_ms, segment, profile.purchased, profile.cart.keys())
+    # Without a rules document in force, what a person bought or has in the cart is never offered again.
+    excluded = plan.excluded if plan else excluded_for(profile)
+
+    def fetch(pool: int) -> list[Scored]:
+        return _like_page_item(state, slot, context, pool, excluded, models) or _candidates(
+            state, models, decision.variant, profile, pool, excluded, now_ms
+        )
+
+    ranked, notes = _ruled(plan, k, fetch)
+    return build(
+        slot,
+        Mode.PERSONALIZED,
+        ranked,
+        model_version,
+        segment=segment[0] if segment else None,
+        segment_id=segment[1] if segment else None,
+        labels=decision.labels(notes),
+    )
 
 
 def for_segment(
@@ -86,24 +253,43 @@ def for_segment(
 ) -> Fragment:
     """A segment slot: the segment's own best-sellers, the same for all its members (so the CDN can share it).
 
-    The segment comes from the signed cookie when there is one, else from the visitor's profile.
+    The segment comes from the signed cookie when there is one, else from the visitor's profile. Only rules
+    that need no person apply (segment, slot, journey and time scopes), and no experiment: the fragment is
+    shared by everyone in the segment.
     """
+    shared = Decision(state.rules.current() if state.rules else None)
     if state.model_error or state.models is None:
-        return fallback(state, slot, k, context, state.model_error or "no_segment_model")
+        return fallback(state, slot, k, context, state.model_error or "no_segment_model", now_ms, shared)
     segment_id = known_segment
     if segment_id is None and pseudonym is not None:
         profile = _usable_profile(state, pseudonym)
         if profile == PROFILE_UNAVAILABLE:
-            return fallback(state, slot, k, context, PROFILE_UNAVAILABLE)
+            return fallback(state, slot, k, context, PROFILE_UNAVAILABLE, now_ms, shared)
         if isinstance(profile, Profile):
             vector = feature_vector(profile, now_ms, state.config.fold_settings)
             segment_id = state.models.segments.predict(vector).id
     if segment_id is None:
-        return fallback(state, slot, k, context, "anonymous")
+        return fallback(state, slot, k, context, "anonymous", now_ms, shared)
     segment = state.models.segments.segments.get(segment_id)
-    ranked = state.models.segments.popular(segment_id, k)
-    if len(ranked) < k:
-        shown = {s.item.id for s in ranked}
-        ranked += popular(state.catalog, k - len(ranked), exclude=shown)
     name = segment.name if segment else f"segment {segment_id}"
-    return build(slot, Mode.SEGMENT, ranked, state.model_version, segment=name, segment_id=segment_id)
+    plan = _plan(shared, slot, context, now_ms, (name, segment_id))
+    excluded = plan.excluded if plan else frozenset()
+    segments = state.models.segments
+
+    def fetch(pool: int) -> list[Scored]:
+        candidates = [s for s in segments.popular(segment_id, pool) if s.item.id not in excluded]
+        if len(candidates) < pool:
+            shown = {s.item.id for s in candidates} | set(excluded)
+            candidates += popular(state.catalog, pool - len(candidates), exclude=shown)
+        return candidates
+
+    ranked, notes = _ruled(plan, k, fetch)
+    return build(
+        slot,
+        Mode.SEGMENT,
+        ranked,
+        state.model_version,
+        segment=name,
+        segment_id=segment_id,
+        labels=shared.labels(notes),
+    )

@@ -12,6 +12,7 @@ from pynamodb.attributes import TTLAttribute
 
 from infra.local.template import Template
 from serve import app as serve_app
+from store.erasure_log import ErasureLogItem
 from store.profiles import ProfileItem
 from store.quarantine import QuarantineItem
 
@@ -50,7 +51,15 @@ def _env_reads(folder: str) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize(("logical_id", "folder"), [("IngestFunction", "ingest"), ("ServeFunction", "serve")])
+@pytest.mark.parametrize(
+    ("logical_id", "folder"),
+    [
+        ("IngestFunction", "ingest"),
+        ("ServeFunction", "serve"),
+        ("EraseFunction", "erase"),
+        ("CollectFunction", "collect"),
+    ],
+)
 def test_every_environment_variable_the_code_reads_is_set_in_the_template(logical_id: str, folder: str) -> None:
     declared = set(TEMPLATE.global_environment) | set(properties(logical_id)["Environment"]["Variables"])
     read = _env_reads(folder) | _env_reads("store")
@@ -58,12 +67,26 @@ def test_every_environment_variable_the_code_reads_is_set_in_the_template(logica
     assert read - declared - RUNTIME_ENV == set()
 
 
-@pytest.mark.parametrize(("logical_id", "model"), [("ProfilesTable", ProfileItem), ("QuarantineTable", QuarantineItem)])
-def test_table_key_schemas_and_ttl_match_the_pynamodb_models(logical_id: str, model: Any) -> None:
+@pytest.mark.parametrize(
+    ("logical_id", "model"),
+    [("ProfilesTable", ProfileItem), ("QuarantineTable", QuarantineItem), ("ErasureLogTable", ErasureLogItem)],
+)
+def test_table_key_schemas_indexes_and_ttl_match_the_pynamodb_models(logical_id: str, model: Any) -> None:
     props = properties(logical_id)
     hash_key = model._hash_keyname
     assert props["KeySchema"] == [{"AttributeName": hash_key, "KeyType": "HASH"}]
-    assert props["AttributeDefinitions"] == [{"AttributeName": hash_key, "AttributeType": "S"}]
+    index_keys = {name: index._hash_key_attribute().attr_name for name, index in model._indexes.items()}
+    assert props["AttributeDefinitions"] == [
+        {"AttributeName": name, "AttributeType": "S"} for name in [hash_key, *index_keys.values()]
+    ]
+    assert props.get("GlobalSecondaryIndexes", []) == [
+        {
+            "IndexName": name,
+            "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": model._indexes[name].Meta.projection.projection_type},
+        }
+        for name, key in index_keys.items()
+    ]
     ttl = [name for name, attr in model.get_attributes().items() if isinstance(attr, TTLAttribute)]
     assert props["TimeToLiveSpecification"] == {"AttributeName": ttl[0], "Enabled": True}
     assert props["BillingMode"] == "PAY_PER_REQUEST"
@@ -143,7 +166,12 @@ def test_every_failure_path_has_an_alarm() -> None:
 
 def test_every_function_has_sample_events() -> None:
     events = {p.name for p in (ROOT / "events").glob("*.json")}
-    prefixes = {"IngestFunction": "ingest_kinesis_", "ServeFunction": "serve_function_url_"}
+    prefixes = {
+        "IngestFunction": "ingest_kinesis_",
+        "ServeFunction": "serve_function_url_",
+        "CollectFunction": "collect_function_url_",
+        "EraseFunction": "erase_",
+    }
     assert set(prefixes) == set(FUNCTIONS)
     for logical_id, prefix in prefixes.items():
         assert any(name.startswith(prefix) for name in events), logical_id
@@ -167,7 +195,9 @@ def test_the_requirements_files_are_current_with_the_lock() -> None:
     import sys
 
     uv = Path(sys.executable).with_name("uv")
-    for name, extra in (("ingest", []), ("serve", ["--extra", "serve"])):
+    # The collector is serve's web stack with the models and the table pruned (see `make requirements`).
+    collect = ["--extra", "serve", *(arg for pkg in COLLECT_PRUNED for arg in ("--prune", pkg))]
+    for name, extra in (("ingest", []), ("serve", ["--extra", "serve"]), ("collect", collect)):
         exported = subprocess.run(
             [
                 str(uv),
@@ -194,3 +224,125 @@ def test_the_requirements_files_are_current_with_the_lock() -> None:
         assert (ROOT / f"functions/requirements-{name}.txt").read_text() == exported, (
             f"run `make requirements` ({name})"
         )
+
+
+def test_an_erasure_tombstone_outlives_every_redelivery_of_the_stream() -> None:
+    # While the tombstone lasts ingest drops the erased person's events; the event source mapping gives up on a
+    # record after MaximumRecordAgeInSeconds and the stream keeps it RetentionPeriodHours, so it must outlive both.
+    stream = properties("IngestFunction")["Events"]["Stream"]["Properties"]
+    retention_s = int(properties("EventStream")["RetentionPeriodHours"]) * 3600
+    tombstone = TEMPLATE.parameters["ErasureTombstoneDays"]
+    minimum = yaml_parameter("ErasureTombstoneDays")["MinValue"]
+    assert int(minimum) * 86400 > max(int(stream["MaximumRecordAgeInSeconds"]), retention_s)
+    assert tombstone.default is not None
+    assert int(tombstone.default) >= int(minimum)
+    for function in ("ServeFunction", "EraseFunction"):
+        variables = properties(function)["Environment"]["Variables"]
+        assert variables["ERASURE_TOMBSTONE_DAYS"] == {"Ref": "ErasureTombstoneDays"}
+
+
+def test_retention_periods_are_parameters_wired_to_the_code_that_sets_the_ttls() -> None:
+    ingest = properties("IngestFunction")["Environment"]["Variables"]
+    assert ingest["PROFILE_RETENTION_DAYS"] == {"Ref": "ProfileRetentionDays"}
+    assert ingest["QUARANTINE_RETENTION_DAYS"] == {"Ref": "QuarantineRetentionDays"}
+    assert TEMPLATE.parameter_default("QuarantineRetentionDays") == "14"
+    for function in ("ServeFunction", "EraseFunction"):
+        variables = properties(function)["Environment"]["Variables"]
+        assert variables["ERASURE_LOG_RETENTION_DAYS"] == {"Ref": "ErasureLogRetentionDays"}
+
+
+def test_the_profile_routes_pass_the_cdn_uncached_with_the_identity_forwarded() -> None:
+    config = properties("Distribution")["DistributionConfig"]
+    [behaviour] = [b for b in config["CacheBehaviors"] if b["PathPattern"] == "/v1/profile"]
+    assert behaviour["TargetOriginId"] == "serve"
+    assert "DELETE" in behaviour["AllowedMethods"]
+    assert behaviour["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # Managed-CachingDisabled
+    assert behaviour["OriginRequestPolicyId"] == {"Ref": "FragmentOriginRequestPolicy"}
+    assert {"/v1/profile"} <= set(serve_app.app.openapi()["paths"])
+
+
+def yaml_parameter(name: str) -> dict[str, Any]:
+    from infra.local.template import load_document
+
+    document = load_document(ROOT / "template.yaml")
+    parameter: dict[str, Any] = document["Parameters"][name]
+    return parameter
+
+
+# -- the collector ------------------------------------------------------------------------------------
+
+COLLECT_PRUNED = ("onnxruntime", "numpy", "jinja2", "pynamodb")
+# AWS's managed cache policy "CachingDisabled".
+CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+
+
+def test_the_collector_reads_the_identity_serve_reads() -> None:
+    from collect import app as collect_app
+
+    assert collect_app.IDENTITY_COOKIE == serve_app.IDENTITY_COOKIE
+    assert collect_app.IDENTITY_HEADER == serve_app.IDENTITY_HEADER
+    source = (ROOT / "functions/collect/handler.py").read_text()
+    assert re.search(r"^handler = metrics\.log_metrics\(Mangum\(app", source, re.M)
+
+
+def test_the_collector_is_reached_same_origin_uncached_with_the_identity_forwarded() -> None:
+    from collect import app as collect_app
+
+    config = properties("Distribution")["DistributionConfig"]
+    [behaviour] = [b for b in config["CacheBehaviors"] if b["PathPattern"] == "/v1/events"]
+    [origin] = [o for o in config["Origins"] if o["Id"] == behaviour["TargetOriginId"]]
+    assert "CollectFunctionUrl" in str(origin["DomainName"])
+    assert "POST" in behaviour["AllowedMethods"]
+    # A redirect to https would turn the POST into a GET
+    assert behaviour["ViewerProtocolPolicy"] == "https-only"
+    assert behaviour["CachePolicyId"] == CACHING_DISABLED
+    assert behaviour["OriginRequestPolicyId"] == {"Ref": "CollectOriginRequestPolicy"}
+    policy = properties("CollectOriginRequestPolicy")["OriginRequestPolicyConfig"]
+    assert policy["CookiesConfig"] == {"CookieBehavior": "all"}
+    # The token header, and the body hash Origin Access Control signs a POST with
+    assert {collect_app.IDENTITY_HEADER, "x-amz-content-sha256"} <= set(policy["HeadersConfig"]["Headers"])
+
+
+def test_the_collector_url_is_signed_by_cloudfront_and_allows_the_shop_origin() -> None:
+    from collect import app as collect_app
+
+    url = properties("CollectFunction")["FunctionUrlConfig"]
+    assert url["AuthType"] == "AWS_IAM"
+    assert url["Cors"]["AllowOrigins"] == [{"Ref": "ShopOrigin"}]
+    assert url["Cors"]["AllowCredentials"] is True
+    assert url["Cors"]["AllowMethods"] == ["POST"]
+    assert {"content-type", collect_app.IDENTITY_HEADER} <= set(url["Cors"]["AllowHeaders"])
+    for permission in ("CollectUrlInvokePermission", "CollectInvokePermission"):
+        assert properties(permission)["Principal"] == "cloudfront.amazonaws.com"
+        assert properties(permission)["FunctionName"] == {"Ref": "CollectFunction"}
+
+
+def test_the_collector_may_only_write_the_stream_and_read_the_identity_key() -> None:
+    [policy] = properties("CollectRole")["Policies"]
+    grants = {
+        statement["Sid"]: (statement["Action"], statement["Resource"])
+        for statement in policy["PolicyDocument"]["Statement"]
+    }
+    assert grants["WriteStream"] == ("kinesis:PutRecords", {"Fn::GetAtt": ["EventStream", "Arn"]})
+    assert grants["IdentityKey"][0] == "ssm:GetParameter"
+    assert "${IdentityKeyParameterName}" in str(grants["IdentityKey"][1])
+    assert set(grants) == {"Logs", "WriteStream", "IdentityKey"}
+    assert properties("CollectFunction")["Role"] == {"Fn::GetAtt": ["CollectRole", "Arn"]}
+
+
+def test_the_collector_ships_its_web_stack_only() -> None:
+    collect = (ROOT / "functions/requirements-collect.txt").read_text()
+    for package in ("fastapi", "mangum", "pydantic", "aws-lambda-powertools"):
+        assert re.search(rf"^{package}==", collect, re.M), package
+    for package in (*COLLECT_PRUNED, "boto3", "botocore", "scikit-learn"):
+        assert not re.search(rf"^{package}==", collect, re.M), package
+
+
+def test_the_collector_failures_are_alarmed() -> None:
+    alarmed = [
+        (alarm.properties.get("MetricName"), str(alarm.properties.get("Dimensions")))
+        for alarm in TEMPLATE.resources_of_type("AWS::CloudWatch::Alarm").values()
+    ]
+    for metric in ("Errors", "Throttles", "Url5xxCount"):
+        assert (metric, str([{"Name": "FunctionName", "Value": {"Ref": "CollectFunction"}}])) in alarmed, metric
+    assert any(metric == "EventsFailed" for metric, _ in alarmed)

@@ -38,6 +38,14 @@ def test_every_table_has_the_templates_key_schema_and_ttl(local_stack: LocalStac
             resource.properties["AttributeDefinitions"], "AttributeType"
         )
         assert described["BillingModeSummary"]["BillingMode"] == resource.properties["BillingMode"]
+        # Secondary indexes too (erasure finds a person's quarantined records and tombstones through them)
+        assert {
+            index["IndexName"]: (by_name(index["KeySchema"], "KeyType"), index["Projection"]["ProjectionType"])
+            for index in described.get("GlobalSecondaryIndexes", [])
+        } == {
+            index["IndexName"]: (by_name(index["KeySchema"], "KeyType"), index["Projection"]["ProjectionType"])
+            for index in resource.properties.get("GlobalSecondaryIndexes", [])
+        }
         assert ttl == {
             "TimeToLiveStatus": "ENABLED",
             "AttributeName": resource.properties["TimeToLiveSpecification"]["AttributeName"],

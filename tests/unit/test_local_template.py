@@ -22,9 +22,11 @@ NAMES = {
     "EventStream": "local-event-stream",
     "ProfilesTable": "local-profiles-table",
     "QuarantineTable": "local-quarantine-table",
+    "ErasureLogTable": "local-erasure-log-table",
     "ArtifactBucket": "local-artifact-bucket",
     "IngestFunction": "local-ingest-function",
     "ServeFunction": "local-serve-function",
+    "EraseFunction": "local-erase-function",
 }
 
 
@@ -60,7 +62,11 @@ def test_real_template_parameters_carry_their_defaults_as_strings(template: Temp
 
 
 def test_real_template_resources_by_type(template: Template) -> None:
-    assert list(template.resources_of_type("AWS::DynamoDB::Table")) == ["ProfilesTable", "QuarantineTable"]
+    assert list(template.resources_of_type("AWS::DynamoDB::Table")) == [
+        "ProfilesTable",
+        "QuarantineTable",
+        "ErasureLogTable",
+    ]
     assert list(template.resources_of_type("AWS::Kinesis::Stream")) == ["EventStream"]
     assert list(template.resources_of_type("AWS::S3::Bucket")) == ["ArtifactBucket"]
     profiles = template.resource("ProfilesTable").properties
@@ -94,6 +100,7 @@ def test_ingest_function_environment_resolves_against_local_names(template: Temp
         "QUARANTINE_TABLE": "local-quarantine-table",
         "PEPPER_PARAMETER": "/personalization/pepper",
         "PROFILE_RETENTION_DAYS": "180",
+        "QUARANTINE_RETENTION_DAYS": "14",
         "AFFINITY_HALF_LIFE_HOURS": "168",
     }
 
@@ -111,7 +118,7 @@ def test_serve_function_environment_takes_parameter_overrides(template: Template
 
 def test_every_ref_in_every_function_environment_resolves(template: Template) -> None:
     functions = {rid for rid, res in template.resources.items() if res.type in FUNCTION_TYPES}
-    assert functions == {"IngestFunction", "ServeFunction"}
+    assert functions == {"IngestFunction", "ServeFunction", "EraseFunction", "CollectFunction"}
     for logical_id in functions:
         env = template.function_environment(logical_id, NAMES)
         assert all(isinstance(value, str) and value for value in env.values()), logical_id
