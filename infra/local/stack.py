@@ -450,7 +450,8 @@ class LocalStack:
             env.pop(name, None)
         # Pinned rather than asked of STS afterwards: that first STS call costs moto a third of a second.
         env["MOTO_ACCOUNT_ID"] = self._account_id
-        command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(port)]
+        # moto's server, with one emulator bug fixed before it serves (see infra/local/moto_main.py).
+        command = [sys.executable, "-m", "infra.local.moto_main", "-H", self.host, "-p", str(port)]
         with os.fdopen(fd, "wb") as log:
             # stderr goes to a file, not a pipe: werkzeug logs every request there and would block on a
             # full pipe nobody reads.

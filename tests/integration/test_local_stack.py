@@ -6,6 +6,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,42 @@ def test_stream_has_the_local_shard_count_and_round_trips_records(clean_stack: L
         )["ShardIterator"]
         seen |= {r["Data"] for r in kinesis.get_records(ShardIterator=iterator, Limit=100)["Records"]}
     assert {r["Data"] for r in records} <= seen
+
+
+def test_concurrent_writers_to_one_shard_lose_no_record(clean_stack: LocalStack) -> None:
+    # Given writers racing on one shard (one partition key), as the collector's and serve's threads do
+    stream = clean_stack.physical_names["EventStream"]
+    writers, calls, per_call = 8, 25, 10
+    # A long shard widens the emulator's read-then-write window (it scans for the highest sequence number).
+    kinesis = clean_stack.client("kinesis")
+    backlog = [{"Data": f"old-{n}".encode(), "PartitionKey": "one-user"} for n in range(500)]
+    for _ in range(30):
+        kinesis.put_records(StreamName=stream, Records=backlog)  # type: ignore[arg-type]
+
+    def write(writer: int) -> int:
+        kinesis = clean_stack.client("kinesis")  # a client per thread, as each process has its own
+        acknowledged = 0
+        for call in range(calls):
+            records = [{"Data": f"{writer}-{call}-{n}".encode(), "PartitionKey": "one-user"} for n in range(per_call)]
+            response = kinesis.put_records(StreamName=stream, Records=records)  # type: ignore[arg-type]
+            acknowledged += len(records) - response["FailedRecordCount"]
+        return acknowledged
+
+    with ThreadPoolExecutor(writers) as pool:
+        acknowledged = sum(pool.map(write, range(writers)))
+
+    # Then every acknowledged record is on the stream, each under its own sequence number
+    stored: list[bytes] = []
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator: str | None = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            stored += [r["Data"] for r in page["Records"] if not r["Data"].startswith(b"old-")]
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    assert acknowledged == writers * calls * per_call
+    assert len(stored) == len(set(stored)) == acknowledged
 
 
 def test_bucket_exists_with_versioning(local_stack: LocalStack) -> None:
