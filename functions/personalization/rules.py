@@ -399,6 +399,7 @@ Signature = tuple[tuple[int, float, str], ...]
 Placed = tuple[int, str, CatalogItem]
 
 _SCORE = attrgetter("score")
+_ID = attrgetter("item.id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,7 +574,7 @@ class RulePlan:
         """The candidates once each (best score), boosted, ordered without excluded and pinned items; what the
         filters removed; the pinned items' own scores. Whole-list operations (map, set algebra, sort by an index
         key) keep Python-level work per candidate to a minimum: this runs on every request."""
-        ids = [scored.item.id for scored in candidates]
+        ids = list(map(_ID, candidates))
         scores = list(map(_SCORE, candidates))
         present = set(ids)
         if len(present) != len(ids):
@@ -583,8 +584,11 @@ class RulePlan:
         if self._selection.factors is not None:
             scores = self._boosted(self._selection.factors, ids, scores, acted)
         pinned = present & self._selection.pin_ids
-        pin_scores = {item_id: scores[ids.index(item_id)] for item_id in pinned}
-        return _Ranking(candidates, scores, _order(ids, scores, removed | pinned)), removed, pin_scores
+        dropped = removed | pinned
+        # One dict of positions instead of a list.index scan per dropped item (a dozen of them cost ~20 us).
+        where = dict(zip(ids, range(len(ids)), strict=True)) if dropped else {}
+        pin_scores = {item_id: scores[where[item_id]] for item_id in pinned}
+        return _Ranking(candidates, scores, _order(ids, scores, dropped, where)), removed, pin_scores
 
     @staticmethod
     def _boosted(factors: _Factors, ids: list[str], scores: list[float], acted: set[str]) -> list[float]:
@@ -680,14 +684,14 @@ def _best_of_each(
     return list(best.values()), list(best), [scored.score for scored in best.values()]
 
 
-def _order(ids: list[str], scores: list[float], dropped: AbstractSet[str]) -> list[int]:
+def _order(ids: list[str], scores: list[float], dropped: AbstractSet[str], where: Mapping[str, int]) -> list[int]:
     """Indices by score descending, then id ascending, without the dropped items (ids are distinct).
 
     Sorting indices by a list's __getitem__ compares plain floats: several times faster than sorting (score, id)
     tuples. A reverse sort is stable too, so an id sort first orders equal scores; it runs only on a tie."""
     keys = scores.copy()
     for item_id in dropped:
-        keys[ids.index(item_id)] = -math.inf  # sorts last, then cut off
+        keys[where[item_id]] = -math.inf  # sorts last, then cut off
     order = list(range(len(ids)))
     if len(set(keys)) - (1 if dropped else 0) < len(ids) - len(dropped):
         order.sort(key=ids.__getitem__)
