@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from store.region import region_from
+from store.settings import FunctionSettings
 from store.stream import StreamSettings
 
 
-class CollectConfig(BaseModel):
+class CollectConfig(FunctionSettings):
     stream_name: str
     identity_key_parameter: str
-    region: str
     # Ingest refuses events older than a profile's retention; the collector refuses them at the door instead of
     # letting them reach the quarantine. An anonymous id is signed for as long: a profile cannot outlive it.
     profile_retention_days: int = Field(default=180, ge=1)
@@ -37,16 +35,4 @@ class CollectConfig(BaseModel):
             self.region,
             connect_timeout_s=self.stream_connect_timeout_s,
             read_timeout_s=self.stream_read_timeout_s,
-        )
-
-    @classmethod
-    def from_env(cls) -> CollectConfig:
-        env = os.environ
-        return cls(
-            stream_name=env["STREAM_NAME"],
-            identity_key_parameter=env["IDENTITY_KEY_PARAMETER"],
-            region=region_from(env),
-            profile_retention_days=int(env.get("PROFILE_RETENTION_DAYS", "180")),
-            stream_connect_timeout_s=float(env.get("STREAM_CONNECT_TIMEOUT_S", "0.25")),
-            stream_read_timeout_s=float(env.get("STREAM_READ_TIMEOUT_S", "0.5")),
         )

@@ -6,7 +6,6 @@ answer is `Cache-Control: private, no-store`: what we hold about someone must no
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,49 +15,26 @@ from typing import Annotated
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Cookie, Header
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from observability import logger, metrics
 from personalization.identity import verify_token
 from personalization.privacy import ErasurePath, ErasureRecord, ProfileView, describe, erase_person
+from serve.config import ServeConfig
 from serve.identity import SEGMENT_COOKIE
 from serve.state import serve_state
 from store.erasure_log import ErasureLogStore
 from store.profiles import ProfileStore, StoredProfile, TableSettings
 from store.quarantine import QuarantineStore
-from store.region import region_from
 
 NO_STORE = "private, no-store"
 # Erasing a person also forgets their segment: the browser drops the signed segment cookie.
 EXPIRE_SEGMENT_COOKIE = f"{SEGMENT_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
 
 
-class PrivacyConfig(BaseModel):
-    """What the privacy routes need beyond serve's own config, read from the environment once per container."""
-
-    profiles_table: str
-    quarantine_table: str
-    erasure_log_table: str
-    region: str
-    tombstone_days: int = Field(default=30, ge=2)
-    erasure_log_retention_days: int = Field(default=1095, ge=1)
-
-    @classmethod
-    def from_env(cls) -> PrivacyConfig:
-        env = os.environ
-        return cls(
-            profiles_table=env["PROFILES_TABLE"],
-            quarantine_table=env["QUARANTINE_TABLE"],
-            erasure_log_table=env["ERASURE_LOG_TABLE"],
-            region=region_from(env),
-            tombstone_days=int(env.get("ERASURE_TOMBSTONE_DAYS", "30")),
-            erasure_log_retention_days=int(env.get("ERASURE_LOG_RETENTION_DAYS", "1095")),
-        )
-
-
 @dataclass
 class PrivacyService:
-    config: PrivacyConfig
+    config: ServeConfig
     profiles: ProfileStore
     quarantine: QuarantineStore
     log: ErasureLogStore
@@ -66,7 +42,7 @@ class PrivacyService:
 
 @lru_cache(maxsize=1)
 def privacy_service() -> PrivacyService:
-    config = PrivacyConfig.from_env()
+    config = serve_state().config
     return PrivacyService(
         config=config,
         # Not the fragment path's 20 ms timeouts: a person asking for their data can wait for a sure answer.

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import AliasChoices, AliasPath
+from pydantic_settings import BaseSettings
 from pynamodb.attributes import TTLAttribute
 
 from infra.local.template import Template
@@ -45,9 +47,46 @@ def test_the_serve_handler_is_mangum_wrapped_for_metrics() -> None:
 
 
 def _env_reads(folder: str) -> set[str]:
+    """Every environment variable the code in functions/<folder> reads: by hand, or through a settings class."""
     names: set[str] = set()
     for path in (ROOT / "functions" / folder).rglob("*.py"):
         names |= set(re.findall(r"""env(?:iron)?(?:\.get)?[\[(]\s*["']([A-Z0-9_]+)["']""", path.read_text()))
+    for settings in _settings_classes(folder):
+        names |= _settings_env_names(settings)
+    return names
+
+
+def _settings_classes(folder: str) -> list[type[BaseSettings]]:
+    """The BaseSettings subclasses defined in functions/<folder> (serve.handler is not imported: it loads models)."""
+    found = []
+    for path in sorted((ROOT / "functions" / folder).rglob("*.py")):
+        module_name = ".".join(path.relative_to(ROOT / "functions").with_suffix("").parts).removesuffix(".__init__")
+        if module_name == "serve.handler":
+            continue
+        module = importlib.import_module(module_name)
+        found += [
+            value
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, BaseSettings) and value.__module__ == module_name
+        ]
+    return found
+
+
+def _settings_env_names(settings: type[BaseSettings]) -> set[str]:
+    """The variables pydantic-settings reads for each field: its validation alias (every choice), else its name."""
+    config = settings.model_config
+    prefix = config.get("env_prefix") or ""
+    names: set[str] = set()
+    for name, field in settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(prefix + alias)
+        elif isinstance(alias, AliasChoices):
+            names |= {prefix + str(c if isinstance(c, str) else c.path[0]) for c in alias.choices}
+        elif isinstance(alias, AliasPath):
+            names.add(prefix + str(alias.path[0]))
+        else:
+            names.add(prefix + (name if config.get("case_sensitive") else name.upper()))
     return names
 
 
@@ -64,6 +103,7 @@ def test_every_environment_variable_the_code_reads_is_set_in_the_template(logica
     declared = set(TEMPLATE.global_environment) | set(properties(logical_id)["Environment"]["Variables"])
     read = _env_reads(folder) | _env_reads("store")
     assert read, "the scan found no environment reads at all"
+    assert _settings_classes(folder), "the scan found no settings class: is the configuration still read there?"
     assert read - declared - RUNTIME_ENV == set()
 
 

@@ -25,7 +25,10 @@ from store.stream import NotWritten, PutResult, RecordOutcome, Written
 
 KEY = b"k" * 32
 PSEUDONYM = "b" * 64
-CONFIG = CollectConfig(stream_name="events", identity_key_parameter="/identity-key", region="us-east-1")
+# Validated from these variables alone: the constructor would also read the process's environment.
+CONFIG = CollectConfig.model_validate(
+    {"STREAM_NAME": "events", "IDENTITY_KEY_PARAMETER": "/identity-key", "AWS_REGION": "us-east-1"}
+)
 
 
 @dataclass
