@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -47,3 +48,11 @@ def median(values: Sequence[float]) -> float:
 def print_figures(figures: Mapping[str, object]) -> None:
     """The last line of a benchmark's output: one JSON object any script can read."""
     print(json.dumps(figures, separators=(", ", ": ")), flush=True)
+
+
+def main_of(run: Callable[[], dict[str, Any]], report: Callable[[dict[str, Any]], None]) -> int:
+    """A benchmark's entry point: measure, print the readable table, then the figures as the LAST line."""
+    figures = run()
+    report(figures)
+    print_figures(figures)
+    return 0

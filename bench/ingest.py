@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import median, percentile, print_figures, table
+from bench.common import main_of, median, percentile, table
 from infra.local.poller import LocalLambdaContext, lambda_kinesis_record
 from infra.local.stack import LocalStack, conflicting_env_vars
 
@@ -419,12 +419,5 @@ def report(f: Mapping[str, Any]) -> None:
     print("\ntargets met: " + ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in met.items()))
 
 
-def main() -> int:
-    figures = run()
-    report(figures)
-    print_figures(figures)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_of(run, report))

@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import median, percentile, print_figures, table
+from bench.common import main_of, median, percentile, table
 from personalization.catalog import Catalog, CatalogItem
 from personalization.ranking import Scored
 from personalization.rules import RuleEngine, RuleRequest, RulesDocument, parse_document
@@ -289,12 +289,5 @@ def report(f: dict[str, Any]) -> None:
     print(f"\ntargets met: rules_us_p99 {'yes' if met else 'NO'}")
 
 
-def main() -> int:
-    figures = run()
-    report(figures)
-    print_figures(figures)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_of(run, report))

@@ -55,7 +55,7 @@ os.environ.update(QUIET)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.common import median, percentile, print_figures, table  # noqa: E402
+from bench.common import main_of, median, percentile, table  # noqa: E402
 from infra.local.stack import LocalStack, conflicting_env_vars  # noqa: E402
 
 if TYPE_CHECKING:
@@ -516,12 +516,5 @@ def report(f: dict[str, Any]) -> None:
             print(f"  {name} missed: bounded by {bounds[name]}")
 
 
-def main() -> int:
-    figures = run()
-    report(figures)
-    print_figures(figures)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_of(run, report))
