@@ -7,12 +7,12 @@ become a list of the people who asked (the pseudonym would link the entry to the
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import lru_cache
 
 from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.models import Model
 
 from personalization.privacy import ErasurePath, ErasureRecord
+from store.tables import bind
 
 
 class ErasureLogItem(Model):
@@ -29,16 +29,9 @@ class ErasureLogItem(Model):
     ttl = TTLAttribute()
 
 
-@lru_cache(maxsize=4)
-def erasure_log_table(table_name: str, region: str) -> type[ErasureLogItem]:
-    meta = type("Meta", (), {"table_name": table_name, "region": region})
-    model: type[ErasureLogItem] = type(f"ErasureLogItem_{table_name}", (ErasureLogItem,), {"Meta": meta})
-    return model
-
-
 class ErasureLogStore:
     def __init__(self, table_name: str, region: str, retention: timedelta) -> None:
-        self._model = erasure_log_table(table_name, region)
+        self._model = bind(ErasureLogItem, table_name, region)
         self._retention = retention
 
     def record(self, entry: ErasureRecord) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 
 from pynamodb.attributes import BinaryAttribute, TTLAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.constants import ALL_OLD
@@ -21,6 +20,7 @@ from pynamodb.models import Model
 
 from personalization.profile import Profile
 from store import codec
+from store.tables import bind
 
 # The value of `erased` on every tombstone: the sparse index below holds tombstones only, under this one key.
 # Erasures are rare, so one partition of the index is never hot.
@@ -81,23 +81,17 @@ class TableSettings:
     max_pool_connections: int = 10
 
 
-@lru_cache(maxsize=8)
 def profile_table(settings: TableSettings) -> type[ProfileItem]:
     """A model class bound to one table and one set of client timeouts (serve wants tight ones)."""
-    meta = type(
-        "Meta",
-        (),
-        {
-            "table_name": settings.table_name,
-            "region": settings.region,
-            "connect_timeout_seconds": settings.connect_timeout_s,
-            "read_timeout_seconds": settings.read_timeout_s,
-            "max_retry_attempts": settings.max_retry_attempts,
-            "max_pool_connections": settings.max_pool_connections,
-        },
+    return bind(
+        ProfileItem,
+        settings.table_name,
+        settings.region,
+        connect_timeout_seconds=settings.connect_timeout_s,
+        read_timeout_seconds=settings.read_timeout_s,
+        max_retry_attempts=settings.max_retry_attempts,
+        max_pool_connections=settings.max_pool_connections,
     )
-    model: type[ProfileItem] = type(f"ProfileItem_{settings.table_name}", (ProfileItem,), {"Meta": meta})
-    return model
 
 
 class VersionConflict(Exception):

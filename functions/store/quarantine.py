@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 from pynamodb.attributes import BinaryAttribute, TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
+
+from store.tables import bind
 
 QUARANTINE_RETENTION = timedelta(days=14)
 # How much of a rejected record is kept. Kinesis takes records up to 1 MiB, a DynamoDB item only 400 KB, and
@@ -58,16 +59,9 @@ class QuarantinedRecord:
     user: str | None
 
 
-@lru_cache(maxsize=4)
-def quarantine_table(table_name: str, region: str) -> type[QuarantineItem]:
-    meta = type("Meta", (), {"table_name": table_name, "region": region})
-    model: type[QuarantineItem] = type(f"QuarantineItem_{table_name}", (QuarantineItem,), {"Meta": meta})
-    return model
-
-
 class QuarantineStore:
     def __init__(self, table_name: str, region: str, retention: timedelta = QUARANTINE_RETENTION) -> None:
-        self._model = quarantine_table(table_name, region)
+        self._model = bind(QuarantineItem, table_name, region)
         self._retention = retention
 
     def put_many(self, records: Iterable[QuarantinedRecord]) -> None:

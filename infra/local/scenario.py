@@ -118,10 +118,10 @@ class LocalProduct:
         from aws_lambda_powertools.utilities import parameters
 
         from ingest.service import ingest_service
-        from store import forget_connections
+        from store.tables import forget_bindings
 
         ingest_service.cache_clear()
-        forget_connections()
+        forget_bindings()
         parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
 
     # -- the stack and its data ----------------------------------------------------------------------
