@@ -47,7 +47,7 @@ class LiveRules:
                 return None
             self._reject("unreadable", f"rules document unreadable: {exc}", raw=None)
             return self._engine
-        if raw is self._seen or raw == self._seen:
+        if raw == self._seen:  # bytes compare by identity first: the cached object costs nothing
             return self._engine
         with self._lock:
             if raw != self._seen:

@@ -58,7 +58,7 @@ class Decision:
 def decide(state: ServeState, pseudonym: str | None, slot: str, now_ms: int) -> Decision:
     """The live rules, and the variant of the slot's running experiment for a known visitor (anonymous
     visitors have no stable id to assign, so they see control's default behaviour and are not counted)."""
-    engine = state.rules.current() if state.rules else None
+    engine = state.rules_engine()
     if engine is None or pseudonym is None:
         return Decision(engine)
     experiment = active_experiment(engine.document.experiments, slot, now_ms)
@@ -257,7 +257,7 @@ def for_segment(
     that need no person apply (segment, slot, journey and time scopes), and no experiment: the fragment is
     shared by everyone in the segment.
     """
-    shared = Decision(state.rules.current() if state.rules else None)
+    shared = Decision(state.rules_engine())
     if state.model_error or state.models is None:
         return fallback(state, slot, k, context, state.model_error or "no_segment_model", now_ms, shared)
     segment_id = known_segment

@@ -10,6 +10,7 @@ from observability import logger
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_SCHEMA_VERSION
 from personalization.models import ModelError, Models, load_models
+from personalization.rules import RuleEngine
 from serve.config import ServeConfig
 from serve.impressions import ImpressionLog
 from serve.live_rules import LiveRules
@@ -45,6 +46,10 @@ class ServeState:
             logger.exception("identity key unavailable; every visitor is anonymous until it is")
             return None
 
+    def rules_engine(self) -> RuleEngine | None:
+        """The rules document in force (None: no document, serve's built-in defaults apply)."""
+        return self.rules.current() if self.rules else None
+
     def models_for(self, version: str | None) -> tuple[Models | None, str]:
         """The models of `version` (an experiment variant's), else the live ones: never raises.
 
@@ -74,7 +79,7 @@ class ServeState:
             return None
 
 
-def _load_live(config: ServeConfig, artifacts: ArtifactStore) -> tuple[Catalog, str, str | None, Models | None]:
+def _load_live(artifacts: ArtifactStore) -> tuple[Catalog, str, str | None, Models | None]:
     try:
         model: ModelVersion = artifacts.load()
         catalog = Catalog.from_dict(model.json("catalog.json"))
@@ -111,7 +116,7 @@ def serve_state() -> ServeState:
         )
     )
     artifacts = ArtifactStore(config.artifact_bucket, config.region)
-    catalog, version, error, models = _load_live(config, artifacts)
+    catalog, version, error, models = _load_live(artifacts)
     source = RulesSource(config.artifact_bucket, config.region, config.rules_max_age_s)
     rules = LiveRules(source.fetch, catalog, retry_after_s=config.rules_max_age_s)
     rules.current()  # compile the document now, before the snapshot, not on the first request
