@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ingest.batch import BatchResult, Classified, RawRecord, classify
+from ingest.batch import BatchResult, Classified, Classifier, RawRecord
 from ingest.service import ingest_service
 from observability import logger, metrics
 
@@ -45,13 +45,12 @@ def _publish(received: int, result: BatchResult) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     service = ingest_service()
-    pepper = service.pepper
-    now = datetime.now(UTC)
+    classifier = Classifier(service.pepper, datetime.now(UTC), service.config.retention)
     records = event["Records"]
     by_seq = {raw["kinesis"]["sequenceNumber"]: raw for raw in records}
 
     def handle(record: KinesisStreamRecord) -> Classified:
-        return classify(_raw(record), pepper, now, service.config.retention)
+        return classifier.classify(_raw(record))
 
     def report(failed: RawRecord, exc: Exception) -> None:
         processor.failure_handler(KinesisStreamRecord(by_seq[failed.seq]), (type(exc), exc, exc.__traceback__))

@@ -239,58 +239,72 @@ def has_analytics_consent(obj: dict[str, Any]) -> bool:
     return isinstance(consent, dict) and consent.get("analytics") is True
 
 
-def parse_record(data: bytes, now: datetime, retention: timedelta, pepper: bytes | None = None) -> ParseResult:
+class RecordParser:
     """Raw record bytes -> a valid event, a rejection with its reason, or a no-consent drop.
 
-    With a `pepper`, the event's user_id comes back pseudonymized (HMAC-SHA256(pepper, raw id)).
+    Made once per batch: the clock window and the validation context are the same for every record of it.
+    With a `pepper`, an event's user_id comes back pseudonymized (HMAC-SHA256(pepper, raw id)).
 
     Consent is read before full validation on purpose: a record whose sender did not give analytics consent
     is dropped even when it is also malformed, because quarantining it would store it.
     """
-    if not data:
-        return Rejected(Reason.EMPTY, "record has no data")
-    if len(data) > MAX_RECORD_BYTES:
-        if _refuses_consent(data):
+
+    __slots__ = ("_context", "_earliest", "_latest", "pepper")
+
+    def __init__(self, now: datetime, retention: timedelta, pepper: bytes | None = None) -> None:
+        self.pepper = pepper
+        self._context = {PEPPER_CONTEXT: pepper}
+        self._latest = now + MAX_FUTURE
+        self._earliest = now - retention
+
+    def parse(self, data: bytes) -> ParseResult:
+        if not data:
+            return Rejected(Reason.EMPTY, "record has no data")
+        if len(data) > MAX_RECORD_BYTES:
+            if _refuses_consent(data):
+                return NoConsent()
+            return Rejected(Reason.TOO_LARGE, f"record is {len(data)} bytes; the limit is {MAX_RECORD_BYTES}")
+        # Fast path for the common case, a valid event: pydantic parses and validates the JSON in one pass
+        # (its parser takes NaN/Infinity tokens, which allow_inf_nan=False then refuses, as the slow path does).
+        try:
+            event = Event.model_validate_json(data, context=self._context)
+        except ValidationError:
+            return self._diagnose(data)
+        if not event.consent.analytics and event.type is not EventType.CONSENT:
             return NoConsent()
-        return Rejected(Reason.TOO_LARGE, f"record is {len(data)} bytes; the limit is {MAX_RECORD_BYTES}")
-    # Fast path for the common case, a valid event: pydantic parses and validates the JSON in one pass
-    # (its parser takes NaN/Infinity tokens, which allow_inf_nan=False then refuses, as the slow path does).
-    context = {PEPPER_CONTEXT: pepper}
-    try:
-        event = Event.model_validate_json(data, context=context)
-    except ValidationError:
-        return _diagnose(data, now, retention, context)
-    if not event.consent.analytics and event.type is not EventType.CONSENT:
-        return NoConsent()
-    return _check_time(event, now, retention)
+        return self._check_time(event)
+
+    def _check_time(self, event: Event) -> ParseResult:
+        ts = event.ts
+        if ts > self._latest:
+            return Rejected(Reason.FUTURE_TIMESTAMP, f"ts {ts.isoformat()} is more than 5 minutes ahead", "ts")
+        if ts < self._earliest:
+            return Rejected(Reason.STALE_TIMESTAMP, f"ts {ts.isoformat()} is older than the retention", "ts")
+        return event
+
+    def _diagnose(self, data: bytes) -> ParseResult:
+        """The slow path for a record that is not a valid event: find out why, in a fixed order of checks."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Rejected(Reason.NOT_UTF8, f"invalid UTF-8 at byte {exc.start}")
+        try:
+            obj, constant = _loads_noting_constants(text)
+        except (ValueError, RecursionError) as exc:
+            return Rejected(Reason.NOT_JSON, f"not valid JSON: {str(exc)[:200]}")
+        if isinstance(obj, dict) and not has_analytics_consent(obj):
+            return NoConsent()
+        if constant is not None:
+            return Rejected(Reason.NOT_JSON, f"not valid JSON: {constant} is not a JSON number")
+        if not isinstance(obj, dict):
+            return Rejected(Reason.NOT_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+        try:
+            event = Event.model_validate(obj, context=self._context)
+        except ValidationError as exc:
+            return validation_rejection(exc)
+        return self._check_time(event)
 
 
-def _check_time(event: Event, now: datetime, retention: timedelta) -> ParseResult:
-    if event.ts > now + MAX_FUTURE:
-        return Rejected(Reason.FUTURE_TIMESTAMP, f"ts {event.ts.isoformat()} is more than 5 minutes ahead", "ts")
-    if event.ts < now - retention:
-        return Rejected(Reason.STALE_TIMESTAMP, f"ts {event.ts.isoformat()} is older than the retention", "ts")
-    return event
-
-
-def _diagnose(data: bytes, now: datetime, retention: timedelta, context: dict[str, Any]) -> ParseResult:
-    """The slow path for a record that is not a valid event: find out why, in a fixed order of checks."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Rejected(Reason.NOT_UTF8, f"invalid UTF-8 at byte {exc.start}")
-    try:
-        obj, constant = _loads_noting_constants(text)
-    except (ValueError, RecursionError) as exc:
-        return Rejected(Reason.NOT_JSON, f"not valid JSON: {str(exc)[:200]}")
-    if isinstance(obj, dict) and not has_analytics_consent(obj):
-        return NoConsent()
-    if constant is not None:
-        return Rejected(Reason.NOT_JSON, f"not valid JSON: {constant} is not a JSON number")
-    if not isinstance(obj, dict):
-        return Rejected(Reason.NOT_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
-    try:
-        event = Event.model_validate(obj, context=context)
-    except ValidationError as exc:
-        return validation_rejection(exc)
-    return _check_time(event, now, retention)
+def parse_record(data: bytes, now: datetime, retention: timedelta, pepper: bytes | None = None) -> ParseResult:
+    """One record through a RecordParser of its own (a batch makes one parser for all its records)."""
+    return RecordParser(now, retention, pepper).parse(data)

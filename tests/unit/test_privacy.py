@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from erase.service import InvalidEraseRequest, parse_request
-from ingest.batch import BatchWriter, RawRecord, classify
+from ingest.batch import BatchWriter, Classifier, RawRecord
 from model_export.privacy import drop_erased
 from personalization.events import Consent, Event, EventType
 from personalization.identity import pseudonymize
@@ -198,7 +198,7 @@ def test_a_quarantined_record_keeps_no_raw_id_e_mail_or_ip() -> None:
     record = RawRecord(data, "shard-0", "7", T0)
 
     # When it is classified as ingest does
-    outcome = classify(record, PEPPER, T0, timedelta(days=1)).outcome
+    outcome = Classifier(PEPPER, T0, timedelta(days=1)).classify(record).outcome
 
     # Then what would be stored names the person only by pseudonym, and no contact data is left
     assert isinstance(outcome, QuarantinedRecord)
@@ -259,11 +259,11 @@ def classified(events: list[tuple[Event, int]], bad: list[tuple[str, int]] = [])
     out = []
     for evt, seq in events:
         raw = RawRecord(evt.model_copy(update={"ts": datetime.now(UTC)}).to_json_bytes(), "s", str(seq), T0)
-        out.append(classify(raw, PEPPER, datetime.now(UTC), timedelta(days=1)))
+        out.append(Classifier(PEPPER, datetime.now(UTC), timedelta(days=1)).classify(raw))
     for user, seq in bad:
         body = b'{"user_id":"%s","type":"teleport","consent":{"analytics":true,"personalization":true}}'
         raw = RawRecord(body % user.encode(), "s", str(seq), T0)
-        out.append(classify(raw, PEPPER, datetime.now(UTC), timedelta(days=1)))
+        out.append(Classifier(PEPPER, datetime.now(UTC), timedelta(days=1)).classify(raw))
     return out
 
 

@@ -1,5 +1,6 @@
 import itertools
 import json
+import random
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from personalization.events import Consent, Event, EventType
 from personalization.profile import (
+    AFFINITY_WEIGHTS,
     HISTORY_LIMIT,
     FoldSettings,
     PositionedEvent,
@@ -110,6 +112,40 @@ def test_fold_never_mutates_its_input(spec: list[tuple[EventType, str, str | Non
     before = stored(first)
     fold(first, USER, batch)
     assert stored(first) == before
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=events_strategy, order=st.randoms(use_true_random=False))
+def test_affinities_are_every_event_weight_decayed_to_the_reading_time_whatever_the_arrival_order(
+    spec: list[tuple[EventType, str, str | None, float, int]], order: random.Random
+) -> None:
+    # A short half-life, so that 30 days of events move the anchor many times
+    settings_ = FoldSettings(affinity_half_life_ms=3 * 24 * 3600 * 1000)
+    batch = build(spec)
+    # Given the events in any sequence order (late events arriving after later ones)
+    shuffled = [at(p.event, seq=1 + i) for i, p in enumerate(order.sample(batch, len(batch)))]
+    profile, _ = fold(None, USER, shuffled, settings_)
+
+    # Then each category's affinity, read at any later time, is the sum of its events' weights decayed to it
+    now = int((T0 + timedelta(days=40)).timestamp() * 1000)
+    expected: dict[str, float] = {}
+    for p in batch:
+        weight = AFFINITY_WEIGHTS[p.event.type] if p.event.type in AFFINITY_WEIGHTS else 0.0
+        if p.event.category and weight > 0:
+            decayed = weight * 0.5 ** ((now - p.ts_ms) / settings_.affinity_half_life_ms)
+            expected[p.event.category] = expected.get(p.event.category, 0.0) + decayed
+    assert affinities_at(profile, now, settings_) == pytest.approx(expected, rel=1e-9)
+
+
+@given(spec=events_strategy)
+def test_folding_in_place_equals_the_pure_fold(spec: list[tuple[EventType, str, str | None, float, int]]) -> None:
+    batch = build(spec)
+    first, _ = fold(None, USER, batch[: len(batch) // 2])
+    pure, _ = fold(first, USER, batch)
+    owned = through_store(first)
+    in_place, _ = fold(owned, USER, batch, in_place=True)
+    assert in_place is owned
+    assert stored(in_place) == stored(pure)
 
 
 @given(
