@@ -16,9 +16,11 @@ back. A write that races the erasure fails its version condition, re-reads, find
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -29,6 +31,24 @@ from personalization.profile import FoldSettings, PositionedEvent, fold, to_ms
 from personalization.scrub import scrub_bytes, scrub_text
 from store.profiles import Erased, ProfileStore, StoredProfile, VersionConflict
 from store.quarantine import RAW_BYTES_KEPT, QuarantinedRecord, QuarantineStore
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one batch.
+
+    A batch allocates some twenty objects per record that all live until it ends and form no reference cycles
+    (refcounting frees them). Every collection in between would walk them all again, for nothing: that was
+    a fifteenth of the batch's CPU. Cycles made meanwhile (say, by an exception's traceback) are collected by
+    the first collection after the batch.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ingest.batch import BatchResult, Classified, Classifier, RawRecord
+from ingest.batch import BatchResult, Classified, Classifier, RawRecord, cyclic_gc_paused
 from ingest.service import ingest_service
 from observability import logger, metrics
 
@@ -55,7 +55,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     def report(failed: RawRecord, exc: Exception) -> None:
         processor.failure_handler(KinesisStreamRecord(by_seq[failed.seq]), (type(exc), exc, exc.__traceback__))
 
-    with processor(records=records, handler=handle, lambda_context=context):
+    with cyclic_gc_paused(), processor(records=records, handler=handle, lambda_context=context):
         outcomes = processor.process()
         classified = [result for status, result, _ in outcomes if status == "success"]
         service.writer.on_failure = report

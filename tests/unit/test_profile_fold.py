@@ -130,7 +130,7 @@ def test_affinities_are_every_event_weight_decayed_to_the_reading_time_whatever_
     now = int((T0 + timedelta(days=40)).timestamp() * 1000)
     expected: dict[str, float] = {}
     for p in batch:
-        weight = AFFINITY_WEIGHTS[p.event.type] if p.event.type in AFFINITY_WEIGHTS else 0.0
+        weight = AFFINITY_WEIGHTS.get(p.event.type, 0.0)
         if p.event.category and weight > 0:
             decayed = weight * 0.5 ** ((now - p.ts_ms) / settings_.affinity_half_life_ms)
             expected[p.event.category] = expected.get(p.event.category, 0.0) + decayed
