@@ -19,7 +19,15 @@ _PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
 # A batch names the same people many times; the cache holds pseudonyms only for ids seen in this container.
 @lru_cache(maxsize=65_536)
 def pseudonymize(pepper: bytes, raw_user_id: str) -> str:
-    return hmac.new(pepper, raw_user_id.encode(), hashlib.sha256).hexdigest()
+    mac = _keyed(pepper).copy()
+    mac.update(raw_user_id.encode())
+    return mac.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _keyed(pepper: bytes) -> hmac.HMAC:
+    # HMAC with the key already mixed in: copying it is a quarter cheaper than keying a new one per person.
+    return hmac.new(pepper, digestmod=hashlib.sha256)
 
 
 def _signature(key: bytes, pseudonym: str, expires_at: int) -> str:
