@@ -7,11 +7,13 @@ started (and stopped) here, exactly as the store writes them; the batch then goe
 
 Figures (the JSON object on the last line):
   events                    events used: all bundled events
-  cpu_us_per_event          the batch's parse + validate + pseudonymize (ingest.batch.classify), grouping by
+  cpu_us_per_event          the batch's parse + validate + pseudonymize (ingest.batch.Classifier), grouping by
                             user and personalization.profile.fold onto the stored profiles, per event, no I/O;
                             median of repetitions after a warm-up; the pseudonym cache holds the people seen
-                            before. Split into classify and fold; _best is the fastest repetition; _fresh is the
-                            same batch onto empty profiles with nobody cached (a new container's first contact)
+                            before. As the handler runs it: cyclic GC paused, each profile decoded afresh (untimed:
+                            that is the read) and folded in place. Split into classify and fold; _best is the
+                            fastest repetition; _fresh is the same batch onto empty profiles with nobody cached (a
+                            new container's first contact)
   reference_json_loads_us   json.loads of one record on this machine: a yardstick to scale the CPU figures
   writes_per_batch          profile writes the batch made through the handler, counted from item versions
                             (every write bumps one), and distinct_users_per_batch, the people in it

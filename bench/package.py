@@ -18,10 +18,18 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNCTIONS = {"ingest": "IngestFunction", "serve": "ServeFunction"}
-# The runtime provides boto3/botocore; training libraries never ship.
+FUNCTIONS = {
+    "ingest": "IngestFunction",
+    "serve": "ServeFunction",
+    "collect": "CollectFunction",
+    "erase": "EraseFunction",
+}
+# The runtime provides boto3/botocore; training libraries never ship; only serve runs models.
+_NO_MODELS = ("boto3", "botocore", "onnxruntime", "sklearn", "skl2onnx", "numpy")
 FORBIDDEN = {
-    "ingest": ("boto3", "botocore", "onnxruntime", "sklearn", "skl2onnx", "numpy"),
+    "ingest": _NO_MODELS,
+    "collect": _NO_MODELS,
+    "erase": _NO_MODELS,
     "serve": ("boto3", "botocore", "sklearn", "skl2onnx", "scipy", "pandas"),
 }
 TARGETS = {"ingest_zip_mb": 15.0, "serve_zip_mb": 50.0, "serve_unzipped_mb": 250.0}
