@@ -158,6 +158,19 @@ def test_decay_is_monotone_and_never_negative(elapsed: list[float], half_life: i
     assert all(a >= b for a, b in itertools.pairwise(factors))
 
 
+@settings(deadline=None)
+@given(spec=events_strategy, later=st.lists(st.floats(min_value=0, max_value=1e11), min_size=2, max_size=8))
+def test_stored_affinities_read_later_only_decay_and_never_go_negative(
+    spec: list[tuple[EventType, str, str | None, float, int]], later: list[float]
+) -> None:
+    profile, _ = fold(None, USER, build(spec))
+    newest = max(p.ts_ms for p in build(spec))
+    readings = [affinities_at(profile, newest + int(ms), FoldSettings()) for ms in sorted(later)]
+    for earlier, then in itertools.pairwise(readings):
+        assert set(then) == set(earlier)
+        assert all(0.0 <= then[c] <= earlier[c] for c in then)
+
+
 def test_affinity_decays_with_the_configured_half_life() -> None:
     settings_ = FoldSettings(affinity_half_life_ms=3600_000)
     profile, _ = fold(None, USER, [at(event(1, minutes=0), 1)], settings_)
