@@ -11,13 +11,16 @@ from hypothesis import strategies as st
 from personalization.events import Consent, Event, EventType
 from personalization.profile import (
     AFFINITY_WEIGHTS,
+    EVENT_ID_LIMIT,
     HISTORY_LIMIT,
     FoldSettings,
     PositionedEvent,
     Profile,
     affinities_at,
     decay_factor,
+    event_id_digest,
     fold,
+    to_ms,
 )
 from store import codec
 
@@ -169,6 +172,23 @@ def test_stored_affinities_read_later_only_decay_and_never_go_negative(
     for earlier, then in itertools.pairwise(readings):
         assert set(then) == set(earlier)
         assert all(0.0 <= then[c] <= earlier[c] for c in then)
+
+
+@given(spec=events_strategy)
+def test_the_fold_keeps_event_ids_and_times_as_the_shared_helpers_compute_them(
+    spec: list[tuple[EventType, str, str | None, float, int]],
+) -> None:
+    # The fold inlines event_id_digest and to_ms for speed; bench.load audits stored event ids with the
+    # former, and ingest sets a profile's expiry with the latter: the stored values must be exactly theirs.
+    batch = build(spec)
+    profile, _ = fold(None, USER, batch)
+    assert profile.event_ids == [event_id_digest(p.event.event_id) for p in batch][-EVENT_ID_LIMIT:]
+    assert (
+        sorted(ts for _, _, ts in profile.recent)
+        == sorted(to_ms(p.event) for p in batch if p.event.item_id and p.event.type is not EventType.CONSENT)[
+            -HISTORY_LIMIT:
+        ]
+    )
 
 
 def test_affinity_decays_with_the_configured_half_life() -> None:
