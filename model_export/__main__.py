@@ -6,14 +6,15 @@ import argparse
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from model_export.artifacts import write_version
-from model_export.canonical import data_hash, normalize, read_events, write_events
+from model_export.canonical import normalize, read_events, write_events
 from model_export.datasets import ADAPTERS, detect
+from model_export.publishing.folder import data_summary, write_trained
 from model_export.training import train_models
 
 
@@ -33,22 +34,26 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_version(frame: pd.DataFrame, out: Path, progress: bool = False) -> Path:
+def train_version(frame: pd.DataFrame, out: Path, progress: bool = False, data: dict[str, Any] | None = None) -> Path:
     """Train segments and recommender on canonical events and write a versioned model folder under `out`."""
     frame = normalize(frame)
     trained = train_models(frame, progress=progress)
-    return write_version(
-        out,
-        trained.files(),
-        data_hash(frame),
-        parameters=trained.parameters(),
-        metrics={"events": len(frame), **trained.metrics()},
-        extra=trained.manifest_extra(),
-    )
+    return write_trained(trained, frame, out, data)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    frame = load_any(Path(args.events))
+    data: dict[str, Any] | None = None
+    if args.archive:
+        from model_export.data.archive import Window
+        from model_export.data.window import load_window
+        from store.region import region_from
+
+        loaded = load_window(args.archive, Window.last_days(args.days, args.until), region_from(os.environ))
+        frame, data = loaded.frame, loaded.summary()
+        print(json.dumps(data, separators=(",", ":")), file=sys.stderr)
+    else:
+        frame = load_any(Path(args.events))
+        data = data_summary(frame, args.events)
     if args.exclude_erased:
         from model_export.privacy import exclude_erased_from_store
 
@@ -56,7 +61,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             print("--exclude-erased needs --profiles-table and --pepper-parameter (or their env)", file=sys.stderr)
             return 2
         frame = exclude_erased_from_store(frame, args.profiles_table, args.pepper_parameter)
-    print(train_version(frame, Path(args.out), progress=True))
+    if frame.empty:
+        print("no events to train on", file=sys.stderr)
+        return 1
+    print(train_version(frame, Path(args.out), progress=True, data=data))
     return 0
 
 
@@ -134,6 +142,18 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def timestamp(text: str) -> datetime:
+    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def add_window_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--days", type=float, default=7.0, help="archive window in days, ending --until (default 7)")
+    parser.add_argument(
+        "--until", type=timestamp, default=None, help="window end, ISO 8601 (default: now); events before it count"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_export")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     convert.add_argument("--out", required=True)
     convert.set_defaults(run=cmd_convert)
     train = sub.add_parser("train", help="train and export a versioned model folder")
-    train.add_argument("--events", required=True, help="canonical CSV/Parquet, or a known dataset's CSV")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", help="canonical CSV/Parquet, or a known dataset's CSV")
+    source.add_argument("--archive", help="the event archive: s3://BUCKET/PREFIX or a local folder")
+    add_window_arguments(train)
     train.add_argument("--out", required=True)
     train.add_argument(
         "--exclude-erased",

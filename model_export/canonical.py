@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from personalization.events import Consent, Event, EventType
+from personalization.events import ITEM_EVENT_TYPES, Consent, Event, EventType
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def normalize(frame: pd.DataFrame, source: str = "events") -> pd.DataFrame:
             frame[column] = None
     frame = frame[list(REQUIRED + OPTIONAL)].copy()
     frame["user_id"] = frame["user_id"].astype(str)
+    # Missing ids stay missing (astype(str) keeps NaN as NaN): as the text "nan" they would become an item.
     frame["item_id"] = frame["item_id"].astype(str)
     frame["event_type"] = frame["event_type"].astype(str).str.strip().str.lower().map(TYPE_ALIASES)
     if not pd.api.types.is_datetime64_any_dtype(frame["timestamp"]):
@@ -74,15 +75,18 @@ def normalize(frame: pd.DataFrame, source: str = "events") -> pd.DataFrame:
     frame["category"] = frame["category"].where(frame["category"].notna() & (frame["category"] != ""), None)
     frame["session_id"] = frame["session_id"].where(frame["session_id"].notna(), None)
     frame["brand"] = frame["brand"].where(frame["brand"].notna() & (frame["brand"] != ""), None)
-    unusable = frame["event_type"].isna() | frame["timestamp"].isna()
+    # A search or page view may name no item (it still counts in the profile); an item event must name one.
+    itemless = frame["item_id"].isna() & frame["event_type"].isin([kind.value for kind in ITEM_EVENT_TYPES])
+    unusable = frame["event_type"].isna() | frame["timestamp"].isna() | itemless
     if unusable.any():
         log.warning(
-            "%s: dropped %d of %d rows (unknown event type: %d, unreadable timestamp: %d)",
+            "%s: dropped %d of %d rows (unknown event type: %d, unreadable timestamp: %d, item event without item: %d)",
             source,
             int(unusable.sum()),
             len(frame),
             int(frame["event_type"].isna().sum()),
             int(frame["timestamp"].isna().sum()),
+            int(itemless.sum()),
         )
     frame = frame[~unusable]
     frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
@@ -131,7 +135,7 @@ def to_events(frame: pd.DataFrame, shift: timedelta = timedelta(0)) -> Iterator[
             user_id=row.user_id,
             type=kind,
             ts=ts,
-            item_id=row.item_id,
+            item_id=row.item_id if isinstance(row.item_id, str) else None,
             category=row.category if isinstance(row.category, str) else None,
             price=price if price is None or price >= 0 else None,
             quantity=int(row.quantity),

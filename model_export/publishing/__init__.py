@@ -1,0 +1,1 @@
+"""Model versions from training to `current`: the version folder, the gate, the retraining use case, rollback."""

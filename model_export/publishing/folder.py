@@ -1,0 +1,41 @@
+"""A trained model version written as a folder: its files and a manifest that says what it learned from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from model_export.artifacts import write_version
+from model_export.canonical import data_hash
+from model_export.training import Trained
+
+
+def data_summary(frame: pd.DataFrame, source: str) -> dict[str, Any]:
+    """What the manifest records about the data of a canonical file: where from, and the time span."""
+    if frame.empty:
+        return {"source": source, "rows": 0}
+    return {
+        "source": source,
+        "window": {"start": frame["timestamp"].min().isoformat(), "end": frame["timestamp"].max().isoformat()},
+        "rows": len(frame),
+    }
+
+
+def write_trained(
+    trained: Trained,
+    frame: pd.DataFrame,
+    out: Path,
+    data: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """The version folder under `out` for a model trained on canonical `frame` (the manifest's data hash)."""
+    return write_version(
+        out,
+        trained.files(),
+        data_hash(frame),
+        parameters=trained.parameters(),
+        metrics={"events": len(frame), **trained.metrics()},
+        extra={**trained.manifest_extra(), "data": data or data_summary(frame, "events"), **(extra or {})},
+    )
