@@ -24,14 +24,20 @@ from collect.intake import (
     TooManyEvents,
     identify,
     read_events,
+    withdraws_targeting,
 )
 from collect.models import CollectResponse, ErrorResponse, RejectedRecord
 from collect.service import Collected, Collector, collect, collector, unavailable
+from http_headers import install as install_standard_headers
 from observability import logger, metrics
 
 # The same names serve reads the identity from; CloudFront forwards both to the collector.
 IDENTITY_COOKIE = "pz_id"
 IDENTITY_HEADER = "x-pz-token"
+SEGMENT_COOKIE = "pz_seg"
+# Serve's signed segment cookie, dropped as soon as an event withdraws (or lacks) personalization consent: the
+# segment fragments it keys must not follow a person who said no until their profile has caught up.
+EXPIRE_SEGMENT_COOKIE = f"{SEGMENT_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
 RETRY_AFTER_S = 1
 # The answer carries per-visitor results and sometimes a new identity cookie: no cache may keep it.
 NO_STORE = {"Cache-Control": "no-store"}
@@ -44,6 +50,8 @@ app = FastAPI(
         "under the visitor's pseudonymous id, which comes only from the signed identity token."
     ),
 )
+# The answer (its results, a new identity cookie) depends on who asks: the identity cookie or token header.
+install_standard_headers(app, vary=f"Cookie, {IDENTITY_HEADER}")
 
 _EVENT_BODY = {
     "description": f'One event object, or {{"events": [...]}} with 1 to {MAX_EVENTS} events; at most '
@@ -123,6 +131,7 @@ def post_events(
     body: Annotated[bytes, Depends(request_body)],
     state: Annotated[Collector, Depends(collector)],
     pz_id: Annotated[str | None, Cookie()] = None,
+    pz_seg: Annotated[str | None, Cookie()] = None,
     x_pz_token: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     items = read_events(body)
@@ -135,6 +144,8 @@ def post_events(
     result = JSONResponse(status_code=status, content=collected.response.model_dump(mode="json"), headers=headers)
     if new_token is not None:
         result.headers.append("set-cookie", _identity_cookie(new_token, state.config.anonymous_id_ttl_s))
+    if pz_seg and withdraws_targeting(items):
+        result.headers.append("set-cookie", EXPIRE_SEGMENT_COOKIE)
     return result
 
 

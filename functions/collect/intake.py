@@ -106,6 +106,19 @@ def identify(key: bytes, token: str | None, now: int, ttl_s: int) -> Visitor:
     return Visitor(pseudonym, sign_token(key, pseudonym, now + ttl_s))
 
 
+def withdraws_targeting(items: list[Any]) -> bool:
+    """Whether some event says the visitor does not (or no longer) consent to personalization.
+
+    Read from the raw items, admitted or not, the way the strict model reads consent: only the JSON literal
+    true is consent. Such a visitor's segment cookie must go at once; the profile follows through ingest.
+    """
+    return any(
+        isinstance(item, dict)
+        and not (isinstance(consent := item.get("consent"), dict) and consent.get("personalization") is True)
+        for item in items
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     field: str

@@ -14,6 +14,14 @@ from functools import lru_cache
 
 TOKEN_FORMAT = "v1"  # noqa: S105 -- a format tag, not a secret
 _PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
+# A number in its one canonical form: ASCII digits only (str.isdigit() also takes "²", which int() refuses)
+# and no leading zero (the signature covers the number, so "0123" would be a second spelling of "123").
+_CANONICAL_NUMBER = re.compile(r"(?:0|[1-9][0-9]{0,17})", re.ASCII)
+
+
+def _canonical_int(text: str) -> int | None:
+    """The number `text` spells in canonical form, or None for anything else."""
+    return int(text) if _CANONICAL_NUMBER.fullmatch(text) else None
 
 
 # A batch names the same people many times; the cache holds pseudonyms only for ids seen in this container.
@@ -48,14 +56,16 @@ def verify_token(key: bytes, token: str | None, now: int) -> str | None:
     parts = token.split(".")
     if len(parts) != 4 or parts[0] != TOKEN_FORMAT:
         return None
-    _, pseudonym, expiry, signature = parts
-    if not _PSEUDONYM.match(pseudonym) or not expiry.isdigit():
+    _, pseudonym, expiry_text, signature = parts
+    expiry = _canonical_int(expiry_text)
+    if expiry is None or not _PSEUDONYM.fullmatch(pseudonym):
         return None
-    expected = _signature(key, pseudonym, int(expiry))
-    # Constant time, so the signature cannot be guessed byte by byte from response timings.
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
+    expected = _signature(key, pseudonym, expiry)
+    # Constant time, so the signature cannot be guessed byte by byte from response timings. Both sides are
+    # bytes: compare_digest refuses a str holding non-ASCII characters with a TypeError.
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", errors="replace")):
         return None
-    if int(expiry) <= now:
+    if expiry <= now:
         return None
     return pseudonym
 
@@ -169,9 +179,10 @@ def verify_segment(key: bytes, cookie: str | None, model_version: str) -> int | 
     if not cookie or len(cookie) > 64:
         return None
     parts = cookie.split(".")
-    if len(parts) != 3 or parts[0] != SEGMENT_FORMAT or not parts[1].isdigit():
+    segment = _canonical_int(parts[1]) if len(parts) == 3 and parts[0] == SEGMENT_FORMAT else None
+    if segment is None:
         return None
-    segment = int(parts[1])
-    if not hmac.compare_digest(_segment_signature(key, segment, model_version).encode(), parts[2].encode()):
+    signature = parts[2].encode("utf-8", errors="replace")
+    if not hmac.compare_digest(_segment_signature(key, segment, model_version).encode(), signature):
         return None
     return segment

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from http_headers import install as install_standard_headers
 from observability import logger, metrics
 from personalization.fragments import Fragment, Mode, etag, render_html, render_json
 from personalization.identity import sign_segment, verify_segment, verify_token
@@ -18,6 +19,7 @@ from serve.identity import IDENTITY_COOKIE as IDENTITY_COOKIE
 from serve.identity import IDENTITY_HEADER as IDENTITY_HEADER
 from serve.identity import SEGMENT_COOKIE as SEGMENT_COOKIE
 from serve.pipeline import PageContext, fallback, for_segment, personalize
+from serve.privacy import EXPIRE_SEGMENT_COOKIE
 from serve.privacy import router as privacy_router
 from serve.state import serve_state
 
@@ -27,6 +29,8 @@ SEGMENT_SLOT_PREFIX = "segment"
 KNOWN_VISITOR_HEADER = "x-pz-known"
 CACHE_KEY_QUERY = ("format", "k", "item", "journey")
 # Fallbacks that mean something is broken (alarmed), as opposed to visitors we simply do not know.
+# Fallbacks of a known visitor whose profile forbids segment targeting: their segment cookie is expired.
+UNTARGETABLE_REASONS = frozenset({"no_profile", "no_personalization_consent"})
 DEGRADED_REASONS = frozenset({"profile_unavailable", "model_unavailable", "unknown_feature_schema", "internal_error"})
 
 app = FastAPI(
@@ -35,6 +39,8 @@ app = FastAPI(
     description="Personalized HTML/JSON fragments for the CDN path. Identity comes only from a signed token.",
 )
 app.include_router(privacy_router)
+# Every answer depends on who asks: the identity (cookie or token header) and the signed segment cookie.
+install_standard_headers(app, vary=f"Cookie, {IDENTITY_HEADER}")
 
 Slot = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Which fragment slot, e.g. 'for-you'")]
 Text = Annotated[str | None, Query(max_length=256)]
@@ -97,8 +103,13 @@ def _count(fragment: Fragment) -> None:
         logger.exception("could not record fragment metrics")
 
 
-def _segment_cookie(key: bytes | None, fragment: Fragment, known: int | None, model_version: str) -> str | None:
-    """Set the signed segment cookie when serve has just learned a visitor's segment and the cookie lacks it."""
+def _segment_cookie(
+    key: bytes | None, fragment: Fragment, sent: str | None, known: int | None, model_version: str
+) -> str | None:
+    """Set the signed segment cookie when serve has just learned a visitor's segment and the cookie lacks it;
+    expire it when the visitor's profile says they may not be targeted (no consent, erased, no profile)."""
+    if sent and fragment.reason in UNTARGETABLE_REASONS:
+        return EXPIRE_SEGMENT_COOKIE
     if key is None or fragment.segment_id is None or fragment.segment_id == known:
         return None
     value = sign_segment(key, fragment.segment_id, model_version)
@@ -148,7 +159,7 @@ def get_fragment(
     if pseudonym is not None and fragment.mode is Mode.PERSONALIZED and state.impressions is not None:
         state.impressions.record(pseudonym, fragment)
     body = render_json(fragment) if format == "json" else render_html(fragment)
-    cookie = _segment_cookie(key, fragment, known_segment, state.model_version)
+    cookie = _segment_cookie(key, fragment, pz_seg, known_segment, state.model_version)
     headers = _headers(
         fragment, state.config.public_max_age_s, state.config.stale_while_revalidate_s, cookie is not None
     )

@@ -253,21 +253,22 @@ def for_segment(
 ) -> Fragment:
     """A segment slot: the segment's own best-sellers, the same for all its members (so the CDN can share it).
 
-    The segment comes from the signed cookie when there is one, else from the visitor's profile. Only rules
-    that need no person apply (segment, slot, journey and time scopes), and no experiment: the fragment is
-    shared by everyone in the segment.
+    A known visitor's segment comes from their profile, never from the signed cookie alone: the cookie lives a
+    day, and a person who withdrew personalization consent or was erased since must not be targeted by it (no
+    profile or no consent: the anonymous fragment). The cookie alone names the segment only for a visitor with
+    no identity token. Only rules that need no person apply (segment, slot, journey and time scopes), and no
+    experiment: the fragment is shared by everyone in the segment.
     """
     shared = Decision(state.rules_engine())
     if state.model_error or state.models is None:
         return fallback(state, slot, k, context, state.model_error or "no_segment_model", now_ms, shared)
     segment_id = known_segment
-    if segment_id is None and pseudonym is not None:
+    if pseudonym is not None:
         profile = _usable_profile(state, pseudonym)
-        if profile == PROFILE_UNAVAILABLE:
-            return fallback(state, slot, k, context, PROFILE_UNAVAILABLE, now_ms, shared)
-        if isinstance(profile, Profile):
-            vector = feature_vector(profile, now_ms, state.config.fold_settings)
-            segment_id = state.models.segments.predict(vector).id
+        if isinstance(profile, str):
+            return fallback(state, slot, k, context, profile, now_ms, shared)
+        vector = feature_vector(profile, now_ms, state.config.fold_settings)
+        segment_id = state.models.segments.predict(vector).id
     if segment_id is None:
         return fallback(state, slot, k, context, "anonymous", now_ms, shared)
     segment = state.models.segments.segments.get(segment_id)

@@ -21,15 +21,16 @@ from observability import logger, metrics
 from personalization.identity import verify_token
 from personalization.privacy import ErasurePath, ErasureRecord, ProfileView, describe, erase_person
 from serve.config import ServeConfig
-from serve.identity import SEGMENT_COOKIE
+from serve.identity import IDENTITY_COOKIE, SEGMENT_COOKIE
 from serve.state import serve_state
 from store.erasure_log import ErasureLogStore
 from store.profiles import ProfileStore, StoredProfile, TableSettings
 from store.quarantine import QuarantineStore
 
 NO_STORE = "private, no-store"
-# Erasing a person also forgets their segment: the browser drops the signed segment cookie.
+# Erasing a person also forgets who they were and their segment: the browser drops both signed cookies.
 EXPIRE_SEGMENT_COOKIE = f"{SEGMENT_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
+EXPIRE_IDENTITY_COOKIE = f"{IDENTITY_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
 
 
 @dataclass
@@ -148,4 +149,7 @@ def delete_profile(pz_id: IdentityCookie = None, x_pz_token: IdentityHeader = No
         metrics.add_metric(name="Erasures", unit=MetricUnit.Count, value=1)
     except Exception:
         logger.exception("could not record the erasure metric")
-    return JSONResponse(answer, headers={"Cache-Control": NO_STORE, "Set-Cookie": EXPIRE_SEGMENT_COOKIE})
+    response = JSONResponse(answer, headers={"Cache-Control": NO_STORE})
+    response.headers.append("set-cookie", EXPIRE_IDENTITY_COOKIE)
+    response.headers.append("set-cookie", EXPIRE_SEGMENT_COOKIE)
+    return response

@@ -159,3 +159,105 @@ def test_a_forged_segment_cookie_gets_the_anonymous_fragment(serve: ServeProcess
     )
     assert response.headers["x-personalization"] == "fallback; reason=anonymous"
     assert "set-cookie" not in response.headers
+
+
+# -- hostile tokens, headers and segment targeting (issue 21) ----------------------------------------------
+
+
+def superscript_token(world: World, raw_user: str) -> bytes:
+    """A valid token with "²" appended to its expiry, as the raw latin-1 byte a client may send."""
+    version, pseudonym, expiry, signature = token_for(world, raw_user).split(".")
+    return f"{version}.{pseudonym}.{expiry}\u00b2.{signature}".encode("latin-1")
+
+
+def test_a_superscript_digit_in_a_token_or_segment_cookie_is_never_a_500(serve: ServeProcess, world: World) -> None:
+    forged = superscript_token(world, most_active(world))
+    fragment = get(serve, "/v1/fragments/for-you?format=json", headers=[(b"x-pz-token", forged)])
+    assert fragment.status_code == 200
+    assert fragment.headers["x-personalization"] == "fallback; reason=anonymous"
+    profile = get(serve, "/v1/profile", headers=[(b"x-pz-token", forged)])
+    assert profile.status_code == 401
+    segment = get(serve, "/v1/fragments/segment-banner?format=json", headers=[(b"cookie", b"pz_seg=s1.\xb2.AAAA")])
+    assert segment.status_code == 200
+    assert segment.headers["x-personalization"] == "fallback; reason=anonymous"
+
+
+def test_every_answer_varies_on_the_identity_and_errors_are_never_stored(serve: ServeProcess, world: World) -> None:
+    fragment = get(serve, "/v1/fragments/for-you?format=json")
+    invalid = get(serve, "/v1/fragments/for-you?k=0")
+    unauthorized = get(serve, "/v1/profile")
+    missing = get(serve, "/nowhere")
+    not_allowed = httpx.post(f"{serve.url}/v1/health", timeout=10)
+    for response in (fragment, invalid, unauthorized, missing, not_allowed):
+        assert response.headers["vary"] == "Cookie, x-pz-token"
+    for response in (invalid, missing, not_allowed):
+        assert response.status_code >= 400
+        assert response.headers["cache-control"] == "no-store"
+    assert unauthorized.headers["cache-control"] == "private, no-store"
+
+
+def segment_cookie_of(serve: ServeProcess, token: str) -> str:
+    first = get(serve, "/v1/fragments/for-you?format=json", cookies={"pz_id": token})
+    assert first.headers["x-personalization"] == "personalized"
+    return first.cookies["pz_seg"]
+
+
+def test_a_known_visitor_who_withdraws_personalization_leaves_segment_targeting(
+    serve: ServeProcess, world: World
+) -> None:
+    from datetime import UTC, datetime
+
+    from infra.local.poller import KinesisPoller
+    from infra.local.producer import put_events
+    from ingest.handler import lambda_handler
+    from personalization.events import Consent, Event, EventType
+
+    # Given a known visitor with a signed segment cookie
+    user = most_active(world, 7)
+    token = token_for(world, user)
+    segment_cookie = segment_cookie_of(serve, token)
+    cookies = {"pz_id": token, "pz_seg": segment_cookie}
+    assert get(serve, "/v1/fragments/segment-banner?format=json", cookies=cookies).headers["x-segment"] != "none"
+
+    # When they withdraw personalization consent (ingest folds it into the profile)
+    withdrawal = Event(
+        event_id="withdrawal-" + user,
+        user_id=user,
+        type=EventType.CONSENT,
+        ts=datetime.now(UTC),
+        consent=Consent(analytics=True, personalization=False),
+    )
+    stack = world.stack
+    put_events(stack.client("kinesis"), stack.physical_names["EventStream"], [withdrawal], world.pepper)
+    KinesisPoller(stack.client("kinesis"), stack.physical_names["EventStream"], lambda_handler, 500).drain()
+
+    # Then the segment slot no longer targets them, though their cookie is still signed and current, and the
+    # answer drops the cookie (privately: it sets one)
+    response = get(serve, "/v1/fragments/segment-banner?format=json", cookies=cookies)
+    assert response.status_code == 200
+    assert response.headers["x-personalization"] == "fallback; reason=no_personalization_consent"
+    assert response.headers["x-segment"] == "none"
+    assert response.headers["set-cookie"].startswith("pz_seg=;")
+    assert "Max-Age=0" in response.headers["set-cookie"]
+    assert response.headers["cache-control"].startswith("private")
+
+
+def test_an_erased_person_leaves_segment_targeting_and_loses_both_cookies(serve: ServeProcess, world: World) -> None:
+    # Given a known visitor with a signed segment cookie
+    user = most_active(world, 8)
+    token = token_for(world, user)
+    cookies = {"pz_id": token, "pz_seg": segment_cookie_of(serve, token)}
+
+    # When they erase their data themselves
+    erased = httpx.delete(f"{serve.url}/v1/profile", headers={"x-pz-token": token}, timeout=10)
+    assert erased.status_code == 200
+
+    # Then the answer expires both the identity and the segment cookie
+    expired = erased.headers.get_list("set-cookie")
+    assert sorted(cookie.split("=")[0] for cookie in expired) == ["pz_id", "pz_seg"]
+    assert all("Max-Age=0" in cookie for cookie in expired)
+
+    # And a browser that kept them anyway is not targeted by its segment any more
+    response = get(serve, "/v1/fragments/segment-banner?format=json", cookies=cookies)
+    assert response.headers["x-personalization"] == "fallback; reason=no_profile"
+    assert response.headers["set-cookie"].startswith("pz_seg=;")

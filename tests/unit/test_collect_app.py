@@ -203,6 +203,58 @@ def test_a_consent_withdrawal_is_accepted_but_sets_no_identifier(client: TestCli
     assert "set-cookie" not in response.headers
 
 
+def test_a_token_with_a_superscript_digit_in_its_expiry_makes_a_new_anonymous_visitor(
+    state: FakeCollector, stream: FakeStream
+) -> None:
+    # "²" passes str.isdigit() and fails int(): it must be a worthless token, never a 500. (Called below the
+    # HTTP client, which would re-encode the header; the uvicorn tests send the raw byte.)
+    from collect.app import _collect
+
+    version, pseudonym, expiry, signature = token().split(".")
+    forged = f"{version}.{pseudonym}.{expiry}\u00b2.{signature}"
+    collected, new_token = _collect([event()], state, forged, time.time())
+    assert collected.response.accepted == 1
+    assert new_token is not None
+    assert stream.puts[0][1] != PSEUDONYM
+
+
+@pytest.mark.parametrize(
+    "consent",
+    [
+        {"analytics": True, "personalization": False},
+        {"analytics": False, "personalization": False},
+        {"analytics": True, "personalization": "yes"},
+    ],
+)
+def test_an_event_without_personalization_consent_drops_the_segment_cookie(
+    client: TestClient, stream: FakeStream, consent: dict[str, Any]
+) -> None:
+    client.cookies.set("pz_seg", "s1.3.signature")
+    withdrawal = event(type="consent", consent=consent)
+    del withdrawal["item_id"]
+    response = client.post("/v1/events", json=withdrawal, headers={"x-pz-token": token()})
+    assert "pz_seg=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax" in response.headers.get_list("set-cookie")
+
+
+def test_an_event_with_personalization_consent_keeps_the_segment_cookie(client: TestClient) -> None:
+    client.cookies.set("pz_seg", "s1.3.signature")
+    response = client.post("/v1/events", json=event(), headers={"x-pz-token": token()})
+    assert response.status_code == 202
+    assert "set-cookie" not in response.headers
+
+
+def test_every_answer_varies_on_the_identity_and_errors_are_never_stored(client: TestClient) -> None:
+    accepted = client.post("/v1/events", json=event(), headers={"x-pz-token": token()})
+    refused = client.post("/v1/events", content=b"{", headers={"content-type": "application/json"})
+    not_allowed = client.get("/v1/events")
+    not_found = client.get("/nowhere")
+    for response in (accepted, refused, not_allowed, not_found):
+        assert response.headers["vary"] == "Cookie, x-pz-token"
+    for response in (refused, not_allowed, not_found):
+        assert response.status_code >= 400
+        assert response.headers["cache-control"] == "no-store"
+
+
 def test_a_throttled_record_is_reported_failed_with_its_event_id(client: TestClient, stream: FakeStream) -> None:
     stream.failures = {1: NotWritten("throttled", "ProvisionedThroughputExceededException")}
     response = client.post("/v1/events", json={"events": [event(), event(event_id="mine")]})
