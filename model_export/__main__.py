@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pandas as pd
 
 from model_export.canonical import normalize, read_events, write_events
 from model_export.datasets import ADAPTERS, detect
+from model_export.publishing import commands
 from model_export.publishing.folder import data_summary, write_trained
 from model_export.training import train_models
 
@@ -142,18 +142,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def timestamp(text: str) -> datetime:
-    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def add_window_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--days", type=float, default=7.0, help="archive window in days, ending --until (default 7)")
-    parser.add_argument(
-        "--until", type=timestamp, default=None, help="window end, ISO 8601 (default: now); events before it count"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_export")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -166,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     source = train.add_mutually_exclusive_group(required=True)
     source.add_argument("--events", help="canonical CSV/Parquet, or a known dataset's CSV")
     source.add_argument("--archive", help="the event archive: s3://BUCKET/PREFIX or a local folder")
-    add_window_arguments(train)
+    commands.add_window_arguments(train)
     train.add_argument("--out", required=True)
     train.add_argument(
         "--exclude-erased",
@@ -189,6 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--folder", required=True)
     publish.add_argument("--bucket", required=True)
     publish.set_defaults(run=cmd_publish)
+    retrain = sub.add_parser(
+        "retrain", help="train a candidate from the archive, evaluate it against the live version, promote or refuse"
+    )
+    commands.add_retrain_arguments(retrain)
+    retrain.set_defaults(run=commands.run_retrain)
+    versions = sub.add_parser("versions", help="list model versions with their evaluation; * marks the live one")
+    versions.add_argument("--bucket", required=True)
+    versions.set_defaults(run=commands.run_versions)
+    rollback = sub.add_parser("rollback", help="make an earlier version current again (checked as serve loads it)")
+    rollback.add_argument("version")
+    rollback.add_argument("--bucket", required=True)
+    rollback.set_defaults(run=commands.run_rollback)
     rules = sub.add_parser("publish-rules", help="validate a rules document and make it the one serve applies")
     rules.add_argument("--file", required=True, help="the rules document (JSON); see docs/rules.md")
     rules.add_argument("--bucket", required=True)

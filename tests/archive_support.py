@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ import pandas as pd
 
 from model_export.canonical import to_events
 from model_export.datasets import rees46
-from personalization.events import Event
+from personalization.events import Consent, Event, EventType
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "rees46_head2000.csv"
 
@@ -76,5 +77,37 @@ def write_folder(root: Path, objects: dict[str, bytes]) -> Path:
     return root
 
 
-def shift(events: Iterable[Event], by: timedelta) -> list[Event]:
-    return [event.model_copy(update={"ts": event.ts + by}) for event in events]
+def shopping_events(until: datetime, days: int, users: int = 240, seed: int = 7) -> list[Event]:
+    """A shop with structure a model can learn: each person keeps to one of 8 departments of 15 items and comes
+    back every day for a few views (now and then a cart or a purchase) within it; popularity is flat."""
+    rng = random.Random(seed)
+    consent = Consent(analytics=True, personalization=True)
+    events: list[Event] = []
+    start = until - timedelta(days=days)
+    for person in range(users):
+        department = person % 8
+        for day in range(days):
+            at = start + timedelta(days=day, minutes=rng.randrange(60, 22 * 60))
+            for step in range(rng.randrange(3, 6)):
+                item = department * 15 + rng.randrange(15)
+                roll = rng.random()
+                kind = (
+                    EventType.PURCHASE
+                    if roll < 0.05
+                    else EventType.ADD_TO_CART
+                    if roll < 0.15
+                    else EventType.VIEW_PRODUCT
+                )
+                events.append(
+                    Event(
+                        event_id=f"s{seed}-{person}-{day}-{step}",
+                        user_id=pseudonym(f"person-{person}"),
+                        type=kind,
+                        ts=at + timedelta(minutes=2 * step),
+                        item_id=f"item-{item}",
+                        category=f"department-{department}",
+                        price=10.0 + item,
+                        consent=consent,
+                    )
+                )
+    return sorted(events, key=lambda event: event.ts)

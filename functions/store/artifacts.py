@@ -70,6 +70,13 @@ class ArtifactStore:
 
     def publish(self, folder: Path) -> str:
         """Upload a model folder (which holds manifest.json), then point `current` at it."""
+        version = self.upload(folder)
+        self.point_to(version)
+        return version
+
+    def upload(self, folder: Path) -> str:
+        """Upload a model folder as a version without making it current; the manifest goes last, so a version
+        whose manifest can be read is complete."""
         manifest = json.loads((folder / "manifest.json").read_text())
         version = str(manifest["version"])
         for name in manifest.get("files", {}):
@@ -79,5 +86,25 @@ class ArtifactStore:
         self._s3.put_object(
             Bucket=self._bucket, Key=f"{PREFIX}/{version}/manifest.json", Body=(folder / "manifest.json").read_bytes()
         )
-        self._s3.put_object(Bucket=self._bucket, Key=POINTER, Body=json.dumps({"version": version}).encode())
         return version
+
+    def point_to(self, version: str) -> None:
+        """Make an uploaded version the one serve loads (one small object: readers see the old or the new)."""
+        self._s3.put_object(Bucket=self._bucket, Key=POINTER, Body=json.dumps({"version": version}).encode())
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self._get(f"{PREFIX}/{version}/manifest.json"))
+        return data
+
+    def versions(self) -> list[str]:
+        """Every uploaded version's name (the folders under models/), oldest first: names start with the time."""
+        found: list[str] = []
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=f"{PREFIX}/", Delimiter="/"
+            )
+            for page in pages:
+                found.extend(entry["Prefix"][len(PREFIX) + 1 : -1] for entry in page.get("CommonPrefixes", []))
+        except Exception as exc:
+            raise ArtifactError(f"cannot list s3://{self._bucket}/{PREFIX}/: {exc}") from exc
+        return sorted(found)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from model_export.artifacts import write_version
 from model_export.canonical import data_hash
+from model_export.publishing.drift import distributions
 from model_export.training import Trained
 
 
@@ -37,5 +38,11 @@ def write_trained(
         data_hash(frame),
         parameters=trained.parameters(),
         metrics={"events": len(frame), **trained.metrics()},
-        extra={**trained.manifest_extra(), "data": data or data_summary(frame, "events"), **(extra or {})},
+        extra={
+            **trained.manifest_extra(),
+            "data": data or data_summary(frame, "events"),
+            # Kept so that a later candidate's drift can be measured against this version (publishing/drift.py).
+            "distributions": distributions(trained.features, trained.segments.labels(trained.features)),
+            **(extra or {}),
+        },
     )
