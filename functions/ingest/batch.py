@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from personalization.events import Event, EventType, NoConsent, Reason, RecordParser, Rejected
-from personalization.identity import redact_user_id
 from personalization.profile import FoldSettings, PositionedEvent, fold, to_ms
+from personalization.redaction import redact
 from personalization.scrub import scrub_bytes, scrub_text
 from store.profiles import Erased, ProfileStore, StoredProfile, VersionConflict
 from store.quarantine import RAW_BYTES_KEPT, QuarantinedRecord, QuarantineStore
@@ -110,17 +110,17 @@ class Classifier:
         return Classified(record, NoConsent())
 
     def _quarantined(self, record: RawRecord, rejected: Rejected) -> QuarantinedRecord:
-        # Only what the quarantine keeps is redacted: the scan stays cheap however large the record.
-        redacted, user = redact_user_id(self._pepper, record.data[:RAW_BYTES_KEPT])
+        # The one redaction rule (personalization.redaction): no raw id in what is kept, record or message.
+        redacted = redact(self._pepper, record.data)
         # No e-mail or IP address is kept either, wherever a broken sender put one.
         return QuarantinedRecord(
             rejected.reason.value,
-            scrub_text(rejected.message),
-            scrub_bytes(redacted),
+            scrub_text(redacted.text(rejected.message)),
+            scrub_bytes(redacted.raw[:RAW_BYTES_KEPT]),
             record.shard,
             record.seq,
             record.arrived,
-            user,
+            redacted.user,
         )
 
 

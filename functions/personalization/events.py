@@ -68,7 +68,33 @@ MAX_IMPRESSION_ITEMS = 50
 
 _PSEUDONYM = re.compile(PSEUDONYM_PATTERN)
 
-IDENTIFYING_FIELDS = frozenset({"user_id", "event", "context", "context.referrer"})
+# The fields whose offending value a rejection message may show (to whoever reads the quarantine, or to the
+# sender). Never an identifier of a person, never a field the schema does not define (it may hold anything),
+# never a whole object: the value of anything else is left out.
+ECHOED_FIELDS = frozenset(
+    {
+        "type",
+        "ts",
+        "price",
+        "quantity",
+        "category",
+        "item_id",
+        "event_id",
+        "session_id",
+        "schema_version",
+        "pseudonymous",
+        "consent.analytics",
+        "consent.personalization",
+        "context.device",
+        "context.country",
+        "context.page",
+        "impression.slot",
+        "impression.experiment",
+        "impression.variant",
+        "impression.model_version",
+        "impression.rules_version",
+    }
+)
 
 
 class Reason(StrEnum):
@@ -233,7 +259,7 @@ def validation_rejection(error: ValidationError) -> Rejected:
         reason = Reason.INVALID_FIELD
     message = f"{field}: {first['msg']}"
     # Show the offending value to whoever reads the quarantine, except an identifier: that would store it.
-    if kind != "missing" and field not in IDENTIFYING_FIELDS:
+    if kind not in ("missing", "extra_forbidden") and field in ECHOED_FIELDS:
         message += f" (got {first.get('input')!r:.80})"
     return Rejected(reason, message[:300], field)
 

@@ -119,7 +119,10 @@ class Privacy:
         return pseudonymize(self.pepper, raw_user)
 
     def token(self, raw_user: str, ttl: int = 600) -> str:
-        return sign_token(self.identity_key, self.pseudonym(raw_user), int(time.time()) + ttl)
+        return self.token_for_pseudonym(self.pseudonym(raw_user), ttl)
+
+    def token_for_pseudonym(self, pseudonym: str, ttl: int = 600) -> str:
+        return sign_token(self.identity_key, pseudonym, int(time.time()) + ttl)
 
     def erase_admin(self, event: dict[str, Any]) -> dict[str, Any]:
         from erase.handler import lambda_handler
