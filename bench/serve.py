@@ -4,7 +4,7 @@ A real model version is trained (model_export's train_version) on every bundled 
 tail that scales the catalog past 50,000 items: SYNTHETIC_PER_USER made-up items per made-up user, one view
 each, every view its own session, all at one instant just after the real events. The tail puts synthetic
 items into the graph (50,000 x 100 neighbors, as production would) without adding real signal: it sits wholly in
-the trainer's validation part and asks it no question, so the trainer skips tuning: default RecsParams.
+the trainer's validation part and asks it no question, so the trainer skips tuning: the default hybrid.
 It is published to a loopback stack (moto) started and stopped here; a few hundred real users' profiles,
 folded as ingest folds them, are written with ProfileStore.save.
 
@@ -289,8 +289,8 @@ def run() -> dict[str, Any]:
         folder, trained, train_s = train(big, Path(tmp) / "models")
         manifest = json.loads((folder / "manifest.json").read_text())
         figures.update(synthetic_items=synthetic, train_events=len(big), train_s=round(train_s, 1))
-        figures["recs_params"] = "default, untuned" if trained.selected is None else "tuned on the scaled data"
-        figures["recs_params_used"] = trained.recs.params.to_dict()
+        figures["recs_params"] = "default, untuned" if trained.selection is None else "tuned on the scaled data"
+        figures["recs_params_used"] = trained.recs.described()
         files = {name: (folder / name).read_bytes() for name in manifest["files"]}
         recs_file, segment_file = manifest["recs_model"]["file"], manifest["segment_model"]["file"]
         figures["recs_onnx_mb"] = round(len(files[recs_file]) / 2**20, 1)

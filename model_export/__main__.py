@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from model_export.canonical import normalize, read_events, write_events
+from model_export.canonical import normalize, read_events, screen, write_events
 from model_export.datasets import ADAPTERS, detect
 from model_export.publishing import commands
 from model_export.publishing.folder import data_summary, write_trained
@@ -36,9 +36,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def train_version(frame: pd.DataFrame, out: Path, progress: bool = False, data: dict[str, Any] | None = None) -> Path:
     """Train segments and recommender on canonical events and write a versioned model folder under `out`."""
-    frame = normalize(frame)
+    frame, _ = screen(normalize(frame))
     trained = train_models(frame, progress=progress)
     return write_trained(trained, frame, out, data)
+
+
+def refused_line(refused: dict[str, int]) -> str:
+    """One line for the terminal: how many rows were left out, by the reason ingest would quarantine them."""
+    total = sum(refused.values())
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(refused.items()))
+    return f"refused rows: {total}" + (f" ({reasons})" if reasons else "")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -64,7 +71,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if frame.empty:
         print("no events to train on", file=sys.stderr)
         return 1
-    print(train_version(frame, Path(args.out), progress=True, data=data))
+    folder = train_version(frame, Path(args.out), progress=True, data=data)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    selection = manifest["parameters"]["selection"]
+    print(f"recommender: {selection['winner']} ({selection['reason']})")
+    print(refused_line(manifest["metrics"]["refused_rows"]))
+    print(folder)
     return 0
 
 
@@ -82,6 +94,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     report = write_report(evaluation, Path(args.out), args.events)
     print(table_text(evaluation))
+    print(refused_line(evaluation.refused))
     print(f"report: {report}")
     # The last line is one JSON object, so any script can read the figures.
     print(json.dumps(evaluation.summary(), separators=(",", ":")))

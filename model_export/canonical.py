@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 
-from personalization.events import ITEM_EVENT_TYPES, Consent, Event, EventType
+from personalization.events import ITEM_EVENT_TYPES, Consent, Event, EventType, Reason, validation_rejection
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,10 @@ TYPE_ALIASES: dict[str, EventType] = {
     "transaction": EventType.PURCHASE,
     "buy": EventType.PURCHASE,
 }
+
+
+# Where normalize() keeps the counts of the rows it could not read at all, by the reason ingest would give.
+REFUSED_ATTR = "refused"
 
 
 class CanonicalFormatError(ValueError):
@@ -88,8 +94,14 @@ def normalize(frame: pd.DataFrame, source: str = "events") -> pd.DataFrame:
             int(frame["timestamp"].isna().sum()),
             int(itemless.sum()),
         )
+    refused = Counter(frame.attrs.get(REFUSED_ATTR, {}))
+    # Ingest's reasons for the same records: a type it does not know; a ts it cannot read, or an item event
+    # without an item, are invalid.
+    refused[Reason.UNKNOWN_TYPE.value] += int(frame["event_type"].isna().sum())
+    refused[Reason.INVALID_FIELD.value] += int((unusable & frame["event_type"].notna()).sum())
     frame = frame[~unusable]
     frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    frame.attrs[REFUSED_ATTR] = {reason: count for reason, count in sorted(refused.items()) if count}
     return frame
 
 
@@ -124,21 +136,50 @@ def event_id(row_index: int, user_id: str, item_id: str, kind: str, ts_iso: str)
 
 
 def to_events(frame: pd.DataFrame, shift: timedelta = timedelta(0)) -> Iterator[Event]:
-    """Rows -> the one event schema (with consent given, as the dataset's users had), time-shifted by `shift`."""
+    """Rows -> the one event schema (with consent given, as the dataset's users had), time-shifted by `shift`.
+    Rows the schema refuses are left out (`indexed_events` counts them)."""
+    for _, event in indexed_events(frame, shift):
+        yield event
+
+
+def indexed_events(
+    frame: pd.DataFrame, shift: timedelta = timedelta(0), refused: Counter[str] | None = None
+) -> Iterator[tuple[int, Event]]:
+    """(row index, event) for every row the one event schema accepts. A row it refuses (a quantity above the
+    cap, an id too long, ...) is skipped and counted in `refused` under the reason ingest would quarantine it
+    with, so one bad row never stops a run."""
     consent = Consent(analytics=True, personalization=True)
     for row in frame.itertuples(index=True):
         ts = row.timestamp.to_pydatetime() + shift
         kind = EventType(row.event_type)
         price = None if pd.isna(row.price) else float(row.price)
-        yield Event(
-            event_id=event_id(int(row.Index), row.user_id, row.item_id, kind.value, row.timestamp.isoformat()),
-            user_id=row.user_id,
-            type=kind,
-            ts=ts,
-            item_id=row.item_id if isinstance(row.item_id, str) else None,
-            category=row.category if isinstance(row.category, str) else None,
-            price=price if price is None or price >= 0 else None,
-            quantity=int(row.quantity),
-            session_id=row.session_id if isinstance(row.session_id, str) else None,
-            consent=consent,
-        )
+        try:
+            event = Event(
+                event_id=event_id(int(row.Index), row.user_id, row.item_id, kind.value, row.timestamp.isoformat()),
+                user_id=row.user_id,
+                type=kind,
+                ts=ts,
+                item_id=row.item_id if isinstance(row.item_id, str) else None,
+                category=row.category if isinstance(row.category, str) else None,
+                price=price if price is None or price >= 0 else None,
+                quantity=int(row.quantity),
+                session_id=row.session_id if isinstance(row.session_id, str) else None,
+                consent=consent,
+            )
+        except ValidationError as exc:
+            if refused is not None:
+                refused[validation_rejection(exc).reason.value] += 1
+            continue
+        yield int(row.Index), event
+
+
+def screen(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The rows the one event schema accepts, and the count of the others by reason (with those normalize()
+    already dropped). Training, replay and evaluation all read the screened frame, so they see the same
+    events ingest would have folded."""
+    refused: Counter[str] = Counter(frame.attrs.get(REFUSED_ATTR, {}))
+    kept = [index for index, _ in indexed_events(frame, refused=refused)]
+    screened = frame.loc[kept] if len(kept) < len(frame) else frame
+    counts = {reason: count for reason, count in sorted(refused.items()) if count}
+    screened.attrs[REFUSED_ATTR] = counts
+    return screened, counts

@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from model_export.baselines import baselines
+from model_export.canonical import screen
 from model_export.metrics import CUTOFF, TopLists, interval, per_query, rank, summarize
 from model_export.parity import session
 from model_export.protocols import Protocol, Queries, encode, session_next_item, time_cutoff, user_split
@@ -27,6 +28,8 @@ from model_export.tuning import select_baseline
 from personalization.recommend import OUTPUT_INDICES, RecentWeighting, onnx_feed
 
 TEST_FRACTION = 0.2
+# The exported model's bar on every figure: this share of the best other model's value.
+TARGET_RATIO = 0.95
 MAX_QUERIES = 20_000
 ONNX = "onnx"
 
@@ -44,6 +47,7 @@ class Evaluation:
     spread: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     chosen: dict[str, dict[str, Any]] = field(default_factory=dict)
     validation: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
 
     def record(self, model: str, protocol: Protocol, lists: TopLists, queries: Queries) -> None:
         n_items = len(self.trained.index)
@@ -62,7 +66,37 @@ class Evaluation:
             },
             "train_s": round(self.train_s, 2),
             "events": self.events,
+            "refused_rows": self.refused,
+            "exported_family": self.trained.recs.family,
+            "targets": self.targets(),
         }
+
+    def targets(self) -> dict[str, Any]:
+        """The exported model against the best other model on each protocol's NDCG@10 and Recall@20 (met where
+        it reaches TARGET_RATIO of it, or where no other model finds anything), and against popularity."""
+        figures: dict[str, Any] = {}
+        others = [name for name in self.results if name != ONNX]
+        met = True
+        for protocol in ("user", "session"):
+            for metric in ("ndcg@10", "recall@20"):
+                ours = self.results[ONNX][protocol][metric]
+                best = max(others, key=lambda name: self.results[name][protocol][metric])
+                theirs = self.results[best][protocol][metric]
+                ratio = ours / theirs if theirs > 0 else None
+                ok = ratio is None or ratio >= TARGET_RATIO
+                met = met and ok
+                figures[f"{protocol}/{metric}"] = {
+                    "onnx": ours,
+                    "best_other": best,
+                    "best_other_value": theirs,
+                    "ratio": None if ratio is None else round(ratio, 3),
+                    "ok": ok,
+                }
+        popularity = self.results.get("popularity", {}).get("user", {}).get("ndcg@10", 0.0)
+        ours_user = self.results[ONNX]["user"]["ndcg@10"]
+        figures["user/ndcg@10_vs_popularity"] = round(ours_user / popularity, 3) if popularity > 0 else None
+        figures["met"] = met
+        return figures
 
 
 def run_onnx(model_bytes: bytes, queries: Queries, k: int = CUTOFF, progress: bool = False) -> TopLists:
@@ -89,6 +123,8 @@ def evaluate(
     max_queries: int = MAX_QUERIES,
     progress: bool = False,
 ) -> Evaluation:
+    # Refused rows leave the test period as well as training: neither would have reached a profile.
+    frame, refused = screen(frame)
     cutoff = time_cutoff(frame, test_fraction)
     train = frame[frame["timestamp"] < cutoff]
     if train.empty:
@@ -100,7 +136,7 @@ def evaluate(
         user_split(frame, cutoff, trained.profiles, max_queries),
         session_next_item(frame, cutoff, max_queries),
     ]
-    evaluation = Evaluation(len(frame), cutoff, train_s, trained, protocols)
+    evaluation = Evaluation(len(frame), cutoff, train_s, trained, protocols, refused=refused)
     index, n_items = trained.index, len(trained.index)
 
     def queries_for(decay: float) -> list[Queries]:
@@ -118,9 +154,9 @@ def evaluate(
         scorer = baseline.fit(trained.data, params)
         for protocol, queries in zip(protocols, queries_for(decay), strict=True):
             evaluation.record(baseline.name, protocol, rank(scorer, queries), queries)
-    evaluation.chosen[ONNX] = trained.recs.params.to_dict()
-    if trained.selected is not None:
-        evaluation.validation[ONNX] = trained.selected.metrics
-    for protocol, queries in zip(protocols, queries_for(trained.recs.params.decay), strict=True):
+    evaluation.chosen[ONNX] = trained.recs.described()
+    if trained.selection is not None:
+        evaluation.validation[ONNX] = trained.selection.metrics
+    for protocol, queries in zip(protocols, queries_for(trained.recs.weighting().decay), strict=True):
         evaluation.record(ONNX, protocol, run_onnx(trained.recs_onnx, queries, progress=progress), queries)
     return evaluation

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 from sklearn.decomposition import TruncatedSVD
 from sklearn.preprocessing import normalize
+from threadpoolctl import threadpool_limits
 
 # A person with thousands of items would add millions of pairs and say little about any one of them.
 MAX_ITEMS_PER_ROW = 200
@@ -86,9 +87,27 @@ def item_factors(user_items: sp.csr_matrix, dimensions: int, seed: int = 0) -> n
     if dimensions < 1 or n_items < 3 or n_rows < 3:
         return np.zeros((n_items, 1), dtype=np.float32)
     svd = TruncatedSVD(n_components=dimensions, algorithm="randomized", n_iter=7, random_state=seed)
-    svd.fit(user_items)
+    with threadpool_limits(1, "blas"):  # see svd_factors
+        svd.fit(user_items)
     factors = svd.components_.T * svd.singular_values_
     return np.asarray(normalize(factors), dtype=np.float32)
+
+
+def svd_factors(
+    user_items: sp.csr_matrix, dimensions: int, seed: int = 0
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """PureSVD (Cremonesi et al. 2010): the top right singular vectors V [n_items x d] of the user x item
+    matrix, and the singular values. A history x scores x V V^T: its projection on the d strongest tastes."""
+    n_rows, n_items = user_items.shape
+    dimensions = min(dimensions, n_items - 1, n_rows - 1)
+    if dimensions < 1:
+        return np.zeros((n_items, 1), dtype=np.float32), np.zeros(1, dtype=np.float32)
+    svd = TruncatedSVD(n_components=dimensions, algorithm="randomized", n_iter=7, random_state=seed)
+    # One BLAS thread: the randomized SVD's many small QR and LU steps ran 15x slower with BLAS threads
+    # competing for a busy 2-core machine.
+    with threadpool_limits(1, "blas"):
+        svd.fit(user_items)
+    return np.asarray(svd.components_.T, dtype=np.float32), np.asarray(svd.singular_values_, dtype=np.float32)
 
 
 def spd_inverse(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -1,7 +1,8 @@
 """ONNX export: the segment pipeline through skl2onnx, the recommender built op by op with the onnx helper API.
 
-skl2onnx converts scikit-learn estimators; the recommender is not one (it is neighbor lists, a category
-and a popularity prior, and optional item factors, put together at scoring time), and skl2onnx has no
+skl2onnx converts scikit-learn estimators; the recommender is not one (whatever family validation chose, it
+is neighbor lists, a category and a popularity prior, and optional item factors, put together at scoring
+time), and skl2onnx has no
 converter for such a custom model, so its graph is written here directly. Everything, TopK included,
 runs inside the one graph: serve passes a few small arrays and gets the final list back, with no item loop
 in Python.
@@ -17,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import to_onnx
 from sklearn.pipeline import Pipeline
 
-from model_export.recs import RecsModel
+from model_export.recs import QUANTUM, RecsModel
 from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.recommend import (
     EXCLUDE_PENALTY,
@@ -67,6 +68,8 @@ def recs_graph(model: RecsModel) -> bytes:
         _init("prior", model.prior.astype(np.float32)),
         _init("zeros", np.zeros(n_items, dtype=np.float32)),
         _init("penalty", np.asarray(EXCLUDE_PENALTY, dtype=np.float32)),
+        _init("per_quantum", np.asarray(1.0 / QUANTUM, dtype=np.float32)),
+        _init("quantum", np.asarray(QUANTUM, dtype=np.float32)),
         _init("flat", np.asarray([-1], dtype=np.int64)),
         _init("axis1", np.asarray([1], dtype=np.int64)),
     ]
@@ -83,12 +86,17 @@ def recs_graph(model: RecsModel) -> bytes:
     base = "prior"
     if model.factors is not None:
         initializers += [_init("item_factors", model.factors.astype(np.float32)), _init("axis0", np.asarray([0]))]
+        query = "item_factors"
+        if model.query_factors is not None:
+            initializers.append(_init("query_factors", model.query_factors.astype(np.float32)))
+            query = "query_factors"
         nodes += [
-            helper.make_node("Gather", ["item_factors", INPUT_ITEMS], ["recent_f"], axis=0),
+            # The user's vector (the recent items' query factors, weighted and summed), times every item's.
+            helper.make_node("Gather", [query, INPUT_ITEMS], ["recent_f"], axis=0),
             helper.make_node("Mul", ["recent_f", "w_col"], ["recent_fw"]),
             helper.make_node("ReduceSum", ["recent_fw", "axis0"], ["user_f"], keepdims=1),
             helper.make_node(
-                "Gemm", ["user_f", "item_factors"], ["factor_row"], alpha=float(model.params.factors), transB=1
+                "Gemm", ["user_f", "item_factors"], ["factor_row"], alpha=float(model.factor_weight), transB=1
             ),
             helper.make_node("Reshape", ["factor_row", "flat"], ["factor_scores"]),
             helper.make_node("Add", ["prior", "factor_scores"], ["base"]),
@@ -121,7 +129,11 @@ def recs_graph(model: RecsModel) -> bytes:
         helper.make_node("Shape", [INPUT_EXCLUDE], ["n_excluded"]),
         helper.make_node("Expand", ["penalty", "n_excluded"], ["penalties"]),
         helper.make_node("ScatterElements", ["zeros", INPUT_EXCLUDE, "penalties"], ["mask"], axis=0),
-        helper.make_node("Add", ["scores", "mask"], ["masked"]),
+        # Rounded as the reference rounds (recs.QUANTUM), so exact ties stay ties whatever the sum order.
+        helper.make_node("Mul", ["scores", "per_quantum"], ["scaled"]),
+        helper.make_node("Round", ["scaled"], ["rounded"]),
+        helper.make_node("Mul", ["rounded", "quantum"], ["quantized"]),
+        helper.make_node("Add", ["quantized", "mask"], ["masked"]),
         helper.make_node("TopK", ["masked", INPUT_K], [OUTPUT_SCORES, OUTPUT_INDICES], axis=0, largest=1, sorted=1),
     ]
     graph = helper.make_graph(

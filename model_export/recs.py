@@ -1,28 +1,20 @@
-"""The exported recommender: what it learns, and the numpy reference of exactly what recs.onnx computes.
+"""The exported recommender's one graph shape, its numpy reference, and the training data every family reads.
 
-Design (each part stays because it won on the validation split; evaluate.py reports the numbers):
-- Sessions are short and most users have a handful of events, so what predicts the next item is which items
-  people combine, not a long-run taste. The core is item-item: a blend of EASE over the best-supported
-  items, cosine over users (who touched both, weighted view < cart < purchase) and sequential session
-  co-occurrence (what people open next), each on a common scale and cut to every item's top-M neighbors.
-  Sparse lists grow linearly with the catalog: 50,000 items x 100 neighbors is 40 MB, where a dense
-  item-item matrix would be 10 GB.
-- A category component: the recent items' categories, weighted like the items, times each item's
-  popularity within its category. It reaches the long tail that no co-occurrence covers yet (most items
-  here were touched by one person), and it is what wins the most on validation; without categories in the
-  data it is left out.
-- Optional low-rank item factors (truncated SVD) add a smoothed similarity; the graph leaves them out
-  when validation gives them no weight.
-- A global popularity prior, log-scaled to [0, 1], orders whatever nothing else reaches.
-score(j) = prior(j) + f F_j . sum_i w_i F_i + c catpop(j) sum_{i: cat(i) = cat(j)} w_i + sum_i w_i S[i, j],
-excluded items get -1e9, then TopK.
+Every family (model_export/recommenders/) fits into the same exportable shape, so serve runs any of them
+with the same inputs and outputs:
+score(j) = prior(j) + f F_j . sum_i w_i Q_i + c catpop(j) sum_{i: cat(i) = cat(j)} w_i + sum_i w_i S[i, j],
+rounded to multiples of QUANTUM; excluded items get -1e9, then TopK (ties to the lower index). S is stored as
+each item's top-M neighbours (sparse lists grow linearly with the catalog: 50,000 items x 100 neighbours is
+40 MB, where a dense item-item matrix would be 10 GB); F and Q are optional low-rank item factors (Q = F
+unless a family needs a separate query side); the category part is left out when the data has no categories.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -37,8 +29,7 @@ from model_export.neighbors import (
     from_neighbors,
     item_factors,
     sequential,
-    top_m,
-    unit_scale,
+    svd_factors,
 )
 from personalization.recommend import EXCLUDE_PENALTY, RecentWeighting
 
@@ -48,27 +39,16 @@ EASE_MAX_ITEMS = 10_000
 EASE_HEAD_ITEMS = 3_000
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
+T = TypeVar("T")
+# Scores are rounded to multiples of this before TopK, in the graph and in the reference alike: float32 sums
+# taken in a different order (onnxruntime's Gemm and scatter against numpy's) differ in the last bits, and
+# without the rounding two items that tie in exact arithmetic would come out in either order. A power of two,
+# so scaling by it is exact; 1.5e-5 is far below any difference that matters to a ranking.
+QUANTUM = 2.0**-16
 
 
-@dataclass(frozen=True)
-class RecsParams:
-    decay: float = 0.7
-    category: float = 0.0
-    ease: float = 0.0
-    l2: float = 500.0
-    blend: float = 0.5
-    window: int = 3
-    backward: float = 0.5
-    factors: float = 0.0
-    dimensions: int = 64
-    prior: float = 0.01
-    neighbors: int = 100
-
-    def weighting(self) -> RecentWeighting:
-        return RecentWeighting(decay=self.decay)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def quantized(scores: Floats) -> Floats:
+    return np.asarray(np.round(scores * np.float32(1.0 / QUANTUM)) * np.float32(QUANTUM), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -89,12 +69,18 @@ class Categories:
 
 @dataclass
 class RecsModel:
-    params: RecsParams
+    """What recs.onnx holds. `params` are the family's hyperparameters, the recent-items decay included."""
+
+    family: str
+    params: dict[str, Any]
     item_ids: list[str]
     neighbor_idx: npt.NDArray[np.int32]
     neighbor_sim: Floats
     prior: Floats
     factors: Floats | None = None
+    # The query side of the factors (None: the same as `factors`), and their weight in the score.
+    query_factors: Floats | None = None
+    factor_weight: float = 0.0
     # Category code per item, and category weight x within-category popularity per item.
     item_category: Ints | None = None
     category_prior: Floats | None = None
@@ -105,19 +91,29 @@ class RecsModel:
     def n_items(self) -> int:
         return len(self.item_ids)
 
+    def weighting(self) -> RecentWeighting:
+        return RecentWeighting(decay=float(self.params.get("decay", RecentWeighting().decay)))
+
+    def described(self) -> dict[str, Any]:
+        return {"family": self.family, **self.params}
+
     def top_k(self, item_idx: Ints, item_w: Floats, exclude_idx: Ints, k: int) -> tuple[Ints, Floats]:
         """The reference of recs.onnx: TopK with ties to the lower index, over `score_vector`."""
         scores = self.score_vector(item_idx, item_w, exclude_idx)
         order = np.argsort(-scores, kind="stable")[:k]
         return order.astype(np.int64), scores[order]
 
+    def _query_side(self) -> Floats | None:
+        return self.query_factors if self.query_factors is not None else self.factors
+
     def score_vector(self, item_idx: Ints, item_w: Floats, exclude_idx: Ints) -> Floats:
         """The graph's scores before TopK, op for op and in the same order, in float32."""
         weights = item_w.astype(np.float32)
         scores = self.prior.copy()
-        if self.factors is not None:
-            user = (self.factors[item_idx] * weights[:, None]).sum(axis=0, dtype=np.float32)
-            scores = scores + np.float32(self.params.factors) * (self.factors @ user)
+        query = self._query_side()
+        if self.factors is not None and query is not None:
+            user = (query[item_idx] * weights[:, None]).sum(axis=0, dtype=np.float32)
+            scores = scores + np.float32(self.factor_weight) * (self.factors @ user)
         if self.item_category is not None and self.category_prior is not None:
             category_w = np.zeros(self.n_categories, dtype=np.float32)
             np.add.at(category_w, self.item_category[item_idx], weights)
@@ -126,20 +122,26 @@ class RecsModel:
         np.add.at(scores, self.neighbor_idx[item_idx].ravel().astype(np.int64), contributions)
         mask = np.zeros(self.n_items, dtype=np.float32)
         mask[exclude_idx] = np.float32(EXCLUDE_PENALTY)
-        return scores + mask
+        return quantized(scores) + mask
 
     def scores(self, inputs: sp.csr_matrix) -> Floats:
         """Batch scores of many queries at once (offline selection); equal to top_k's up to float rounding."""
         if self._sparse is None:
             self._sparse = from_neighbors(self.neighbor_idx, self.neighbor_sim)
         dense = np.asarray((inputs @ self._sparse).todense(), dtype=np.float32) + self.prior[None, :]
-        if self.factors is not None:
-            dense += np.float32(self.params.factors) * ((inputs @ self.factors) @ self.factors.T)
+        query = self._query_side()
+        if self.factors is not None and query is not None:
+            dense += np.float32(self.factor_weight) * ((inputs @ query) @ self.factors.T)
         if self.item_category is not None and self.category_prior is not None:
             one_hot = Categories(self.item_category, self.n_categories, self.category_prior).one_hot()
             spread = sp.csr_matrix(one_hot.T.multiply(self.category_prior[None, :]))
             dense += np.asarray(((inputs @ one_hot) @ spread).todense(), dtype=np.float32)
-        return dense
+        return quantized(dense)
+
+
+def no_neighbors(n_items: int) -> tuple[npt.NDArray[np.int32], Floats]:
+    """Neighbour lists that add nothing (each item itself at score 0), for families without an item-item part."""
+    return np.arange(n_items, dtype=np.int32)[:, None], np.zeros((n_items, 1), dtype=np.float32)
 
 
 class RecsData:
@@ -149,6 +151,14 @@ class RecsData:
         self.index = index or ItemIndex.from_frame(frame)
         self.user_items, _ = user_item_matrix(frame, self.index.position, len(self.index))
         self.sequences = session_sequences(frame, self.index.position)
+        self._memo: dict[Hashable, Any] = {}
+
+    def cached(self, key: Hashable, make: Callable[[], T]) -> T:
+        """What a family derives from this data (neighbour lists, say), made once per key."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        found: T = self._memo[key]
+        return found
 
     @cache  # noqa: B019  # one RecsData per training frame, dropped with it
     def cosine(self) -> sp.csr_matrix:
@@ -171,6 +181,11 @@ class RecsData:
     def factors(self, dimensions: int) -> Floats:
         return item_factors(self.user_items, dimensions)
 
+    @lru_cache(maxsize=4)  # noqa: B019
+    def svd(self, dimensions: int) -> tuple[Floats, Floats]:
+        """Truncated SVD of the user x item matrix: the item factors V [n x d] and the singular values."""
+        return svd_factors(self.user_items, dimensions)
+
     @cache  # noqa: B019
     def categories(self) -> Categories | None:
         """None when no item has a category (the component then has nothing to say)."""
@@ -185,45 +200,7 @@ class RecsData:
         within = np.where(codes < none, popularity / np.maximum(best[codes], 1e-12), 0.0)
         return Categories(codes, none + 1, np.asarray(within, dtype=np.float32))
 
-    def neighbors(self, params: RecsParams) -> tuple[npt.NDArray[np.int32], Floats]:
-        """The blend: share `ease` of EASE (over the best-supported items), the rest split `blend` to cosine
-        and 1 - `blend` to sequential co-occurrence, each on a common scale, then cut to top-M."""
-        only = {name: getattr(params, name) for name in ("ease", "l2", "blend", "window", "backward", "neighbors")}
-        # Cached on the parameters that shape the lists only, so a search over the others reuses them.
-        return self._neighbors(replace(RecsParams(), **only))
-
-    @cache  # noqa: B019
-    def _neighbors(self, params: RecsParams) -> tuple[npt.NDArray[np.int32], Floats]:
-        parts = []
-        if params.ease > 0:
-            parts.append(params.ease * unit_scale(self.ease_neighbors(params.l2)))
-        if params.ease < 1 and params.blend > 0:
-            parts.append((1.0 - params.ease) * params.blend * unit_scale(self.cosine()))
-        if params.ease < 1 and params.blend < 1:
-            sequential = self.sequential(params.window, params.backward)
-            parts.append((1.0 - params.ease) * (1.0 - params.blend) * unit_scale(sequential))
-        return top_m(sp.csr_matrix(sum(parts[1:], parts[0])), params.neighbors)
-
     def prior(self) -> Floats:
         popularity = np.log1p(np.maximum(self.index.popularity, 0.0))
         top = popularity.max() if popularity.size else 1.0
         return np.asarray(popularity / (top if top > 0 else 1.0), dtype=np.float32)
-
-    def fit(self, params: RecsParams) -> RecsModel:
-        neighbor_idx, neighbor_sim = self.neighbors(params)
-        categories = self.categories() if params.category > 0 else None
-        return RecsModel(
-            params=params,
-            item_ids=self.index.ids,
-            neighbor_idx=neighbor_idx,
-            neighbor_sim=neighbor_sim,
-            prior=np.float32(params.prior) * self.prior(),
-            factors=self.factors(params.dimensions) if params.factors > 0 else None,
-            item_category=None if categories is None else categories.codes,
-            category_prior=None if categories is None else np.float32(params.category) * categories.within,
-            n_categories=0 if categories is None else categories.count,
-        )
-
-
-def with_values(params: RecsParams, **changes: Any) -> RecsParams:
-    return replace(params, **changes)

@@ -1,6 +1,6 @@
 """Training features by replaying canonical events through the SAME fold and feature code ingest and serve use.
 
-Nothing here computes a feature: it turns rows into the one event schema (`canonical.to_events`), folds them
+Nothing here computes a feature: it turns rows into the one event schema (`canonical.indexed_events`), folds them
 per user with `personalization.profile.fold`, and reads vectors with `personalization.features.feature_vector`.
 So a model trained on these vectors sees exactly what serve will compute from a stored profile.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from model_export.canonical import to_events
+from model_export.canonical import indexed_events
 from personalization.features import FEATURE_NAMES, feature_vector
 from personalization.profile import PositionedEvent, Profile, fold
 
@@ -49,7 +49,9 @@ def replay(
         seen = max((p.watermarks.get(SHARD, -1) for p in start.values()), default=-1)
         rows = rows[rows.index > seen]
     by_user: dict[str, list[PositionedEvent]] = defaultdict(list)
-    events = zip(rows.index, to_events(rows), strict=True)
+    # Rows the event schema refuses are skipped here as ingest would quarantine them (canonical.screen counts
+    # them before training; a frame that was not screened still replays).
+    events = indexed_events(rows)
     for seq, event in tqdm(events, total=len(rows), desc="replay: events", unit="ev", disable=not progress):
         by_user[event.user_id].append(PositionedEvent(event, SHARD, int(seq)))
     for user_id, positioned in tqdm(by_user.items(), desc="replay: fold", unit="user", disable=not progress):

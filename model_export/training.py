@@ -10,16 +10,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
+from model_export.canonical import screen
 from model_export.catalog import build_catalog
 from model_export.interactions import ItemIndex
 from model_export.onnx_graphs import OPSET, recs_graph, segment_graph
 from model_export.parity import ParityError, ParityReport, check
 from model_export.protocols import time_cutoff
-from model_export.recs import RecsData, RecsModel, RecsParams
+from model_export.recommenders import BY_NAME, Hybrid, RecsParams
+from model_export.recs import RecsData, RecsModel
 from model_export.replay import feature_matrix, replay, to_ms
 from model_export.segments import SegmentModel, fit_segments, segment_items
-from model_export.tuning import Selected, Validation, select_recs, validation
+from model_export.tuning import CRITERION, Selection, Validation, select, validation
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_NAMES, SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.profile import Profile
@@ -50,13 +53,15 @@ class Trained:
     segment_onnx: bytes
     data: RecsData
     valid: Validation | None
-    selected: Selected | None
+    selection: Selection | None
     recs: RecsModel
     recs_onnx: bytes
     parity: ParityReport
     train_s: float
     validation_fraction: float = VALIDATION_FRACTION
     segment_items: dict[str, list[str]] | None = None
+    # Rows the one event schema refused, by the reason ingest would quarantine them with.
+    refused: dict[str, int] | None = None
 
     def files(self) -> dict[str, bytes]:
         return {
@@ -91,16 +96,21 @@ class Trained:
                 },
                 "outputs": {OUTPUT_INDICES: "int64 [k]", OUTPUT_SCORES: "float32 [k]"},
                 "excluded_score": EXCLUDE_PENALTY,
-                "recent_weighting": self.recs.params.weighting().to_dict(),
+                "family": self.recs.family,
+                "recent_weighting": self.recs.weighting().to_dict(),
             },
         }
 
     def parameters(self) -> dict[str, Any]:
         return {
-            "recs": self.recs.params.to_dict(),
+            "recs": self.recs.described(),
             "segments": self.segments.summary(),
             "validation_fraction": self.validation_fraction,
-            "selection": "coordinate search on the validation split (model_export/tuning.py)",
+            "selection": (
+                self.selection.to_dict()
+                if self.selection is not None
+                else {"criterion": CRITERION, "winner": self.recs.family, "reason": "no validation split: defaults"}
+            ),
         }
 
     def metrics(self) -> dict[str, Any]:
@@ -108,8 +118,9 @@ class Trained:
             "users": len(self.profiles),
             "items": len(self.index),
             "segments": {"k": self.segments.k, "silhouette": round(self.segments.silhouette, 4)},
-            "validation": self.selected.metrics if self.selected else None,
+            "validation": self.selection.metrics if self.selection else None,
             "parity": self.parity.to_dict(),
+            "refused_rows": dict(self.refused or {}),
             "train_s": round(self.train_s, 3),
         }
 
@@ -117,9 +128,10 @@ class Trained:
 def train_models(
     frame: pd.DataFrame, validation_fraction: float = VALIDATION_FRACTION, progress: bool = False
 ) -> Trained:
-    """`frame` is canonical (canonical.normalize). Raises ParityError rather than return graphs that disagree
-    with their references."""
+    """`frame` is canonical (canonical.normalize). Rows the one event schema refuses are left out and counted
+    (`Trained.refused`). Raises ParityError rather than return graphs that disagree with their references."""
     started = time.perf_counter()
+    frame, refused = screen(frame)
     if frame.empty:
         raise ValueError("no events to train on")
     catalog = build_catalog(frame)
@@ -130,13 +142,17 @@ def train_models(
     # As of just after the last event: the moment a model trained now would start serving.
     now_ms = to_ms(frame["timestamp"].max()) + 1
     _, features = feature_matrix(profiles, now_ms)
-    segments = fit_segments(features, progress=progress)
+    # K-Means over a few thousand rows gains nothing from threads and, on a busy machine, loses a lot to them.
+    with threadpool_limits(1):
+        segments = fit_segments(features, progress=progress)
     segment_onnx = segment_graph(segments.pipeline, len(FEATURE_NAMES))
     valid = validation(frame, validation_fraction, profiles=early)
-    selected = select_recs(valid, progress=progress) if valid is not None else None
-    params = RecsParams(**selected.params) if selected is not None else RecsParams()
+    # Chosen on the validation split only; then refitted on the whole training frame.
+    selection = select(valid, progress=progress) if valid is not None else None
+    family = BY_NAME[selection.family] if selection is not None else Hybrid
+    params = selection.params if selection is not None else RecsParams().to_dict()
     data = RecsData(frame, index)
-    recs = data.fit(params)
+    recs = family(**params).fit(data).fitted()
     recs_onnx = recs_graph(recs)
     parity = check(segment_onnx, segments, features, recs_onnx, recs, list(profiles.values()), index.position)
     if not parity.ok:
@@ -152,11 +168,12 @@ def train_models(
         segment_onnx,
         data,
         valid,
-        selected,
+        selection,
         recs,
         recs_onnx,
         parity,
         time.perf_counter() - started,
         validation_fraction,
         segment_items(frame, members),
+        refused,
     )

@@ -1,9 +1,15 @@
-"""Hyperparameters chosen on a validation split carved from the training period, never on the test.
+"""Family and hyperparameters chosen on a validation split carved from the training period, never on the test.
 
 The validation split is the training period's own last part: models are fitted on what came before it and
-asked both protocols' questions about it. Every model, ours and the baselines, is selected the same way,
-on one objective: the mean, over the two protocols, of the user split's NDCG@10 and the session protocol's
-Recall@20, each relative to the first candidate's (so neither protocol's scale dominates).
+asked both protocols' questions about it. Every trial, of every family and of every baseline, is scored by
+one criterion that weighs both protocols:
+
+    for each of the four figures (user-split NDCG@10 and Recall@20, session NDCG@10 and Recall@20), the
+    trial's value relative to the best value any trial reached on that figure; the score is the SMALLEST of
+    these four ratios (the trial's worst shortfall), ties broken by their mean.
+
+It is the evaluation's target turned into a choice: the model that is nowhere far behind the best, on
+either protocol, wins over one that leads on one figure and trails on another.
 """
 
 from __future__ import annotations
@@ -18,28 +24,22 @@ from tqdm import tqdm
 from model_export.baselines import Baseline
 from model_export.metrics import Scorer, rank, summarize
 from model_export.protocols import Protocol, Queries, encode, session_next_item, time_cutoff, user_split
-from model_export.recs import RecsData, RecsParams, with_values
+from model_export.recommenders import FAMILIES, Recommender
+from model_export.recommenders.base import DECAYS
+from model_export.recs import RecsData, RecsModel
 from model_export.replay import replay
 from personalization.profile import Profile
 from personalization.recommend import RecentWeighting
 
-# How fast older recent items fade (per event back): 1.0 weighs a history evenly, 0.15 is almost "last item".
-DECAYS = (1.0, 0.7, 0.4, 0.15)
-SEARCH: dict[str, tuple[Any, ...]] = {
-    "decay": DECAYS,
-    "category": (0.0, 0.01, 0.05, 0.2, 1.0),
-    "blend": (0.0, 0.25, 0.5, 0.75, 1.0),
-    "ease": (0.0, 0.25, 0.5, 0.75, 1.0),
-    "l2": (100.0, 500.0, 2000.0),
-    "window": (1, 3, 5),
-    "backward": (0.0, 0.5, 1.0),
-    "factors": (0.0, 0.05, 0.2),
-    "prior": (0.001, 0.02, 0.1),
-}
-OBJECTIVE = {"user": "ndcg@10", "session": "recall@20"}
-ROUNDS = 2
+FIGURES = (("user", "ndcg@10"), ("user", "recall@20"), ("session", "ndcg@10"), ("session", "recall@20"))
+# Keeps a figure no trial scores on (a protocol without questions) from deciding anything.
+EPSILON = 1e-4
 # Validation questions per protocol: enough to tell candidates apart, few enough for a fast search.
 VALIDATION_QUERIES = 5_000
+CRITERION = (
+    "on the validation split, each trial's four figures (user-split NDCG@10 and Recall@20, session NDCG@10 and"
+    " Recall@20) relative to the best any trial reached; the highest smallest ratio wins, ties by the mean ratio"
+)
 
 Metrics = dict[str, dict[str, float]]
 
@@ -84,13 +84,112 @@ def validation(
     return Validation(RecsData(train), protocols)
 
 
-def objective(found: Metrics, reference: Metrics) -> float:
-    parts = [
-        (found[name][metric] + 1e-4) / (reference[name][metric] + 1e-4)
-        for name, metric in OBJECTIVE.items()
-        if name in found
-    ]
-    return sum(parts) / len(parts) if parts else 0.0
+def figure(metrics: Metrics, protocol: str, metric: str) -> float:
+    return float(metrics.get(protocol, {}).get(metric, 0.0))
+
+
+def criterion(metrics: Metrics, best: Mapping[tuple[str, str], float]) -> tuple[float, float]:
+    """(smallest ratio, mean ratio) of the four figures to the best values `best`."""
+    ratios = [(figure(metrics, *key) + EPSILON) / (best.get(key, 0.0) + EPSILON) for key in FIGURES]
+    return min(ratios), sum(ratios) / len(ratios)
+
+
+@dataclass(frozen=True)
+class Trial:
+    family: str
+    params: dict[str, Any]
+    metrics: Metrics
+
+
+@dataclass
+class Trials:
+    """Every trial measured on one validation split, and the best value reached on each figure so far."""
+
+    valid: Validation
+    tried: list[Trial] = field(default_factory=list)
+    best: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def measure(self, family: str, params: Mapping[str, Any], model: RecsModel) -> Metrics:
+        decay = float(params.get("decay", RecentWeighting().decay))
+        found = self.valid.measure(model.scores, decay)
+        self.tried.append(Trial(family, dict(params), found))
+        for key in FIGURES:
+            self.best[key] = max(self.best.get(key, 0.0), figure(found, *key))
+        return found
+
+    def score(self, metrics: Metrics) -> tuple[float, float]:
+        return criterion(metrics, self.best)
+
+    def winner(self, family: str | None = None) -> Trial:
+        """The trial the criterion ranks first (among one family's, when named); the earliest on a tie."""
+        pool = [t for t in self.tried if family is None or t.family == family]
+        return max(pool, key=lambda t: self.score(t.metrics))
+
+
+@dataclass(frozen=True)
+class FamilyResult:
+    family: str
+    params: dict[str, Any]
+    metrics: Metrics
+    score: tuple[float, float]
+    tried: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params": self.params,
+            "validation": self.metrics,
+            "worst_ratio": round(self.score[0], 4),
+            "mean_ratio": round(self.score[1], 4),
+            "tried": self.tried,
+        }
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The winning family and hyperparameters, each family's best trial, and why the winner won."""
+
+    family: str
+    params: dict[str, Any]
+    metrics: Metrics
+    families: dict[str, FamilyResult]
+    best: dict[tuple[str, str], float]
+    tried: int
+
+    def reason(self) -> str:
+        won = self.families[self.family]
+        ranked = sorted(self.families.values(), key=lambda r: r.score, reverse=True)
+        runner = next((r for r in ranked if r.family != self.family), None)
+        text = (
+            f"{self.family} is within {won.score[0]:.2f}x of the best validation value on every figure"
+            f" (mean {won.score[1]:.2f}x)"
+        )
+        if runner is not None:
+            text += f"; the next family, {runner.family}, falls to {runner.score[0]:.2f}x on its weakest figure"
+        return text + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "criterion": CRITERION,
+            "winner": self.family,
+            "reason": self.reason(),
+            "best_validation": {f"{p}/{m}": round(v, 4) for (p, m), v in self.best.items()},
+            "families": {name: result.to_dict() for name, result in self.families.items()},
+            "trials": self.tried,
+        }
+
+
+def select(valid: Validation, families: Sequence[type[Recommender]] = FAMILIES, progress: bool = False) -> Selection:
+    """Every family searched on the validation split; the criterion's first trial wins."""
+    trials = Trials(valid)
+    for family in families:
+        family.search(valid.data, trials, progress=progress)
+    winner = trials.winner()
+    results = {}
+    for family in families:
+        best = trials.winner(family.name)
+        count = sum(1 for t in trials.tried if t.family == family.name)
+        results[family.name] = FamilyResult(family.name, best.params, best.metrics, trials.score(best.metrics), count)
+    return Selection(winner.family, winner.params, winner.metrics, results, dict(trials.best), len(trials.tried))
 
 
 @dataclass(frozen=True)
@@ -100,54 +199,17 @@ class Selected:
     tried: int
 
 
-def _matters(name: str, params: RecsParams, data: RecsData) -> bool:
-    """Whether changing `name` can change the model at all (a pointless fit costs as much as a useful one)."""
-    if name == "category":
-        return data.categories() is not None
-    if name == "l2":
-        return params.ease > 0
-    if name == "blend":
-        return params.ease < 1
-    if name in {"window", "backward"}:
-        return params.ease < 1 and params.blend < 1
-    return True
-
-
-def select_recs(valid: Validation, start: RecsParams | None = None, progress: bool = False) -> Selected:
-    """Coordinate search over SEARCH (two rounds): a full grid would be hundreds of fits for little gain."""
-    best = start or RecsParams()
-    model = valid.data.fit(best)
-    best_metrics = reference = valid.measure(model.scores, best.decay)
-    best_score = objective(best_metrics, reference)
-    tried = 1
-    steps = [(name, value) for _ in range(ROUNDS) for name, values in SEARCH.items() for value in values]
-    for name, value in tqdm(steps, desc="select: recs", unit="fit", disable=not progress):
-        candidate = with_values(best, **{name: value})
-        if candidate == best or not _matters(name, best, valid.data):
-            continue
-        model = valid.data.fit(candidate)
-        found = valid.measure(model.scores, candidate.decay)
-        tried += 1
-        score = objective(found, reference)
-        if score > best_score + 1e-9:
-            best, best_metrics, best_score = candidate, found, score
-    return Selected(best.to_dict(), best_metrics, tried)
-
-
 def select_baseline(valid: Validation, baseline: Baseline, progress: bool = False) -> Selected:
+    """A baseline's hyperparameters, by the same criterion among its own trials."""
     decays: Sequence[float] = (1.0,) if baseline.name == "popularity" else DECAYS
     candidates = [(dict(params), decay) for params in baseline.grid for decay in decays]
-    best: tuple[float, dict[str, Any], Metrics] | None = None
-    reference: Metrics | None = None
+    found: list[tuple[dict[str, Any], Metrics]] = []
     fitted: dict[str, Callable[..., Any]] = {}
     for params, decay in tqdm(candidates, desc=f"select: {baseline.name}", unit="fit", disable=not progress):
         key = repr(sorted(params.items()))
         if key not in fitted:
             fitted[key] = baseline.fit(valid.data, params)
-        found = valid.measure(fitted[key], decay)
-        reference = reference or found
-        score = objective(found, reference)
-        if best is None or score > best[0] + 1e-9:
-            best = (score, {**params, "decay": decay}, found)
-    assert best is not None
-    return Selected(best[1], best[2], len(candidates))
+        found.append(({**params, "decay": decay}, valid.measure(fitted[key], decay)))
+    best = {key: max(figure(metrics, *key) for _, metrics in found) for key in FIGURES}
+    params, metrics = max(found, key=lambda pair: criterion(pair[1], best))
+    return Selected(params, metrics, len(candidates))

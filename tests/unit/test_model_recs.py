@@ -12,7 +12,8 @@ from model_export.datasets import rees46
 from model_export.metrics import top_k
 from model_export.onnx_graphs import recs_graph
 from model_export.parity import PARITY_USERS, check
-from model_export.recs import RecsData, RecsParams
+from model_export.recommenders import Hybrid, RecsParams
+from model_export.recs import RecsData, RecsModel
 from model_export.training import Trained, train_models
 from personalization.recommend import (
     EXCLUDED_BELOW,
@@ -27,6 +28,10 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
 @pytest.fixture(scope="module")
 def trained() -> Trained:
     return train_models(normalize(rees46(SAMPLE)))
+
+
+def hybrid(data: RecsData, params: RecsParams) -> RecsModel:
+    return Hybrid(**params.to_dict()).fit(data).fitted()
 
 
 def run(
@@ -62,7 +67,7 @@ def test_onnx_graphs_match_their_references_on_every_user(trained: Trained) -> N
 
 
 def test_the_parity_check_catches_a_graph_that_differs(trained: Trained) -> None:
-    other = RecsData(normalize(rees46(SAMPLE)), trained.index).fit(RecsParams(prior=0.5, blend=1.0))
+    other = hybrid(RecsData(normalize(rees46(SAMPLE)), trained.index), RecsParams(prior=0.5, blend=1.0))
     report = check(
         trained.segment_onnx,
         trained.segments,
@@ -102,7 +107,7 @@ def test_excluded_items_only_fill_the_list_when_nothing_else_is_left() -> None:
             "timestamp": pd.date_range("2024-01-01", periods=4, freq="min", tz="UTC"),
         }
     )
-    model = RecsData(normalize(frame)).fit(RecsParams())
+    model = hybrid(RecsData(normalize(frame)), RecsParams())
     top_idx, top_score = run(recs_graph(model), [0], [1.0], [0, 1], 3)
     assert top_idx.tolist()[0] == 2
     assert all(score < EXCLUDED_BELOW for score in top_score[1:])
@@ -126,7 +131,7 @@ def test_a_catalog_of_50000_items_exports_and_runs() -> None:
         )
     )
     # When the recommender is fitted and exported as one graph
-    model = RecsData(frame).fit(RecsParams(category=0.2, blend=0.5, neighbors=50))
+    model = hybrid(RecsData(frame), RecsParams(category=0.2, blend=0.5, neighbors=50))
     graph = recs_graph(model)
     assert model.n_items >= 50_000
     # Then it runs and equals its reference, tail items included
