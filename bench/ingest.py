@@ -8,10 +8,11 @@ started (and stopped) here, exactly as the store writes them; the batch then goe
 Figures (the JSON object on the last line):
   events                    events used: all bundled events
   cpu_us_per_event          the batch's parse + validate + pseudonymize (ingest.batch.Classifier), grouping by
-                            user and personalization.profile.fold onto the stored profiles, per event, no I/O;
+                            user, personalization.profile.fold onto the stored profiles, and each accepted event's
+                            archive line (personalization.archive.archive_line), per event, no I/O;
                             median of repetitions after a warm-up; the pseudonym cache holds the people seen
                             before. As the handler runs it: cyclic GC paused, each profile decoded afresh (untimed:
-                            that is the read) and folded in place. Split into classify and fold; _best is the
+                            that is the read) and folded in place. Split into classify, fold and archive; _best is the
                             fastest repetition; _fresh is the same batch onto empty profiles with nobody cached (a
                             new container's first contact)
   reference_json_loads_us   json.loads of one record on this machine: a yardstick to scale the CPU figures
@@ -220,11 +221,12 @@ def invoke(handler: Callable[[dict[str, Any], Any], dict[str, Any]], event: dict
 class Cpu:
     classify_us: float
     fold_us: float
+    archive_us: float
     best_us: float  # the fastest repetition: closest to an unloaded machine
 
     @property
     def total_us(self) -> float:
-        return self.classify_us + self.fold_us
+        return self.classify_us + self.fold_us + self.archive_us
 
 
 def measure_cpu(
@@ -243,6 +245,7 @@ def measure_cpu(
     and folded in place, as the handler folds them.
     """
     from ingest.batch import Classifier, RawRecord, cyclic_gc_paused
+    from personalization.archive import archive_line
     from personalization.identity import pseudonymize
     from personalization.profile import PositionedEvent, fold
     from store import codec
@@ -250,7 +253,7 @@ def measure_cpu(
     raw = [RawRecord(r["Data"], SHARD, r["SequenceNumber"], r["ApproximateArrivalTimestamp"]) for r in records]
     now = datetime.now(UTC)
 
-    def once() -> tuple[float, float]:
+    def once() -> tuple[float, float, float]:
         profiles = {user: codec.decode(user, blob) for user, blob in priors.items()}
         pseudonymize.cache_clear()
         for raw_id in seen:
@@ -268,15 +271,25 @@ def measure_cpu(
             applied = 0
             for user, events in by_user.items():
                 applied += fold(profiles.get(user), user, events, settings, in_place=True)[1]
+            folded = time.perf_counter_ns()
+            # What ingest.archiving makes of each accepted event for PutRecordBatch (the call itself is I/O)
+            lines = [
+                archive_line(item.record.data, item.outcome.event)
+                for item in classified
+                if isinstance(item.outcome, PositionedEvent)
+            ]
             end = time.perf_counter_ns()
-        if applied != len(raw):
+        if applied != len(raw) or len(lines) != len(raw):
             raise RuntimeError(f"only {applied} of {len(raw)} events applied: the batch is not what it should be")
-        return (parsed - start) / 1000 / len(raw), (end - parsed) / 1000 / len(raw)
+        per_event = 1000 * len(raw)
+        return (parsed - start) / per_event, (folded - parsed) / per_event, (end - folded) / per_event
 
     for _ in range(WARMUP):
         once()
     runs = [once() for _ in range(REPETITIONS)]
-    return Cpu(median([c for c, _ in runs]), median([f for _, f in runs]), min(c + f for c, f in runs))
+    return Cpu(
+        median([r[0] for r in runs]), median([r[1] for r in runs]), median([r[2] for r in runs]), min(map(sum, runs))
+    )
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -374,6 +387,7 @@ def run() -> dict[str, Any]:
         "cpu_us_per_event": round(cpu.total_us, 2),
         "cpu_classify_us_per_event": round(cpu.classify_us, 2),
         "cpu_fold_us_per_event": round(cpu.fold_us, 2),
+        "cpu_archive_us_per_event": round(cpu.archive_us, 2),
         "cpu_us_per_event_best": round(cpu.best_us, 2),
         "cpu_us_per_event_fresh": round(cpu_fresh.total_us, 2),
         "reference_json_loads_us": round(reference_us(records[0]["Data"]), 2),
@@ -396,7 +410,10 @@ def report(f: Mapping[str, Any]) -> None:
         f"{f['batch_size']:,}, folded onto the profiles the {f['events'] - f['batch_size']:,} before it left"
     )
     print("(the loopback DynamoDB is moto on this machine: its milliseconds say little about AWS, its counts do)\n")
-    split = f"classify {f['cpu_classify_us_per_event']:.1f} + fold {f['cpu_fold_us_per_event']:.1f}"
+    split = (
+        f"classify {f['cpu_classify_us_per_event']:.1f} + fold {f['cpu_fold_us_per_event']:.1f}"
+        f" + archive {f['cpu_archive_us_per_event']:.1f}"
+    )
     rows = [
         ("cpu_us_per_event", f"{f['cpu_us_per_event']:.1f}", "<= 30", f"{split} (median)"),
         ("cpu_us_per_event_best", f"{f['cpu_us_per_event_best']:.1f}", "", f"fastest of {REPETITIONS} repetitions"),

@@ -12,6 +12,9 @@ The end state of any such sequence equals one clean run, which the tests check.
 An erased person's item is a tombstone (see store.profiles). The one profile read per batch returns it, and
 their events and bad records are dropped and counted: replaying the stream after an erasure brings nothing
 back. A write that races the erasure fails its version condition, re-reads, finds the tombstone, and drops.
+
+After the profiles, the batch's accepted events go to the archive (ingest.archiving says what a Firehose outage
+does); events that could be archived nowhere have their records reported like a failed write.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from ingest.archiving import ArchiveOutcome, Archiver, ArchiveUnavailable
 from personalization.events import Event, EventType, NoConsent, Reason, RecordParser, Rejected
 from personalization.profile import FoldSettings, PositionedEvent, fold, to_ms
 from personalization.redaction import redact
@@ -74,6 +78,7 @@ class BatchResult:
     writes: int = 0
     conflicts: int = 0
     failed_seqs: list[str] = field(default_factory=list)
+    archive: ArchiveOutcome = field(default_factory=ArchiveOutcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +137,8 @@ class BatchWriter:
     retention: timedelta
     max_conflict_retries: int
     max_write_workers: int = 16
+    # None: no archive (a deployment without one, and tests of the fold alone).
+    archiver: Archiver | None = None
     on_failure: Callable[[RawRecord, Exception], None] = lambda record, exc: None
 
     def write(self, classified: Sequence[Classified]) -> BatchResult:
@@ -153,10 +160,27 @@ class BatchWriter:
         if stored is None:
             # Reported already, except bad records that name nobody: no tombstone can concern them.
             self._quarantine([pair for pair in bad if pair[1].user is None], result)
+            self._archive(classified, set(by_user), result)
             return result
         self._quarantine(self._not_erased(bad, stored, result), result)
-        self._fold_users(by_user, stored, result)
+        failed_users = self._fold_users(by_user, stored, result)
+        erased = {user for user, found in stored.items() if type(found) is Erased}
+        self._archive(classified, failed_users | erased, result)
         return result
+
+    def _archive(self, classified: Sequence[Classified], left_out: set[str], result: BatchResult) -> None:
+        """The accepted events of everyone not `left_out` (erased people, failed writes) to the archive, in order."""
+        if self.archiver is None:
+            return
+        items: list[tuple[RawRecord, Event]] = []
+        for record, outcome in classified:
+            if type(outcome) is PositionedEvent and outcome.event.user_id not in left_out:
+                items.append((record, outcome.event))
+        result.archive = self.archiver.archive([(record.data, event) for record, event in items])
+        if result.archive.failed:
+            exc = ArchiveUnavailable(result.archive.error or "archive unavailable")
+            for index in result.archive.failed:
+                self._fail(items[index][0], exc, result)
 
     def _read(
         self,
@@ -211,21 +235,28 @@ class BatchWriter:
         by_user: dict[str, list[tuple[RawRecord, PositionedEvent]]],
         stored: dict[str, StoredProfile | Erased],
         result: BatchResult,
-    ) -> None:
+    ) -> set[str]:
+        """Fold and write every user's events; return the users whose write failed (their records are reported)."""
         result.users = len(by_user)
+        failed: set[str] = set()
         if not by_user:
-            return
+            return failed
         # One conditional put per user; they are independent, and each waits on a network round trip, so
         # they run side by side. Results are gathered here, on the calling thread, in a fixed order.
         with ThreadPoolExecutor(max_workers=self.max_write_workers) as pool:
             futures = [
-                (pairs, pool.submit(self._fold_one, user_id, [event for _, event in pairs], stored.get(user_id)))
+                (
+                    user_id,
+                    pairs,
+                    pool.submit(self._fold_one, user_id, [event for _, event in pairs], stored.get(user_id)),
+                )
                 for user_id, pairs in by_user.items()
             ]
-            for pairs, future in futures:
+            for user_id, pairs, future in futures:
                 try:
                     outcome = future.result()
                 except Exception as exc:
+                    failed.add(user_id)
                     for record, _ in pairs:
                         self._fail(record, exc, result)
                     continue
@@ -234,6 +265,9 @@ class BatchWriter:
                 result.writes += outcome.writes
                 result.conflicts += outcome.conflicts
                 result.dropped_erased += outcome.erased
+                if outcome.erased:
+                    failed.add(user_id)  # erased while the batch ran: archive none of theirs
+        return failed
 
     def _fold_one(
         self, user_id: str, events: list[PositionedEvent], current: StoredProfile | Erased | None

@@ -17,6 +17,10 @@ class IngestConfig(FunctionSettings):
     profile_retention_days: int = Field(default=180, ge=1)
     quarantine_retention_days: int = Field(default=14, ge=1)
     affinity_half_life_hours: float = Field(default=168.0, gt=0)
+    # The archive (ingest.archiving): the Firehose delivery stream, and its bucket for when Firehose is down.
+    # Both unset: nothing is archived.
+    archive_delivery_stream: str | None = None
+    archive_bucket: str | None = None
     # Conflicting writes of one profile retried before the batch gives up on it; not read from the environment.
     max_conflict_retries: ClassVar[int] = 5
 

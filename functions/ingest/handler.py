@@ -37,6 +37,11 @@ def _publish(received: int, result: BatchResult) -> None:
     metrics.add_metric(name="VersionConflicts", unit=MetricUnit.Count, value=result.conflicts)
     metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(result.failed_seqs))
     metrics.add_metric(name="RecordsQuarantined", unit=MetricUnit.Count, value=sum(result.quarantined.values()))
+    archive = result.archive
+    metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=archive.delivered)
+    metrics.add_metric(name="ArchiveRecordsResent", unit=MetricUnit.Count, value=archive.retried)
+    metrics.add_metric(name="ArchiveFallbackEvents", unit=MetricUnit.Count, value=archive.fallback_events)
+    metrics.add_metric(name="ArchiveFailedEvents", unit=MetricUnit.Count, value=len(archive.failed))
     for reason, count in result.quarantined.items():
         metrics.add_metric(name=f"Quarantined_{reason.value}", unit=MetricUnit.Count, value=count)
 
@@ -72,6 +77,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "dropped_no_consent": result.dropped_no_consent,
             "dropped_erased": result.dropped_erased,
             "failed": len(result.failed_seqs),
+            "archived": result.archive.delivered,
+            "archive_fallback": result.archive.fallback_events,
+            "archive_failed": len(result.archive.failed),
+            "archive_error": result.archive.error,
         },
     )
     return dict(processor.response())

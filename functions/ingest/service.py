@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ingest.archiving import Archiver
 from ingest.batch import BatchWriter
 from ingest.config import IngestConfig
 from personalization.profile import FoldSettings
+from store.archive import ArchiveBucket, ArchiveSettings, FirehoseArchive
 from store.parameters import get_secret
 from store.profiles import ProfileStore, TableSettings
 from store.quarantine import QuarantineStore
@@ -28,6 +30,14 @@ class IngestService:
 WRITE_WORKERS = 16
 
 
+def archiver(config: IngestConfig) -> Archiver | None:
+    if not config.archive_delivery_stream or not config.archive_bucket:
+        return None
+    settings = ArchiveSettings(config.archive_delivery_stream, config.archive_bucket, config.region)
+    # The fallback object is the last chance before the records are reported: let botocore retry it twice more.
+    return Archiver(FirehoseArchive.connect(settings), ArchiveBucket.connect(settings, retries=3))
+
+
 @lru_cache(maxsize=1)
 def ingest_service() -> IngestService:
     config = IngestConfig.from_env()
@@ -38,5 +48,6 @@ def ingest_service() -> IngestService:
         retention=config.retention,
         max_conflict_retries=config.max_conflict_retries,
         max_write_workers=WRITE_WORKERS,
+        archiver=archiver(config),
     )
     return IngestService(config, writer)

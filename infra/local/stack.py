@@ -77,12 +77,15 @@ NAME_PROPERTY: Mapping[str, str] = {
     "AWS::SQS::Queue": "QueueName",
     "AWS::SNS::Topic": "TopicName",
     "AWS::SSM::Parameter": "Name",
+    "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
     "AWS::Serverless::Function": "FunctionName",
     "AWS::Lambda::Function": "FunctionName",
 }
 
 # Topics and queues first: other resources may point at their ARNs (dead letters, notifications).
 _CREATION_ORDER = ("AWS::SNS::Topic", "AWS::SQS::Queue")
+# Last: a delivery stream names the bucket it writes to.
+_CREATED_LAST = ("AWS::KinesisFirehose::DeliveryStream",)
 
 _SSM_NAME_PARAMETER_SUFFIX = "ParameterName"
 _STARTUP_ATTEMPTS = 3
@@ -544,6 +547,9 @@ class LocalStack:
             "AWS::SQS::Queue": f"arn:aws:sqs:{scope}:{name}",
             "AWS::SNS::Topic": f"arn:aws:sns:{scope}:{name}",
             "AWS::SSM::Parameter": f"arn:aws:ssm:{scope}:parameter/{name.lstrip('/')}",
+            "AWS::KinesisFirehose::DeliveryStream": f"arn:aws:firehose:{scope}:deliverystream/{name}",
+            # Roles are not created locally; a delivery stream still names its role's ARN.
+            "AWS::IAM::Role": f"arn:aws:iam::{self._account_id}:role/{name}",
         }
         if resource.type in FUNCTION_TYPES:
             return f"arn:aws:lambda:{scope}:function:{name}"
@@ -569,11 +575,15 @@ class LocalStack:
             "AWS::Kinesis::Stream": self._create_stream,
             "AWS::S3::Bucket": self._create_bucket,
             "AWS::SSM::Parameter": self._create_ssm_parameter,
+            "AWS::KinesisFirehose::DeliveryStream": self._create_delivery_stream,
         }
-        resources = sorted(
-            self.template.resources.values(),
-            key=lambda r: _CREATION_ORDER.index(r.type) if r.type in _CREATION_ORDER else len(_CREATION_ORDER),
-        )
+
+        def rank(resource: Resource) -> int:
+            if resource.type in _CREATION_ORDER:
+                return _CREATION_ORDER.index(resource.type)
+            return len(_CREATION_ORDER) + (resource.type in _CREATED_LAST)
+
+        resources = sorted(self.template.resources.values(), key=rank)
         for resource in resources:
             creator = creators.get(resource.type)
             if creator is None:
@@ -748,6 +758,33 @@ class LocalStack:
         if "Subscription" in props:
             logger.info("%s: subscriptions are not created locally", resource.logical_id)
         logger.info("created SNS topic %s", name)
+
+    def _create_delivery_stream(self, resource: Resource, resolver: Resolver) -> None:
+        """A DirectPut delivery stream to the template's bucket. moto writes every PutRecordBatch straight to S3 as
+        one object under `<prefix>YYYY/MM/DD/HH/` (no buffering, compression or processing), so the prefix is cut
+        at the folder holding its first dynamic-partitioning expression: `events/dt=!{...}/` becomes `events/`."""
+        props = resource.properties
+        if props.get("DeliveryStreamType", "DirectPut") != "DirectPut":
+            raise LocalStackError(f"{resource.logical_id}: only DirectPut delivery streams are created locally")
+        where = f"{resource.logical_id}.ExtendedS3DestinationConfiguration"
+        destination = props["ExtendedS3DestinationConfiguration"]
+        prefix = resolver.resolve_string(destination.get("Prefix", ""), f"{where}.Prefix")
+        if "!{" in prefix:
+            prefix = prefix[: prefix.rfind("/", 0, prefix.index("!{")) + 1]
+        name = self.physical_names[resource.logical_id]
+        firehose = self.client("firehose")
+        arn = firehose.create_delivery_stream(
+            DeliveryStreamName=name,
+            DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration={
+                "BucketARN": resolver.resolve_string(destination["BucketARN"], f"{where}.BucketARN"),
+                "RoleARN": resolver.resolve_string(destination["RoleARN"], f"{where}.RoleARN"),
+                "Prefix": prefix,
+                "CompressionFormat": "UNCOMPRESSED",
+            },
+        )["DeliveryStreamARN"]
+        self.arns[resource.logical_id] = arn
+        logger.info("created Firehose delivery stream %s (to prefix %r)", name, prefix)
 
     def _create_ssm_parameter(self, resource: Resource, resolver: Resolver) -> None:
         props = self._properties(resource, resolver)

@@ -39,6 +39,8 @@ VARIABLES = (
     "STREAM_READ_TIMEOUT_S",
     "ERASURE_TOMBSTONE_DAYS",
     "ERASURE_LOG_RETENTION_DAYS",
+    "ARCHIVE_DELIVERY_STREAM",
+    "ARCHIVE_BUCKET",
 )
 # What each configuration cannot do without.
 REQUIRED: dict[type[FunctionSettings], dict[str, str]] = {
@@ -76,7 +78,13 @@ def given(env: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
 # Every field of each configuration when only its required variables are set, by field name: the required
 # ones from REQUIRED, the others their defaults.
 DEFAULTS: dict[type[FunctionSettings], dict[str, Any]] = {
-    IngestConfig: {"profile_retention_days": 180, "quarantine_retention_days": 14, "affinity_half_life_hours": 168.0},
+    IngestConfig: {
+        "profile_retention_days": 180,
+        "quarantine_retention_days": 14,
+        "affinity_half_life_hours": 168.0,
+        "archive_delivery_stream": None,
+        "archive_bucket": None,
+    },
     ServeConfig: {
         "profile_connect_timeout_s": 0.02,
         "profile_read_timeout_s": 0.03,

@@ -24,6 +24,8 @@ NAMES = {
     "QuarantineTable": "local-quarantine-table",
     "ErasureLogTable": "local-erasure-log-table",
     "ArtifactBucket": "local-artifact-bucket",
+    "ArchiveBucket": "local-archive-bucket",
+    "ArchiveDeliveryStream": "local-archive-delivery-stream",
     "IngestFunction": "local-ingest-function",
     "ServeFunction": "local-serve-function",
     "EraseFunction": "local-erase-function",
@@ -68,7 +70,8 @@ def test_real_template_resources_by_type(template: Template) -> None:
         "ErasureLogTable",
     ]
     assert list(template.resources_of_type("AWS::Kinesis::Stream")) == ["EventStream"]
-    assert list(template.resources_of_type("AWS::S3::Bucket")) == ["ArtifactBucket"]
+    assert list(template.resources_of_type("AWS::S3::Bucket")) == ["ArtifactBucket", "ArchiveBucket"]
+    assert list(template.resources_of_type("AWS::KinesisFirehose::DeliveryStream")) == ["ArchiveDeliveryStream"]
     profiles = template.resource("ProfilesTable").properties
     assert profiles["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert profiles["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
@@ -102,6 +105,8 @@ def test_ingest_function_environment_resolves_against_local_names(template: Temp
         "PROFILE_RETENTION_DAYS": "180",
         "QUARANTINE_RETENTION_DAYS": "14",
         "AFFINITY_HALF_LIFE_HOURS": "168",
+        "ARCHIVE_DELIVERY_STREAM": "local-archive-delivery-stream",
+        "ARCHIVE_BUCKET": "local-archive-bucket",
     }
 
 
