@@ -28,14 +28,15 @@ from datetime import UTC, datetime, timedelta
 from io import BufferedReader
 from itertools import count
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 
+from model_export.experiment_stats import chi_square_p_value, newcombe, two_proportion_p_value, wilson
 from personalization.events import PEPPER_CONTEXT, Event, EventType
+from personalization.provenance import signed_by_serve
 
 WINDOW_MINUTES = 30.0
 CONTROL = "control"
@@ -45,72 +46,10 @@ MAX_REASONS = 5
 # A mismatch this unlikely under the configured shares means the assignment or the logging is broken; the
 # threshold is strict because the check runs on every report, and a false alarm costs a needless investigation.
 SRM_ALPHA = 0.001
-CONFIDENCE = 0.95
-Z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
 SUFFIXES = (".jsonl", ".jsonl.gz")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-
-
-# -- statistics --------------------------------------------------------------------------------------------
-
-
-def wilson(successes: int, trials: int, z: float = Z) -> tuple[float, float]:
-    """The Wilson score interval of a proportion.
-
-    Not the normal approximation p ± z·sqrt(p(1-p)/n): CTRs sit near 0 and many variants have few
-    impressions, where that interval is far too narrow (zero width at 0 clicks) and can go below 0. Wilson's
-    stays inside [0, 1], is non-degenerate at 0 and n, and keeps close to its nominal coverage for small n.
-    """
-    if trials <= 0:
-        return 0.0, 1.0
-    p = successes / trials
-    z2 = z * z
-    denominator = 1 + z2 / trials
-    center = (p + z2 / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
-    # Exact at the edges: rounding would otherwise leave 1e-18 where the formula gives 0.
-    low = 0.0 if successes == 0 else max(0.0, center - half)
-    high = 1.0 if successes == trials else min(1.0, center + half)
-    return low, high
-
-
-def newcombe(x1: int, n1: int, x2: int, n2: int, z: float = Z) -> tuple[float, float, float]:
-    """p2 - p1 and Newcombe's hybrid score interval for it (his method 10, from the two Wilson intervals).
-
-    Chosen over the Wald interval of the difference for the same reason Wilson is chosen per variant: it
-    behaves at small counts and near 0, where the Wald interval is too narrow.
-    """
-    p1, p2 = x1 / n1, x2 / n2
-    low1, high1 = wilson(x1, n1, z)
-    low2, high2 = wilson(x2, n2, z)
-    difference = p2 - p1
-    low = difference - math.sqrt((p2 - low2) ** 2 + (high1 - p1) ** 2)
-    high = difference + math.sqrt((high2 - p2) ** 2 + (p1 - low1) ** 2)
-    return difference, low, high
-
-
-def two_proportion_p_value(x1: int, n1: int, x2: int, n2: int) -> float:
-    """Two-sided p-value of the pooled two-proportion z test of p1 = p2."""
-    pooled = (x1 + x2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return 1.0  # both variants all clicks or all misses: no evidence of a difference
-    z = abs(x2 / n2 - x1 / n1) / se
-    # erfc keeps its precision far into the tail, where 1 - cdf(z) would round to 0.
-    return math.erfc(z / math.sqrt(2))
-
-
-def chi_square_p_value(observed: Sequence[int], shares: Sequence[float]) -> float:
-    """Goodness-of-fit p-value of observed counts against expected shares (normalised to sum to 1)."""
-    # scipy.special, not scipy.stats: the same survival function without seconds of import time.
-    from scipy.special import chdtrc
-
-    total, share_sum = sum(observed), sum(shares)
-    expected = [total * share / share_sum for share in shares]
-    statistic = sum((o - e) ** 2 / e for o, e in zip(observed, expected, strict=True) if e > 0)
-    return float(chdtrc(len(observed) - 1, statistic))
 
 
 # -- results -----------------------------------------------------------------------------------------------
@@ -202,6 +141,8 @@ class InputStats:
     views: int = 0
     other: int = 0
     raw_id_views: int = 0
+    # Impressions without a valid signature of serve's, not counted (only when a key was given to check with).
+    untrusted_impressions: int = 0
 
     def reject(self, where: str, error: ValueError) -> None:
         self.unparsed += 1
@@ -221,6 +162,8 @@ class ExperimentReport:
     mixed_users: dict[str, int]
     sample_ratios: list[SampleRatio]
     warnings: list[str]
+    # Whether only impressions signed by serve were counted.
+    verified: bool = False
 
     def summary(self) -> dict[str, Any]:
         """The JSON last line."""
@@ -241,6 +184,8 @@ class ExperimentReport:
             "impression_events": self.inputs.impressions,
             "view_events": self.inputs.views,
             "raw_id_views": self.inputs.raw_id_views,
+            "impressions_verified": self.verified,
+            "untrusted_impressions": self.inputs.untrusted_impressions,
             "pseudonymized": self.pseudonymized,
             "warnings": self.warnings,
         }
@@ -313,6 +258,8 @@ class Collector:
 
     experiment: str | None = None
     pepper: bytes | None = None
+    # The key serve signs impressions with (personalization.provenance.impression_key); None: not checked.
+    impression_key: bytes | None = None
     inputs: InputStats = field(default_factory=InputStats)
     groups: dict[tuple[str, str], int] = field(default_factory=dict)  # (experiment, variant), first seen first
     users: defaultdict[str, int] = field(default_factory=_interner)
@@ -359,6 +306,9 @@ class Collector:
         if self.experiment is not None and shown.experiment != self.experiment:
             return
         if not self._consented(event):
+            return
+        if self.impression_key is not None and not signed_by_serve(self.impression_key, event):
+            self.inputs.untrusted_impressions += 1
             return
         key = (shown.experiment or NO_EXPERIMENT, shown.variant or NO_VARIANT)
         self.shown_user.append(self.users[event.user_id])
@@ -555,6 +505,13 @@ def _warnings(collector: Collector, mixed: dict[str, int]) -> list[str]:
             " was given: they can only join impressions logged under the same raw id, and serve logs"
             " pseudonymous ids, so their clicks are missing. Pass --pepper (the ingest pepper) to include them."
         )
+    if collector.impression_key is None:
+        found.append(
+            "impressions were not verified: anyone who can write to the stream could have added some. Pass"
+            " --identity-key (serve's identity key) to count only the impressions serve signed."
+        )
+    elif inputs.untrusted_impressions:
+        found.append(f"{inputs.untrusted_impressions:,} impression(s) not signed by serve were not counted.")
     if inputs.unparsed:
         found.append(f"{inputs.unparsed:,} line(s) are not valid events and were skipped (first reasons listed).")
     if not collector.groups:
@@ -587,6 +544,7 @@ def build_report(
         mixed_users=mixed,
         sample_ratios=ratios,
         warnings=_warnings(collector, mixed),
+        verified=collector.impression_key is not None,
     )
 
 
@@ -596,12 +554,15 @@ def analyze(
     window_minutes: float = WINDOW_MINUTES,
     pepper: bytes | None = None,
     shares: dict[str, float] | None = None,
+    impression_key: bytes | None = None,
 ) -> ExperimentReport:
-    """Read a stream dump (a JSON-lines file or a folder of them) and report CTR per experiment variant."""
+    """Read a stream dump (a JSON-lines file or a folder of them) and report CTR per experiment variant.
+
+    With `impression_key`, only impressions serve signed count (see personalization.provenance)."""
     if window_minutes < 0:
         raise ValueError("the attribution window cannot be negative")
     files = event_files(path)
-    collector = Collector(experiment=experiment, pepper=pepper)
+    collector = Collector(experiment=experiment, pepper=pepper, impression_key=impression_key)
     collector.inputs.files = len(files)
     for where, line in read_lines(files):
         collector.add_line(where, line)

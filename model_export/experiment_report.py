@@ -10,16 +10,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model_export.experiment import (
-    CONFIDENCE,
     SRM_ALPHA,
     WINDOW_MINUTES,
     ExperimentReport,
     analyze,
     parse_shares,
 )
+from model_export.experiment_stats import CONFIDENCE
+from personalization.provenance import impression_key
 
 PEPPER_ENV = "PERSONALIZATION_PEPPER"
 PEPPER_HEX_ENV = "PERSONALIZATION_PEPPER_HEX"
+IDENTITY_KEY_ENV = "PERSONALIZATION_IDENTITY_KEY"
 VARIANT_HEADERS = ("experiment", "variant", "impressions", "clicks", "CTR", "95% CI", "users")
 COMPARISON_HEADERS = ("experiment", "variant vs control", "CTR difference", "95% CI (Newcombe)", "p (z test)")
 
@@ -38,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--shares",
         help="configured traffic shares, e.g. control=0.5,popular=0.5: enables the sample ratio mismatch check",
     )
+    parser.add_argument(
+        "--identity-key",
+        default=os.environ.get(IDENTITY_KEY_ENV),
+        help=f"serve's identity key exactly as stored in its SSM parameter (or ${IDENTITY_KEY_ENV}): only"
+        " impressions serve signed are counted (without it, every impression is, and the report says so)",
+    )
     pepper = parser.add_mutually_exclusive_group()
     # Both read from the environment by default: a secret on the command line shows in `ps` and shell history.
     pepper.add_argument(
@@ -51,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(PEPPER_HEX_ENV),
         help=f"the pepper's key bytes in hex (or ${PEPPER_HEX_ENV}), for a pepper that is not text",
     )
+
+
+def identity_key_bytes(text: str | None) -> bytes | None:
+    """The impression signing key, derived from serve's identity key as stored in SSM (its UTF-8 bytes)."""
+    return impression_key(text.encode()) if text else None
 
 
 def pepper_bytes(text: str | None, hex_text: str | None) -> bytes | None:
@@ -76,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             window_minutes=args.window_minutes,
             pepper=pepper_bytes(args.pepper, args.pepper_hex),
             shares=shares,
+            impression_key=identity_key_bytes(args.identity_key),
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

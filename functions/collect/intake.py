@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from personalization.events import (
+    BROWSER_EVENT_TYPES,
     Event,
     EventType,
     NoConsent,
@@ -34,6 +35,9 @@ from personalization.identity import sign_token, verify_token
 MAX_EVENTS = 500
 MAX_BODY_BYTES = 1024 * 1024
 NO_CONSENT = "no_consent"
+NOT_ALLOWED = "not_allowed"
+# Types the schema knows that a browser may not send (serve's impressions): refused by name, before anything.
+_SERVER_ONLY = frozenset(kind.value for kind in EventType) - frozenset(kind.value for kind in BROWSER_EVENT_TYPES)
 BATCH_KEY = "events"
 
 
@@ -139,6 +143,10 @@ def admit(item: Any, pseudonym: str, now: datetime, retention: timedelta) -> Eve
     """
     if not isinstance(item, dict):
         return Refusal("event", Reason.NOT_OBJECT.value, f"expected an event object, got a JSON {_json_type(item)}")
+    kind = item.get("type")
+    if isinstance(kind, str) and kind in _SERVER_ONLY:
+        # A browser that could post impressions could write its own experiment results.
+        return Refusal("type", NOT_ALLOWED, f"{kind} events come from the fragment service, never from a browser")
     # Checked before the schema, as ingest does: without consent nothing of the event matters or is kept.
     # A consent event is the exception: a withdrawal must reach the profile to take effect.
     if item.get("type") != EventType.CONSENT.value and not has_analytics_consent(item):

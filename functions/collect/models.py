@@ -21,7 +21,9 @@ class RejectedRecord(BaseModel):
     index: int
     status: Literal["rejected"] = "rejected"
     field: str
-    reason: str = Field(description="no_consent, or one of the event schema's reason codes (invalid_field, ...)")
+    reason: str = Field(
+        description="no_consent, not_allowed (a type only serve writes), or one of the schema's reason codes"
+    )
     message: str
 
 

@@ -55,6 +55,8 @@ class EventType(StrEnum):
 # As module globals, for checks made on every event: reading EventType.X goes through the enum's metaclass.
 _IMPRESSION = EventType.IMPRESSION
 _CONSENT = EventType.CONSENT
+# What a browser may send (through the collector): everything but serve's own exposure log. The one list of it.
+BROWSER_EVENT_TYPES = frozenset(EventType) - {EventType.IMPRESSION}
 ITEM_EVENT_TYPES = frozenset(
     {EventType.VIEW_PRODUCT, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE}
 )
@@ -142,6 +144,8 @@ class Impression(BaseModel):
     variant: Id | None = None
     model_version: Text
     rules_version: Text
+    # serve's HMAC over the impression (personalization.provenance); reports count only those that verify.
+    signature: Annotated[str, Field(max_length=64)] | None = None
 
 
 class Event(BaseModel):

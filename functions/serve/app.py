@@ -156,8 +156,8 @@ def get_fragment(
         logger.exception("fragment pipeline failed; serving the popular fallback")
         fragment = fallback(state, slot, k, context, "internal_error", now_ms)
     _count(fragment)
-    if pseudonym is not None and fragment.mode is Mode.PERSONALIZED and state.impressions is not None:
-        state.impressions.record(pseudonym, fragment)
+    if pseudonym is not None and key and fragment.mode is Mode.PERSONALIZED and state.impressions is not None:
+        state.impressions.record(pseudonym, fragment, key)
     body = render_json(fragment) if format == "json" else render_html(fragment)
     cookie = _segment_cookie(key, fragment, pz_seg, known_segment, state.model_version)
     headers = _headers(

@@ -23,6 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from observability import logger, metrics
 from personalization.events import Consent, Event, EventType, Impression
 from personalization.fragments import Fragment
+from personalization.provenance import impression_key, impression_signature
 from store.stream import EventStream, NotWritten, StreamRecord
 
 MAX_QUEUED = 10_000
@@ -33,8 +34,9 @@ LINGER_S = 0.05
 CONSENTED = Consent(analytics=True, personalization=True)
 
 
-def impression_event(pseudonym: str, fragment: Fragment, now: datetime) -> Event:
-    return Event(
+def impression_event(pseudonym: str, fragment: Fragment, now: datetime, identity_key: bytes) -> Event:
+    """The impression of one served fragment, signed so that a report can tell it from a forged one."""
+    event = Event(
         event_id=uuid.uuid4().hex,
         pseudonymous=True,
         user_id=pseudonym,
@@ -50,6 +52,9 @@ def impression_event(pseudonym: str, fragment: Fragment, now: datetime) -> Event
             rules_version=fragment.rules_version,
         ),
     )
+    assert event.impression is not None
+    signature = impression_signature(impression_key(identity_key), event)
+    return event.model_copy(update={"impression": event.impression.model_copy(update={"signature": signature})})
 
 
 def _count(name: str, value: int) -> None:
@@ -72,10 +77,10 @@ class ImpressionLog:
         self.failed = 0
         self.dropped = 0
 
-    def record(self, pseudonym: str, fragment: Fragment) -> None:
+    def record(self, pseudonym: str, fragment: Fragment, identity_key: bytes) -> None:
         """Queue one impression; never blocks and never raises."""
         try:
-            event = impression_event(pseudonym, fragment, self._clock())
+            event = impression_event(pseudonym, fragment, self._clock(), identity_key)
             self._ensure_sender()
             with self._idle:
                 self._in_flight += 1

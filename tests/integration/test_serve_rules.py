@@ -17,6 +17,7 @@ from infra.local.stream_dump import dump_stream
 from personalization.events import Event, EventType
 from personalization.experiments import Experiment, assign
 from personalization.identity import pseudonymize
+from personalization.provenance import impression_key, signed_by_serve
 from store.rules_source import CURRENT, RulesSource
 from tests.integration.serve_support import World, world
 from tests.integration.test_serve_http import most_active, token_for
@@ -163,3 +164,5 @@ def test_experiment_variants_are_stable_and_every_personal_impression_is_logged(
         assert event.impression.variant == variant
         assert event.impression.items == items
         assert event.impression.rules_version == "t4"
+        # Signed by serve, so a report given the identity key counts it (and nothing a browser forged)
+        assert signed_by_serve(impression_key(world.identity_key), event)

@@ -182,8 +182,9 @@ def test_an_invalid_event_is_refused_naming_the_field(overrides: dict[str, Any],
     assert refusal.message
 
 
-def test_a_record_ingest_would_find_too_large_is_refused_and_a_non_object_too() -> None:
-    # Within every field's own limit (counted in characters), but over ingest's 32 KB record limit in UTF-8
+def test_an_impression_ingest_would_find_too_large_is_refused_for_its_type_and_a_non_object_too() -> None:
+    # Within every field's own limit (counted in characters), but over ingest's 32 KB record limit in UTF-8:
+    # only an impression could be, and a browser may not send one at all
     wide = "\N{GRINNING FACE}"  # 4 bytes
     impression = {
         "slot": "s",
@@ -197,7 +198,7 @@ def test_a_record_ingest_would_find_too_large_is_refused_and_a_non_object_too() 
     big = client_event(type="impression", item_id=None, impression=impression, context=context, category=wide * 256)
     refusal = admit(big, PSEUDONYM, NOW, RETENTION)
     assert isinstance(refusal, Refusal)
-    assert (refusal.field, refusal.reason) == ("event", "too_large")
+    assert (refusal.field, refusal.reason) == ("type", "not_allowed")
     refusal = admit(["not", "an", "object"], PSEUDONYM, NOW, RETENTION)
     assert isinstance(refusal, Refusal)
     assert (refusal.field, refusal.reason) == ("event", "not_object")
@@ -233,3 +234,13 @@ def test_a_consent_withdrawal_is_admitted() -> None:
     assert isinstance(event, Event)
     assert event.type is EventType.CONSENT
     assert event.consent.analytics is False
+
+
+@pytest.mark.parametrize("consent", [{"analytics": True, "personalization": True}, {"analytics": False}])
+def test_a_browser_may_not_send_an_impression_whatever_else_it_says(consent: dict[str, bool]) -> None:
+    # Serve logs what it showed; an impression from a browser could write its own experiment results
+    shown = {"slot": "for-you", "items": ["i-1"], "experiment": "e", "variant": "control", "model_version": "v"}
+    forged = client_event(type="impression", item_id=None, impression={**shown, "rules_version": "r"}, consent=consent)
+    refusal = admit(forged, PSEUDONYM, NOW, RETENTION)
+    assert isinstance(refusal, Refusal)
+    assert (refusal.field, refusal.reason) == ("type", "not_allowed")

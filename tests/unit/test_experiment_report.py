@@ -21,12 +21,10 @@ from model_export.experiment import (
     NO_VARIANT,
     ExperimentReport,
     analyze,
-    newcombe,
     parse_shares,
-    two_proportion_p_value,
-    wilson,
 )
 from model_export.experiment_report import PEPPER_ENV, add_arguments, markdown, pepper_bytes, run, table_text
+from model_export.experiment_stats import newcombe, two_proportion_p_value, wilson
 from personalization.events import Event
 from personalization.identity import pseudonymize
 
@@ -316,7 +314,7 @@ def test_raw_id_views_join_only_with_the_pepper_and_the_report_says_so(tmp_path:
     # With it, the view is pseudonymized on parsing and joins
     with_pepper = report_of(tmp_path, lines, pepper=pepper)
     assert figures(with_pepper)["control"]["clicks"] == 1
-    assert not with_pepper.warnings
+    assert not [w for w in with_pepper.warnings if "not verified" not in w]
 
 
 def test_the_pepper_is_the_ssm_text_or_its_bytes_in_hex() -> None:
@@ -535,7 +533,7 @@ def test_the_command_refuses_a_missing_file_with_a_message(tmp_path: Path) -> No
 
 
 def test_the_chi_square_p_value_matches_its_closed_forms() -> None:
-    from model_export.experiment import chi_square_p_value
+    from model_export.experiment_stats import chi_square_p_value
 
     # 1 degree of freedom: P(chi2 > x) = erfc(sqrt(x / 2)); 480 vs 520 of 1,000 at 50/50 gives x = 1.6.
     assert chi_square_p_value([480, 520], [0.5, 0.5]) == pytest.approx(math.erfc(math.sqrt(0.8)))
@@ -565,3 +563,80 @@ def test_the_options_read_the_pepper_from_the_environment_and_check_the_shares(
     # And malformed shares are refused with a message, not a traceback
     assert run(parser.parse_args(["--events", str(events), "--shares", "control"])) == 2
     assert "variant=share" in capsys.readouterr().err
+
+
+# -- only impressions serve signed count (issue 21, finding 7) ----------------------------------------------
+
+IDENTITY_KEY = "the identity key as stored in SSM"
+
+
+def signed(line: bytes, key: str = IDENTITY_KEY) -> bytes:
+    """An impression line as serve writes it: signed under the key derived from its identity key."""
+    from personalization.provenance import impression_key, impression_signature
+
+    event = Event.model_validate_json(line)
+    assert event.impression is not None
+    signature = impression_signature(impression_key(key.encode()), event)
+    return event.model_copy(
+        update={"impression": event.impression.model_copy(update={"signature": signature})}
+    ).to_json_bytes()
+
+
+def test_impressions_not_signed_by_serve_do_not_count_when_the_key_is_given(tmp_path: Path) -> None:
+    # Given serve's impressions for two visitors of each variant, one click in control...
+    lines = []
+    for n, variant in enumerate(["control", "control", "popular", "popular"]):
+        lines.append(signed(impression(f"s{n}", f"u{n}", T0, ["a", "b"], variant=variant)))
+    lines.append(view("v0", "u0", T0 + minutes(1), "a"))
+    # ...and a client's forgeries: control impressions it clicks itself, unsigned, mis-signed or altered
+    for n in range(30):
+        forged = impression(f"f{n}", f"forger{n}", T0, ["a"], variant="control")
+        lines.append(
+            [forged, signed(forged, key="a guessed key"), signed(forged).replace(b"control", b"popular")][n % 3]
+        )
+        lines.append(view(f"fv{n}", f"forger{n}", T0 + minutes(1), "a"))
+
+    # When the report is made with serve's key, only serve's impressions count
+    report = report_of(tmp_path, lines, impression_key=impression_key_of(IDENTITY_KEY))
+    found = figures(report)
+    assert (found["control"]["impressions"], found["control"]["clicks"]) == (2, 1)
+    assert (found["popular"]["impressions"], found["popular"]["clicks"]) == (2, 0)
+    assert report.summary()["untrusted_impressions"] == 30
+    assert report.summary()["impressions_verified"] is True
+    assert any("not signed by serve" in w for w in report.warnings)
+
+    # And without the key every impression counts, and the report says they were not verified
+    unverified = report_of(tmp_path, lines)
+    assert figures(unverified)["control"]["impressions"] == 22
+    assert unverified.summary()["impressions_verified"] is False
+    assert any("not verified" in w for w in unverified.warnings)
+
+
+def impression_key_of(identity_key: str) -> bytes:
+    from model_export.experiment_report import identity_key_bytes
+
+    key = identity_key_bytes(identity_key)
+    assert key is not None
+    return key
+
+
+def test_serve_signs_the_impressions_it_logs_and_any_change_breaks_the_signature() -> None:
+    from personalization.catalog import CatalogItem
+    from personalization.fragments import Labels, Mode, build
+    from personalization.provenance import impression_key, signed_by_serve
+    from personalization.ranking import Scored
+    from serve.impressions import impression_event
+
+    item = CatalogItem(id="i-1", category="c", price=1.0, popularity=1.0)
+    fragment = build("for-you", Mode.PERSONALIZED, [Scored(item, 1.0)], "v1", labels=Labels("r1", "exp1", "control"))
+    event = impression_event(user("someone"), fragment, T0, IDENTITY_KEY.encode())
+    key = impression_key(IDENTITY_KEY.encode())
+    assert signed_by_serve(key, event)
+    assert signed_by_serve(key, Event.model_validate_json(event.to_json_bytes()))  # through the stream
+    assert event.impression is not None
+    for change in ({"variant": "popular"}, {"items": ["i-2"]}, {"signature": None}):
+        assert not signed_by_serve(
+            key, event.model_copy(update={"impression": event.impression.model_copy(update=change)})
+        )
+    assert not signed_by_serve(key, event.model_copy(update={"user_id": user("another")}))
+    assert not signed_by_serve(impression_key(b"another key"), event)
