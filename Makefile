@@ -13,7 +13,7 @@ SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo storefront browser test test-fast lint requirements build validate clean
+.PHONY: demo storefront browser test test-fast lint requirements build validate glue glue-publish clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,21 @@ requirements: $(SYNCED)
 	$(UV) export --frozen --no-dev --no-default-groups --no-emit-project --no-header --quiet --extra serve \
 		--prune onnxruntime --prune numpy --prune jinja2 --prune pynamodb \
 		--prune boto3 --prune botocore --prune s3transfer > functions/requirements-collect.txt
+# The retraining Glue job: the trainer (export) and onnxruntime (serve's loader scores the live version), without
+# serve's web stack; boto3/botocore come with Glue.
+	$(UV) export --frozen --no-dev --no-default-groups --no-emit-project --no-header --quiet --extra export \
+		--extra serve --prune fastapi --prune mangum --prune jinja2 \
+		--prune boto3 --prune botocore --prune s3transfer > infra/glue/requirements.txt
+
+# The retraining Glue job's code (a zip for --extra-py-files) and locked dependencies (requirements.txt for
+# --additional-python-modules), in build/glue; `glue-publish` uploads both to the deployed stack's artifact
+# bucket (glue/), where the job reads them. Run it after `sam deploy` and after changing the code or the lock.
+STACK ?= personalization
+glue: $(SYNCED)
+	$(PY) -m infra.glue.bundle --out build/glue
+
+glue-publish: $(SYNCED)
+	$(PY) -m infra.glue.publish --stack $(STACK) --folder build/glue
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam build .pytest_cache .mypy_cache .ruff_cache .hypothesis

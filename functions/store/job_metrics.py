@@ -13,8 +13,9 @@ import botocore.session
 
 
 class CloudWatchMetrics:
-    def __init__(self, namespace: str, region: str) -> None:
+    def __init__(self, namespace: str, region: str, dimensions: Mapping[str, str] | None = None) -> None:
         self.namespace = namespace
+        self._dimensions = [{"Name": name, "Value": value} for name, value in (dimensions or {}).items()]
         self._cloudwatch: Any = botocore.session.get_session().create_client("cloudwatch", region_name=region)
 
     def put(self, values: Mapping[str, float]) -> None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from model_export.publishing.retrain import RetrainConfig, RetrainResult, retrain
+from model_export.publishing.retrain import MetricsSink, RetrainConfig, RetrainResult, retrain
 from model_export.publishing.scoring import Scores
 from model_export.publishing.versions import RollbackError, VersionRow, list_versions, rollback
 from store.artifacts import ArtifactStore
@@ -88,12 +88,26 @@ def retrain_table(result: RetrainResult) -> str:
     return "\n".join(lines)
 
 
+JOB_DIMENSIONS = {"job": "retrain"}
+
+
 def run_retrain(args: argparse.Namespace) -> int:
     from store.job_metrics import CloudWatchMetrics
 
     region = region_from(os.environ)
     store = ArtifactStore(args.bucket, region)
-    metrics = CloudWatchMetrics(args.metrics_namespace, region) if args.metrics_namespace else None
+    metrics = CloudWatchMetrics(args.metrics_namespace, region, JOB_DIMENSIONS) if args.metrics_namespace else None
+    try:
+        return _retrain(args, region, store, metrics)
+    except Exception:
+        # A failed run says so at once (its alarm), besides failing the job; the absence of RetrainRuns
+        # catches what never gets here (a timeout, a killed driver).
+        if metrics is not None:
+            metrics.put({"RetrainFailed": 1.0})
+        raise
+
+
+def _retrain(args: argparse.Namespace, region: str, store: ArtifactStore, metrics: MetricsSink | None) -> int:
     with tempfile.TemporaryDirectory(prefix="retrain-") as scratch:
         config = RetrainConfig(
             archive=args.archive,
@@ -148,3 +162,17 @@ def run_rollback(args: argparse.Namespace) -> int:
     print(f"current is {args.version} (was {previous or 'none'})")
     print(json.dumps({"live": args.version, "previous": previous}, separators=(",", ":")))
     return 0
+
+
+def glue_main(argv: list[str]) -> int:
+    """The Glue job's entry (infra/glue/retrain_job.py): Glue passes every job argument as `--KEY value`,
+    its own (--JOB_NAME, --JOB_RUN_ID, --extra-py-files, ...) among ours; the ones `retrain` does not take are
+    ignored rather than refused."""
+    parser = argparse.ArgumentParser(prog="retrain_job", allow_abbrev=False)
+    add_retrain_arguments(parser)
+    args, ignored = parser.parse_known_args(argv)
+    import model_export
+
+    names = sorted(arg.lstrip("-") for arg in ignored if arg.startswith("--"))
+    print(f"retrain job: code from {Path(model_export.__file__).parent}; Glue arguments not used: {names}")
+    return run_retrain(args)

@@ -117,8 +117,12 @@ class RetrainResult:
         }
 
     def metrics(self) -> dict[str, float]:
-        """What the alarms watch: a rejection, and drift beyond its threshold."""
-        values = {"RetrainPromoted": float(self.decision.promote), "RetrainRejected": float(not self.decision.promote)}
+        """What the alarms watch: a completed run (its absence), a rejection, drift beyond its threshold."""
+        values = {
+            "RetrainRuns": 1.0,
+            "RetrainPromoted": float(self.decision.promote),
+            "RetrainRejected": float(not self.decision.promote),
+        }
         if self.candidate is not None:
             values["CandidateNdcg"] = self.candidate.ndcg
         if self.live is not None:
