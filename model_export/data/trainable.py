@@ -24,10 +24,12 @@ COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "category", "price",
 
 
 @dataclass(frozen=True, slots=True)
-class ConsentExcluded:
-    """Counts only: who was left out is exactly what must not be written down."""
+class LeftOut:
+    """Counts only: who was left out is exactly what must not be written down.
 
-    # Left out entirely; `events` also counts the events of others stamped before a withdrawal.
+    For consent, `people` were left out entirely and `events` also counts others' events stamped before a
+    withdrawal; the same shape counts erased people (model_export.data.window)."""
+
     people: int
     events: int
 
@@ -35,7 +37,7 @@ class ConsentExcluded:
         return {"people": self.people, "events": self.events}
 
 
-def with_consent(events: Sequence[ArchivedEvent]) -> tuple[list[ArchivedEvent], ConsentExcluded]:
+def with_consent(events: Sequence[ArchivedEvent]) -> tuple[list[ArchivedEvent], LeftOut]:
     """`events` (in time order) without those of people who withdrew, nor those before a withdrawal."""
     latest: dict[str, ArchivedEvent] = {}
     withdrawn: dict[str, datetime] = {}
@@ -52,7 +54,7 @@ def with_consent(events: Sequence[ArchivedEvent]) -> tuple[list[ArchivedEvent], 
         for event in events
         if event.user_id not in gone and (event.user_id not in withdrawn or event.ts > withdrawn[event.user_id])
     ]
-    return kept, ConsentExcluded(len(gone), len(events) - len(kept))
+    return kept, LeftOut(len(gone), len(events) - len(kept))
 
 
 def canonical_rows(events: Sequence[ArchivedEvent]) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ import pandas as pd
 
 from model_export.canonical import normalize
 from model_export.data.archive import ArchiveStats, Window, open_archive, read_window
-from model_export.data.trainable import ConsentExcluded, canonical_rows, with_consent
+from model_export.data.trainable import LeftOut, canonical_rows, with_consent
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,9 @@ class ArchiveWindow:
     # Canonical and normalized (model_export.canonical), sorted by time.
     frame: pd.DataFrame
     stats: ArchiveStats
-    consent: ConsentExcluded
+    consent: LeftOut
+    # Events of people with an erasure tombstone, left out (the archive purge may not have reached them yet).
+    erased: LeftOut
 
     def summary(self) -> dict[str, Any]:
         """What the manifest and the job's report record about the data a model saw."""
@@ -32,13 +35,21 @@ class ArchiveWindow:
             "rows": len(self.frame),
             "archive": self.stats.to_dict(),
             "left_out_for_consent": self.consent.to_dict(),
+            "left_out_erased": self.erased.to_dict(),
         }
 
 
-def load_window(location: str, window: Window, region: str) -> ArchiveWindow:
-    """Read `location` (s3://BUCKET/PREFIX or a folder) for `window`: distinct events, consent applied."""
+def load_window(location: str, window: Window, region: str, erased: Collection[str] = ()) -> ArchiveWindow:
+    """Read `location` (s3://BUCKET/PREFIX or a folder) for `window`: distinct events, consent applied, and
+    without the people named in `erased` (pseudonyms, as the archive holds them)."""
     source = open_archive(location, region)
     events, stats = read_window(source, window)
+    if erased:
+        remaining = [event for event in events if event.user_id not in erased]
+        gone = LeftOut(len({e.user_id for e in events if e.user_id in erased}), len(events) - len(remaining))
+        events = remaining
+    else:
+        gone = LeftOut(0, 0)
     kept, excluded = with_consent(events)
     frame = normalize(canonical_rows(kept), str(source))
     log.info(
@@ -51,4 +62,4 @@ def load_window(location: str, window: Window, region: str) -> ArchiveWindow:
         len(frame),
         excluded.people,
     )
-    return ArchiveWindow(str(source), window, frame, stats, excluded)
+    return ArchiveWindow(str(source), window, frame, stats, excluded, gone)

@@ -47,6 +47,11 @@ def add_retrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queries", type=int, default=20_000, help="evaluation questions at most (sampled)")
     parser.add_argument("--out", default=None, help="folder for the candidate's files (default: a temporary one)")
     parser.add_argument(
+        "--profiles-table",
+        default=None,
+        help="leave out everyone with an erasure tombstone in this profiles table (the job passes it)",
+    )
+    parser.add_argument(
         "--metrics-namespace",
         default=None,
         help="CloudWatch namespace for the outcome metrics the alarms watch (default: none are put)",
@@ -62,6 +67,14 @@ def _figures(label: str, version: str | None, scores: Scores | None) -> str:
     )
 
 
+def _erased(profiles_table: str | None, region: str) -> frozenset[str]:
+    if not profiles_table:
+        return frozenset()
+    from store.profiles import ProfileStore, TableSettings
+
+    return frozenset(ProfileStore(TableSettings(profiles_table, region)).erased_ids())
+
+
 def retrain_table(result: RetrainResult) -> str:
     summary = result.summary()
     window = summary.get("window") or {}
@@ -69,7 +82,7 @@ def retrain_table(result: RetrainResult) -> str:
         f"window {window.get('start')} .. {window.get('end')} (training), then the held-out day to "
         f"{(result.data.get('holdout') or {}).get('end')}",
         f"events {result.events} (training {result.train_events}, held out {result.holdout_events}); "
-        f"left out for consent: {summary.get('left_out_for_consent')}",
+        f"left out for consent: {summary.get('left_out_for_consent')}, erased: {summary.get('left_out_erased')}",
         "",
         f"{'model':<11} {'version':<28} {'NDCG@10':>8} {'Recall@20':>9} {'MRR':>7} {'coverage':>8} {'queries':>7}",
         _figures("candidate", result.candidate_version, result.candidate),
@@ -119,7 +132,7 @@ def _retrain(args: argparse.Namespace, region: str, store: ArtifactStore, metric
             max_queries=args.max_queries,
             region=region,
         )
-        result = retrain(config, store, metrics)
+        result = retrain(config, store, metrics, erased=_erased(args.profiles_table, region))
     print(retrain_table(result))
     # The last line is one JSON object, so any script (and the job's log reader) can read the outcome.
     print(json.dumps(result.summary(), separators=(",", ":")))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,6 +114,7 @@ class RetrainResult:
             "drift": None if self.drift is None else self.drift.to_dict(),
             "window": self.data.get("window"),
             "left_out_for_consent": self.data.get("left_out_for_consent"),
+            "left_out_erased": self.data.get("left_out_erased"),
         }
 
     def metrics(self) -> dict[str, float]:
@@ -171,12 +172,17 @@ def questions(frame: pd.DataFrame, cutoff: datetime, max_queries: int) -> Questi
 
 
 def retrain(
-    config: RetrainConfig, store: VersionStore, metrics: MetricsSink | None = None, trainer: Trainer = train_models
+    config: RetrainConfig,
+    store: VersionStore,
+    metrics: MetricsSink | None = None,
+    trainer: Trainer = train_models,
+    erased: Collection[str] = (),
 ) -> RetrainResult:
     """`trainer` trains a candidate from canonical rows (model_export.training.train_models: what `train` does);
-    a benchmark passes one that corrupts its input, to show that the gate refuses a worse model."""
+    a benchmark passes one that corrupts its input, to show that the gate refuses a worse model. `erased` are
+    the pseudonyms of people with a live erasure tombstone: left out even before the archive purge reaches them."""
     window = Window.last_days(config.days, config.until)
-    loaded = load_window(config.archive, window, config.region)
+    loaded = load_window(config.archive, window, config.region, erased)
     cutoff, train, holdout = _split(loaded, config.holdout_days)
     if train.empty:
         raise RetrainError(f"no events to train on in {window.start.isoformat()}..{cutoff.isoformat()}")

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from infra.glue.bundle import build
 from infra.local.stack import LocalStack
 from store.artifacts import ArtifactStore
-from tests.archive_support import archive_objects, shopping_events
+from store.profiles import ProfileStore, TableSettings
+from tests.archive_support import archive_objects, pseudonym, shopping_events
 from tests.infrastructure.test_retrain_job import GLUE_ARGUMENTS, JOB
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,9 @@ def test_the_glue_entry_point_retrains_from_the_archive_and_switches_current(
     for key, body in archive_objects(shopping_events(UNTIL, 3), prefix="events").items():
         s3.put_object(Bucket=archive, Key=key, Body=body)
     bundle = build(tmp_path / "glue")
+    # and one customer erased since (a tombstone the archive purge has not acted on yet)
+    profiles = ProfileStore(TableSettings(clean_stack.physical_names["ProfilesTable"], clean_stack.region))
+    profiles.erase(pseudonym("person-3"), UNTIL + timedelta(days=30))
 
     # When the entry script runs in a fresh process with the bundle first on its path
     env = clean_stack.child_env()
@@ -64,3 +68,4 @@ def test_the_glue_entry_point_retrains_from_the_archive_and_switches_current(
     assert report["promotion"] == "promoted"
     assert ArtifactStore(bucket, clean_stack.region).current_version() == report["candidate_version"]
     assert "JOB_NAME" in run.stdout  # Glue's own arguments were seen and set aside
+    assert report["left_out_erased"]["people"] == 1

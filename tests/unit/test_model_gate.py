@@ -25,7 +25,7 @@ from model_export.publishing.versions import RollbackError, list_versions, rollb
 from model_export.training import Trained, train_models
 from personalization.events import Event
 from store.artifacts import ArtifactError, ModelVersion
-from tests.archive_support import archive_objects, shopping_events, write_folder
+from tests.archive_support import archive_objects, pseudonym, shopping_events, write_folder
 
 UNTIL = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -88,10 +88,11 @@ def run(
     store: MemoryStore,
     sink: Sink | None = None,
     trainer: Trainer = train_models,
+    erased: frozenset[str] = frozenset(),
 ) -> RetrainResult:
     root = write_folder(tmp_path / f"archive-{name}", archive_objects(events))
     config = RetrainConfig(archive=str(root), days=3, out=tmp_path / f"models-{name}", until=UNTIL)
-    return retrain(config, store, sink, trainer)
+    return retrain(config, store, sink, trainer, erased)
 
 
 def shuffled_trainer(frame: pd.DataFrame) -> Trained:
@@ -160,10 +161,12 @@ def test_psi_is_never_negative_and_zero_on_itself(a: list[float], b: list[float]
 
 
 def test_a_first_candidate_is_promoted_when_it_beats_popularity(tmp_path: Path) -> None:
-    # Given an archive of three days of a shop, and no model version yet
+    # Given an archive of three days of a shop, one of whose customers has been erased, and no model version yet
     store, sink = MemoryStore(), Sink()
+    events = shopping_events(UNTIL, 3)
+    erased = pseudonym("person-5")
     # When the job runs
-    result = run(tmp_path, "first", shopping_events(UNTIL, 3), store, sink)
+    result = run(tmp_path, "first", events, store, sink, erased=frozenset({erased, "f" * 64}))
     # Then the candidate beat popularity on the latest day and is current, and the metrics say promoted
     assert result.promotion == "promoted"
     assert result.candidate is not None
@@ -176,6 +179,9 @@ def test_a_first_candidate_is_promoted_when_it_beats_popularity(tmp_path: Path) 
     assert manifest["promotion"]["decision"] == "promoted"
     assert manifest["data"]["holdout"]["start"] == (UNTIL - timedelta(days=1)).isoformat()
     assert manifest["distributions"]["users"] > 0
+    # and the erased customer's events were left out before anything was trained or asked
+    assert manifest["data"]["left_out_erased"] == {"people": 1, "events": sum(e.user_id == erased for e in events)}
+    assert result.events == len(events) - manifest["data"]["left_out_erased"]["events"]
 
 
 def test_a_candidate_trained_on_shuffled_item_ids_is_refused(tmp_path: Path) -> None:
