@@ -405,7 +405,10 @@ def run() -> dict[str, Any]:
                 item_idx, item_w = recent_inputs(profile.recent, position, weighting)
                 if item_idx.size == 0:
                     continue
-                features = np.asarray([feature_vector(profile, now_ms, state.config.fold_settings)], dtype=np.float64)
+                features = np.asarray(
+                    [feature_vector(profile, now_ms, state.catalog.relative_prices, state.config.fold_settings)],
+                    dtype=np.float64,
+                )
                 inputs.append((features, item_idx, item_w, exclusion_indices(excluded_for(profile), position)))
             onnx_ms, reference_ms, agree = [], [], 0
             for features, item_idx, item_w, exclude in inputs:

@@ -15,6 +15,7 @@ from model_export.canonical import normalize, read_events, screen, write_events
 from model_export.datasets import ADAPTERS, detect
 from model_export.publishing import commands
 from model_export.publishing.folder import data_summary, write_trained
+from model_export.segments import MIN_SHARE
 from model_export.training import train_models
 
 
@@ -34,10 +35,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_version(frame: pd.DataFrame, out: Path, progress: bool = False, data: dict[str, Any] | None = None) -> Path:
+def train_version(
+    frame: pd.DataFrame,
+    out: Path,
+    progress: bool = False,
+    data: dict[str, Any] | None = None,
+    min_segment_share: float = MIN_SHARE,
+) -> Path:
     """Train segments and recommender on canonical events and write a versioned model folder under `out`."""
     frame, _ = screen(normalize(frame))
-    trained = train_models(frame, progress=progress)
+    trained = train_models(frame, progress=progress, min_segment_share=min_segment_share)
     return write_trained(trained, frame, out, data)
 
 
@@ -71,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if frame.empty:
         print("no events to train on", file=sys.stderr)
         return 1
-    folder = train_version(frame, Path(args.out), progress=True, data=data)
+    folder = train_version(frame, Path(args.out), progress=True, data=data, min_segment_share=args.min_segment_share)
     manifest = json.loads((folder / "manifest.json").read_text())
     selection = manifest["parameters"]["selection"]
     print(f"recommender: {selection['winner']} ({selection['reason']})")
@@ -91,6 +98,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction,
         max_queries=args.max_queries,
         progress=True,
+        min_segment_share=args.min_segment_share,
     )
     report = write_report(evaluation, Path(args.out), args.events)
     print(table_text(evaluation))
@@ -155,6 +163,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _segment_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--min-segment-share",
+        type=float,
+        default=MIN_SHARE,
+        help=f"smallest share of people a segment may hold (default {MIN_SHARE}); below it a split is refused",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_export")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument(
         "--pepper-parameter", default=os.environ.get("PEPPER_PARAMETER"), help="SSM name; default: $PEPPER_PARAMETER"
     )
+    _segment_arguments(train)
     train.set_defaults(run=cmd_train)
     evaluate = sub.add_parser("evaluate", help="train on the past, score every model on the future, write report.md")
     evaluate.add_argument("--events", required=True, help="canonical CSV/Parquet, or a known dataset's CSV")
@@ -185,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--test-fraction", type=float, default=0.2, help="share of events (by time) held out")
     evaluate.add_argument("--validation-fraction", type=float, default=0.2, help="share of training for selection")
     evaluate.add_argument("--max-queries", type=int, default=20_000, help="questions per protocol (sampled)")
+    _segment_arguments(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
     publish = sub.add_parser("publish", help="upload a model folder and point 'current' at it")
     publish.add_argument("--folder", required=True)

@@ -1,7 +1,9 @@
 """The canonical event file: the only input format the trainer and the evaluation read.
 
-Columns: user_id, item_id, event_type, timestamp (required); category, price, quantity, session_id, brand
-(optional; brand is a catalog attribute only, not part of the stream event). CSV or Parquet. Any real dataset
+Columns: user_id, item_id, event_type, timestamp (required); category, price, quantity, session_id, brand,
+device, utc_offset_min (optional; brand is a catalog attribute only, not part of the stream event; device and
+utc_offset_min are the event's context, what the tracker said of the visitor's device and clock).
+CSV or Parquet. Any real dataset
 gets an adapter to this format (see datasets.py).
 """
 
@@ -17,12 +19,12 @@ from pathlib import Path
 import pandas as pd
 from pydantic import ValidationError
 
-from personalization.events import ITEM_EVENT_TYPES, Consent, Event, EventType, Reason, validation_rejection
+from personalization.events import ITEM_EVENT_TYPES, Consent, Context, Event, EventType, Reason, validation_rejection
 
 log = logging.getLogger(__name__)
 
 REQUIRED = ("user_id", "item_id", "event_type", "timestamp")
-OPTIONAL = ("category", "price", "quantity", "session_id", "brand")
+OPTIONAL = ("category", "price", "quantity", "session_id", "brand", "device", "utc_offset_min")
 
 # Names other datasets commonly use for the same actions; anything else is dropped and counted.
 TYPE_ALIASES: dict[str, EventType] = {
@@ -51,7 +53,8 @@ def read_events(path: Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     else:
         frame = pd.read_csv(
-            path, dtype={"user_id": str, "item_id": str, "category": str, "session_id": str, "brand": str}
+            path,
+            dtype={"user_id": str, "item_id": str, "category": str, "session_id": str, "brand": str, "device": str},
         )
     return normalize(frame, str(path))
 
@@ -83,6 +86,10 @@ def normalize(frame: pd.DataFrame, source: str = "events") -> pd.DataFrame:
     frame["brand"] = frame["brand"].where(frame["brand"].notna() & (frame["brand"] != ""), None)
     # A search or page view may name no item (it still counts in the profile); an item event must name one.
     itemless = frame["item_id"].isna() & frame["event_type"].isin([kind.value for kind in ITEM_EVENT_TYPES])
+    frame["device"] = frame["device"].where(frame["device"].notna() & (frame["device"] != ""), None)
+    offsets = pd.to_numeric(frame["utc_offset_min"], errors="coerce")
+    # An offset the event schema would refuse (beyond UTC-12..UTC+14) is dropped, not the row.
+    frame["utc_offset_min"] = offsets.where(offsets.between(-12 * 60, 14 * 60)).round().astype("Int64")
     unusable = frame["event_type"].isna() | frame["timestamp"].isna() | itemless
     if unusable.any():
         log.warning(
@@ -149,11 +156,18 @@ def indexed_events(
     cap, an id too long, ...) is skipped and counted in `refused` under the reason ingest would quarantine it
     with, so one bad row never stops a run."""
     consent = Consent(analytics=True, personalization=True)
+    no_context = Context()
     for row in frame.itertuples(index=True):
         ts = row.timestamp.to_pydatetime() + shift
         kind = EventType(row.event_type)
         price = None if pd.isna(row.price) else float(row.price)
+        # Optional columns: a frame straight from an adapter may lack them.
+        device = getattr(row, "device", None)
+        device = device if isinstance(device, str) else None
+        offset = getattr(row, "utc_offset_min", None)
+        offset = None if offset is None or pd.isna(offset) else int(offset)
         try:
+            context = no_context if device is None and offset is None else Context(device=device, utc_offset_min=offset)
             event = Event(
                 event_id=event_id(int(row.Index), row.user_id, row.item_id, kind.value, row.timestamp.isoformat()),
                 user_id=row.user_id,
@@ -164,6 +178,7 @@ def indexed_events(
                 price=price if price is None or price >= 0 else None,
                 quantity=int(row.quantity),
                 session_id=row.session_id if isinstance(row.session_id, str) else None,
+                context=context,
                 consent=consent,
             )
         except ValidationError as exc:

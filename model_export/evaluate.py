@@ -23,6 +23,8 @@ from model_export.canonical import screen
 from model_export.metrics import CUTOFF, TopLists, interval, per_query, rank, summarize
 from model_export.parity import session
 from model_export.protocols import Protocol, Queries, encode, session_next_item, time_cutoff, user_split
+from model_export.segment_eval import segments_block
+from model_export.segments import MIN_SHARE
 from model_export.training import VALIDATION_FRACTION, Trained, train_models
 from model_export.tuning import select_baseline
 from personalization.recommend import OUTPUT_INDICES, RecentWeighting, onnx_feed
@@ -48,6 +50,8 @@ class Evaluation:
     chosen: dict[str, dict[str, Any]] = field(default_factory=dict)
     validation: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
+    # model_export.segment_eval.segments_block: the segment model's figures and segment_lift.
+    segments: dict[str, Any] = field(default_factory=dict)
 
     def record(self, model: str, protocol: Protocol, lists: TopLists, queries: Queries) -> None:
         n_items = len(self.trained.index)
@@ -60,10 +64,7 @@ class Evaluation:
         return {
             "models": {name: by_protocol["user"] for name, by_protocol in self.results.items()},
             "session": {"models": {name: by_protocol["session"] for name, by_protocol in self.results.items()}},
-            "segments": {
-                "k": self.trained.segments.k,
-                "silhouette": round(self.trained.segments.silhouette, 4),
-            },
+            "segments": self.segments,
             "train_s": round(self.train_s, 2),
             "events": self.events,
             "refused_rows": self.refused,
@@ -122,6 +123,7 @@ def evaluate(
     validation_fraction: float = VALIDATION_FRACTION,
     max_queries: int = MAX_QUERIES,
     progress: bool = False,
+    min_segment_share: float = MIN_SHARE,
 ) -> Evaluation:
     # Refused rows leave the test period as well as training: neither would have reached a profile.
     frame, refused = screen(frame)
@@ -130,13 +132,14 @@ def evaluate(
     if train.empty:
         raise ValueError("the test split leaves no training events; lower --test-fraction")
     started = time.perf_counter()
-    trained = train_models(train, validation_fraction, progress=progress)
+    trained = train_models(train, validation_fraction, progress=progress, min_segment_share=min_segment_share)
     train_s = time.perf_counter() - started
     protocols = [
         user_split(frame, cutoff, trained.profiles, max_queries),
         session_next_item(frame, cutoff, max_queries),
     ]
     evaluation = Evaluation(len(frame), cutoff, train_s, trained, protocols, refused=refused)
+    evaluation.segments = segments_block(frame, cutoff, trained)
     index, n_items = trained.index, len(trained.index)
 
     def queries_for(decay: float) -> list[Queries]:

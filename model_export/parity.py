@@ -19,13 +19,15 @@ import onnxruntime as ort
 
 from model_export.recs import RecsModel
 from model_export.segments import SegmentModel
-from personalization.features import SEGMENT_INPUT, SEGMENT_LABEL
+from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.profile import Profile
 from personalization.recommend import OUTPUT_INDICES, OUTPUT_SCORES, exclusion_indices, onnx_feed, recent_inputs
 
 PARITY_USERS = 1_000
 TOP = 10
 MAX_SCORE_DIFF = 1e-4
+# The segment graph runs in float64 like scikit-learn: only summation order may differ.
+MAX_DISTANCE_DIFF = 1e-9
 
 
 class ParityError(AssertionError):
@@ -41,11 +43,14 @@ class ParityReport:
     max_abs_score_diff: float
     # Top-10 lists that differ only by items the reference scores within MAX_SCORE_DIFF of the tenth.
     top10_tie_swaps: int = 0
+    # The distances serve's hysteresis compares: the graph's against the pipeline's, in standardized units.
+    segment_max_distance_diff: float = 0.0
 
     @property
     def ok(self) -> bool:
         return (
             self.segment_label_mismatches == 0
+            and self.segment_max_distance_diff <= MAX_DISTANCE_DIFF
             and self.top10_set_mismatches == 0
             and self.max_abs_score_diff <= MAX_SCORE_DIFF
         )
@@ -71,8 +76,11 @@ def check(
 ) -> ParityReport:
     """`features[i]` is the feature vector of `profiles[i]`; both are cut to the first PARITY_USERS."""
     n = min(PARITY_USERS, len(profiles), len(features))
-    labels_onnx = session(segment_onnx).run([SEGMENT_LABEL], {SEGMENT_INPUT: features[:n]})[0]
+    labels_onnx, distances_onnx = session(segment_onnx).run(
+        [SEGMENT_LABEL, SEGMENT_DISTANCES], {SEGMENT_INPUT: features[:n]}
+    )
     label_mismatches = int(np.sum(np.asarray(labels_onnx).ravel() != segments.labels(features[:n])))
+    distance_diff = float(np.max(np.abs(distances_onnx - segments.distances(features[:n])), initial=0.0))
     recs_report = recs_parity(recs_onnx, recs, profiles[:n], position)
     return ParityReport(
         n,
@@ -80,6 +88,7 @@ def check(
         recs_report.top10_set_mismatches,
         recs_report.max_abs_score_diff,
         recs_report.top10_tie_swaps,
+        distance_diff,
     )
 
 

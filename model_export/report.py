@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only: no display on a build machine
 import matplotlib.pyplot as plt
 
 from model_export.evaluate import ONNX, Evaluation
+from model_export.segment_report import plot_centres, plot_projection, segment_lines
 
 METRICS = ("ndcg@10", "recall@20", "mrr", "coverage")
 PROTOCOLS = {"user": "User split (future items of known users)", "session": "Session next-item"}
@@ -31,22 +32,6 @@ def _plot_metrics(evaluation: Evaluation, path: Path) -> None:
         axis.grid(axis="y", alpha=0.3)
     axes[0].legend()
     figure.suptitle("Metrics per model and protocol (error bars: 95% bootstrap interval)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _plot_silhouette(evaluation: Evaluation, path: Path) -> None:
-    segments = evaluation.trained.segments
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    axis.plot(list(segments.curve), list(segments.curve.values()), marker="o", label="K-Means (exported)")
-    axis.plot(list(segments.gmm_curve), list(segments.gmm_curve.values()), marker="s", label="Gaussian mixture")
-    axis.axvline(segments.k, color="grey", linestyle="--", linewidth=1)
-    axis.set_xlabel("K")
-    axis.set_ylabel("silhouette (sample)")
-    axis.set_title(f"Segments: K = {segments.k} chosen by silhouette")
-    axis.legend()
-    axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -102,11 +87,11 @@ def _targets(evaluation: Evaluation) -> list[str]:
 def write_report(evaluation: Evaluation, out: Path, source: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _plot_metrics(evaluation, out / "metrics.png")
-    _plot_silhouette(evaluation, out / "silhouette.png")
     _plot_segments(evaluation, out / "segments.png")
+    plot_projection(evaluation.trained.segments, evaluation.trained.features, out / "segments_pca.png")
+    plot_centres(evaluation.trained.segments, evaluation.trained.features, out / "segments_centres.png")
     trained = evaluation.trained
     user, session = evaluation.protocols
-    summary = trained.segments.summary()
     lines: list[str] = [
         "# Offline evaluation",
         "",
@@ -146,16 +131,13 @@ def write_report(evaluation: Evaluation, out: Path, source: str) -> Path:
         " when the catalog is small enough for its dense inverse.",
         "",
         "## Segments",
-        f"StandardScaler + K-Means, K = {summary['k']} by silhouette {summary['silhouette']:.3f} (on a sample);"
-        f" the Gaussian mixture's best silhouette was at K = {summary['gmm_best_k']}.",
-        "",
-        "| id | name | users | share |",
-        "|---|---|---|---|",
-        *[f"| {s.id} | {s.name} | {s.size:,} | {s.share:.1%} |" for s in trained.segments.segments],
-        "",
-        "![silhouette by K](silhouette.png)",
+        *segment_lines(trained.segments, evaluation.segments),
         "",
         "![segment sizes](segments.png)",
+        "",
+        "![people by segment, first two principal components](segments_pca.png)",
+        "",
+        "![standardized segment centres](segments_centres.png)",
         "",
         "## Parity (exported graphs against their references)",
         _parity_line(trained.parity.to_dict()),
@@ -168,7 +150,8 @@ def write_report(evaluation: Evaluation, out: Path, source: str) -> Path:
 
 def _parity_line(parity: dict[str, Any]) -> str:
     return (
-        f"{parity['users']} users: {parity['segment_label_mismatches']} segment label mismatches,"
+        f"{parity['users']} users: {parity['segment_label_mismatches']} segment label mismatches (max |distance"
+        f" difference| {parity['segment_max_distance_diff']:.1e}),"
         f" {parity['top10_set_mismatches']} top-10 set mismatches, max |score difference|"
         f" {parity['max_abs_score_diff']:.2e} ({'ok' if parity['ok'] else 'FAILED'})."
     )

@@ -1,39 +1,104 @@
-"""Segments: scaled profile features, K-Means with K picked by silhouette, a Gaussian mixture for comparison,
-and a readable name for every segment derived from its centroid.
+"""Segments: few, sizeable, stable and truly named, or one segment when the data supports no split.
 
-K-Means is what ships: hard, centroid-based segments that a name can describe and a banner can target.
-The Gaussian mixture is fitted on the same sample and reported beside it (silhouette of its hard labels, and
-BIC); it is not exported because skl2onnx 1.20's GaussianMixture converter disagrees with scikit-learn 1.9's
-labels on most rows, which the parity check would refuse.
+Selection, on a bounded sample of standardized profile vectors:
+1. K-Means, a Gaussian mixture (diagonal), K-Means started from that mixture's means, and agglomerative
+   clustering (Ward) are each fitted for every K in K_RANGE, and scored with silhouette (higher is better)
+   and Davies-Bouldin (lower is better). K-Means from k-means++ starts readily spends a centre on a tiny
+   far group (the few buyers of a browsing shop); started from the mixture's means it settles, as often as
+   not, in a local optimum of the same objective with sizeable segments, and exports like any K-Means.
+2. A solution is admissible only when its smallest segment holds at least `min_share` of the people, and when it
+   is stable: fitted again on STABILITY_RESAMPLES bootstrap resamples, each refit labels the sample with a mean
+   adjusted Rand index of at least MIN_STABILITY against the original fit.
+3. The rule: among admissible solutions of a method that can be exported to ONNX with parity (either
+   K-Means; the mixture's skl2onnx converter disagrees with scikit-learn's labels, and Ward has no predict,
+   so both are compared and reported, never exported), those with K >= 3 come first when there are any (a banner needs
+   more than "these and everyone else"); among them the best mean rank of silhouette and Davies-Bouldin wins,
+   then the smaller K.
+4. When nothing is admissible (a tiny or uniform shop), the model is one segment, and the summary says so.
+
+The shipped model is StandardScaler + K-Means refitted on (a sample of) everyone; its graph returns the label
+and the distance to every centre, which serve's hysteresis compares (`hysteresis_margin`).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import adjusted_rand_score, davies_bouldin_score, silhouette_score
 from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from model_export.interactions import positive_weights
+from model_export.segment_names import Defining, defining_features, name_segments
 from personalization.features import FEATURE_NAMES
 
-K_RANGE = range(2, 13)
-# Silhouette is quadratic in rows; 2,500 rows tell K apart as well as the full set and cost a second.
-SILHOUETTE_SAMPLE = 2_500
+K_RANGE = range(2, 9)
+MIN_SHARE = 0.03
+MIN_STABILITY = 0.8
+STABILITY_RESAMPLES = 5
+# Selection is quadratic in rows (silhouette, Ward); 2,000 rows tell K and methods apart well and cost seconds.
+SELECTION_SAMPLE = 2_000
 # K-Means itself is linear in rows; a larger sample only moves centroids by noise.
 FIT_SAMPLE = 200_000
+# A visitor's segment changes only when another centre is nearer than the current one by this share of the
+# median distance between centres (in standardized units): see personalization.models.SegmentModel.
+HYSTERESIS_FRACTION = 0.1
 SEED = 0
+EXPORTABLE = frozenset({"kmeans", "kmeans_from_gmm"})
+METHODS = ("kmeans", "kmeans_from_gmm", "gmm", "ward")
 
 Matrix = npt.NDArray[np.float64]
+Labels = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (method, K) fitted on the selection sample, with what decides whether it may ship."""
+
+    method: str
+    k: int
+    silhouette: float
+    davies_bouldin: float
+    min_share: float
+    stability: float | None
+    min_share_required: float
+
+    @property
+    def exportable(self) -> bool:
+        return self.method in EXPORTABLE
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the solution may not ship, or None when it is admissible."""
+        if self.min_share < self.min_share_required:
+            return f"smallest segment {self.min_share:.1%} < {self.min_share_required:.0%}"
+        if self.stability is None or self.stability < MIN_STABILITY:
+            return f"unstable (mean ARI {self.stability or 0:.2f} < {MIN_STABILITY})"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "k": self.k,
+            "silhouette": round(self.silhouette, 4),
+            "davies_bouldin": round(self.davies_bouldin, 4),
+            "min_share": round(self.min_share, 4),
+            "stability": None if self.stability is None else round(self.stability, 4),
+            "admissible": self.refusal is None,
+            "exportable": self.exportable,
+            "refused": self.refusal,
+        }
 
 
 @dataclass(frozen=True)
@@ -43,34 +108,61 @@ class Segment:
     size: int
     share: float
     centroid: dict[str, float]
+    defining: list[Defining] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "size": self.size, "share": self.share, "centroid": self.centroid}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "size": self.size,
+            "share": self.share,
+            "centroid": self.centroid,
+            "defining": [d.to_dict() for d in self.defining],
+        }
 
 
 @dataclass(frozen=True)
 class SegmentModel:
     pipeline: Pipeline
     k: int
+    method: str
     silhouette: float
-    curve: dict[int, float]
-    gmm_curve: dict[int, float]
-    gmm_bic: dict[int, float]
+    davies_bouldin: float
+    stability: float
     segments: list[Segment]
+    candidates: list[Candidate]
+    hysteresis_margin: float
+    min_share: float
+    # Why the model is one segment, when it is.
+    note: str | None = None
 
-    def labels(self, features: Matrix) -> npt.NDArray[np.int64]:
+    def labels(self, features: Matrix) -> Labels:
         return np.asarray(self.pipeline.predict(features), dtype=np.int64)
 
+    def distances(self, features: Matrix) -> Matrix:
+        """Distance from each row to every centre, in standardized units (what segment.onnx returns)."""
+        return np.asarray(self.pipeline.transform(features), dtype=np.float64)
+
+    @property
+    def shares(self) -> list[float]:
+        return [s.share for s in self.segments]
+
     def summary(self) -> dict[str, Any]:
-        best_gmm = max(self.gmm_curve, key=lambda k: self.gmm_curve[k]) if self.gmm_curve else None
         return {
             "model": "StandardScaler+KMeans",
+            "method": self.method,
             "k": self.k,
+            "shares": self.shares,
+            "names": [s.name for s in self.segments],
             "silhouette": round(self.silhouette, 4),
-            "silhouette_by_k": {str(k): round(v, 4) for k, v in self.curve.items()},
-            "gmm_silhouette_by_k": {str(k): round(v, 4) for k, v in self.gmm_curve.items()},
-            "gmm_bic_by_k": {str(k): round(v, 1) for k, v in self.gmm_bic.items()},
-            "gmm_best_k": best_gmm,
+            "davies_bouldin": round(self.davies_bouldin, 4),
+            "stability": round(self.stability, 4),
+            "min_share": self.min_share,
+            "hysteresis_margin": round(self.hysteresis_margin, 4),
+            "rule": "admissible (min share, stability) and exportable; K >= 3 first; best mean rank of"
+            " silhouette and Davies-Bouldin; then smaller K",
+            "note": self.note,
+            "candidates": [c.to_dict() for c in self.candidates],
         }
 
 
@@ -78,45 +170,181 @@ def _sample(n: int, size: int, rng: np.random.Generator) -> npt.NDArray[np.int64
     return np.arange(n) if n <= size else np.sort(rng.choice(n, size=size, replace=False))
 
 
-def _silhouette(scaled: Matrix, labels: npt.NDArray[np.int64]) -> float:
-    if len(np.unique(labels)) < 2:
-        return -1.0
-    return float(silhouette_score(scaled, labels))
+def _mixture(scaled: Matrix, k: int, seed: int = SEED) -> GaussianMixture:
+    return GaussianMixture(n_components=k, covariance_type="diag", reg_covar=1e-3, random_state=seed).fit(scaled)
 
 
-def fit_segments(features: Matrix, progress: bool = False) -> SegmentModel:
-    """Pick K in 2..12 by silhouette on a sample, then fit the scaler+K-Means pipeline on (a sample of) all."""
+def _kmeans_from_gmm(scaled: Matrix, k: int, seed: int = SEED) -> KMeans:
+    means = _mixture(scaled, k, seed).means_
+    return KMeans(n_clusters=k, init=means, n_init=1, random_state=seed).fit(scaled)
+
+
+class _Fitter:
+    """Fits one method at every K on a sample (and on resamples of it), labelling the whole sample."""
+
+    def __init__(self, method: str, sample: Matrix) -> None:
+        self.method = method
+        self.sample = sample
+        self._trees: dict[int, Any] = {}
+
+    def labels(self, k: int, rows: npt.NDArray[np.int64] | None = None, seed: int = SEED) -> Labels:
+        """Labels of every sample row by a fit on `rows` of it (all rows when None)."""
+        fit_on = self.sample if rows is None else self.sample[rows]
+        if self.method == "kmeans":
+            model = KMeans(n_clusters=k, n_init=2, random_state=seed).fit(fit_on)
+            return np.asarray(model.predict(self.sample), dtype=np.int64)
+        if self.method == "gmm":
+            return np.asarray(_mixture(fit_on, k, seed).predict(self.sample), dtype=np.int64)
+        if self.method == "kmeans_from_gmm":
+            return np.asarray(_kmeans_from_gmm(fit_on, k, seed).predict(self.sample), dtype=np.int64)
+        # Ward: one tree per resample, cut at every K; rows outside the fit go to the nearest cluster mean.
+        key = -1 if rows is None else seed
+        if key not in self._trees:
+            self._trees[key] = linkage(fit_on, method="ward")
+        cut: Labels = np.asarray(fcluster(self._trees[key], t=k, criterion="maxclust"), dtype=np.int64) - 1
+        if rows is None:
+            return cut
+        centres = np.stack([fit_on[cut == c].mean(axis=0) for c in np.unique(cut)])
+        return np.asarray(((self.sample[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1), dtype=np.int64)
+
+
+def _stability(fitter: _Fitter, k: int, reference: Labels, rng: np.random.Generator) -> float:
+    n = len(fitter.sample)
+    scores = []
+    for b in range(STABILITY_RESAMPLES):
+        rows = rng.integers(0, n, size=n)
+        scores.append(adjusted_rand_score(reference, fitter.labels(k, rows, seed=SEED + 1 + b)))
+    return float(np.mean(scores))
+
+
+def compare(scaled: Matrix, min_share: float, progress: bool = False) -> list[Candidate]:
+    """Every method at every K, on a sample of the standardized vectors."""
     rng = np.random.default_rng(SEED)
-    scaler = StandardScaler().fit(features)
-    scaled = scaler.transform(features)
-    sample = scaled[_sample(len(scaled), SILHOUETTE_SAMPLE, rng)]
-    # Profiles are often identical (one view, no cart): K cannot exceed the distinct points.
+    sample = scaled[_sample(len(scaled), SELECTION_SAMPLE, rng)]
     distinct = len(np.unique(sample, axis=0))
-    ks = [k for k in K_RANGE if k < distinct] or [min(2, max(distinct, 1))]
-    curve, gmm_curve, gmm_bic = {}, {}, {}
-    for k in tqdm(ks, desc="segments: K", unit="k", disable=not progress):
-        # Two starts suffice to compare K; the exported model below gets four.
-        labels = KMeans(n_clusters=k, n_init=2, random_state=SEED).fit_predict(sample)
-        curve[k] = _silhouette(sample, labels)
-        gmm = GaussianMixture(n_components=k, covariance_type="diag", reg_covar=1e-3, random_state=SEED)
-        gmm_labels = gmm.fit(sample).predict(sample)
-        gmm_curve[k] = _silhouette(sample, gmm_labels)
-        gmm_bic[k] = float(gmm.bic(sample))
-    k = max(curve, key=lambda key: (curve[key], -key))
+    ks = [k for k in K_RANGE if k < distinct]
+    found = []
+    steps = list(itertools.product(METHODS, ks))
+    fitters = {method: _Fitter(method, sample) for method in METHODS}
+    for method, k in tqdm(steps, desc="segments: method x K", unit="fit", disable=not progress):
+        fitter = fitters[method]
+        labels = fitter.labels(k)
+        used = len(np.unique(labels))
+        shares = np.bincount(labels, minlength=k) / len(labels)
+        if used < 2:
+            found.append(Candidate(method, k, -1.0, float("inf"), 0.0, None, min_share))
+            continue
+        smallest = float(shares.min())
+        # Stability costs five refits: spent only on solutions whose sizes already qualify.
+        stability = _stability(fitter, k, labels, rng) if smallest >= min_share else None
+        found.append(
+            Candidate(
+                method,
+                k,
+                float(silhouette_score(sample, labels)),
+                float(davies_bouldin_score(sample, labels)),
+                smallest,
+                stability,
+                min_share,
+            )
+        )
+    return found
+
+
+def choose(candidates: list[Candidate]) -> list[Candidate]:
+    """Admissible, exportable candidates in the order the rule prefers them (module docstring, step 3)."""
+    pool = [c for c in candidates if c.refusal is None and c.exportable]
+    if not pool:
+        return []
+    by_silhouette = sorted(pool, key=lambda c: -c.silhouette)
+    by_db = sorted(pool, key=lambda c: c.davies_bouldin)
+
+    def key(c: Candidate) -> tuple[int, float, int]:
+        mean_rank = (by_silhouette.index(c) + by_db.index(c)) / 2
+        return (0 if c.k >= 3 else 1, mean_rank, c.k)
+
+    return sorted(pool, key=key)
+
+
+def _pipeline(features: Matrix, k: int, method: str = "kmeans") -> Pipeline:
+    scaler = StandardScaler().fit(features)
+    if method == "kmeans_from_gmm":
+        kmeans = _kmeans_from_gmm(scaler.transform(features), k)
+    else:
+        kmeans = KMeans(n_clusters=k, n_init=4, random_state=SEED).fit(scaler.transform(features))
+    return Pipeline([("scale", scaler), ("kmeans", kmeans)])
+
+
+def fit_segments(features: Matrix, min_share: float = MIN_SHARE, progress: bool = False) -> SegmentModel:
+    """Select by the rule, refit the winner on (a sample of) everyone, name it; one segment when none qualifies."""
+    # Over a hundred small fits: OpenMP's threads cost more in hand-offs than they win (a twentieth of the time
+    # single-threaded, measured on the bundled data), and the machine is often shared.
+    with threadpool_limits(1):
+        return _fit_segments(features, min_share, progress)
+
+
+def _fit_segments(features: Matrix, min_share: float, progress: bool) -> SegmentModel:
+    rng = np.random.default_rng(SEED)
+    scaled = StandardScaler().fit_transform(features) if len(features) else features
+    candidates = compare(scaled, min_share, progress) if len(features) >= 2 else []
     rows = _sample(len(features), FIT_SAMPLE, rng)
-    pipeline = Pipeline(
-        [("scale", StandardScaler()), ("kmeans", KMeans(n_clusters=k, n_init=4, random_state=SEED))]
-    ).fit(features[rows])
-    labels = np.asarray(pipeline.predict(features), dtype=np.int64)
-    return SegmentModel(pipeline, k, curve[k], curve, gmm_curve, gmm_bic, describe(pipeline, labels))
+    for chosen in choose(candidates):
+        pipeline = _pipeline(features[rows], chosen.k, chosen.method)
+        labels = np.asarray(pipeline.predict(features), dtype=np.int64)
+        shares = np.bincount(labels, minlength=chosen.k) / len(labels)
+        # The refit on everyone must keep the sizes the sample promised.
+        if shares.min() >= min_share:
+            return _model(features, pipeline, labels, chosen, candidates, min_share)
+    pipeline = _pipeline(features[rows], 1)
+    labels = np.zeros(len(features), dtype=np.int64)
+    note = "no admissible split (every solution had a segment under the minimum share or was unstable)"
+    if len(features) < 2 or not candidates:
+        note = "too few distinct people to split"
+    return _model(features, pipeline, labels, None, candidates, min_share, note)
 
 
-def describe(pipeline: Pipeline, labels: npt.NDArray[np.int64]) -> list[Segment]:
+def _model(
+    features: Matrix,
+    pipeline: Pipeline,
+    labels: Labels,
+    chosen: Candidate | None,
+    candidates: list[Candidate],
+    min_share: float,
+    note: str | None = None,
+) -> SegmentModel:
     scaler: StandardScaler = pipeline.named_steps["scale"]
-    centers = pipeline.named_steps["kmeans"].cluster_centers_
+    centers = np.asarray(pipeline.named_steps["kmeans"].cluster_centers_, dtype=np.float64)
+    k = len(centers)
+    gaps = [float(np.linalg.norm(a - b)) for a, b in itertools.combinations(centers, 2)]
+    margin = HYSTERESIS_FRACTION * float(np.median(gaps)) if gaps else 0.0
+    segments = describe(features, scaler, centers, labels)
+    return SegmentModel(
+        pipeline=pipeline,
+        k=k,
+        method=chosen.method if chosen else "single",
+        silhouette=chosen.silhouette if chosen else 0.0,
+        davies_bouldin=chosen.davies_bouldin if chosen else 0.0,
+        stability=(chosen.stability or 0.0) if chosen else 1.0,
+        segments=segments,
+        candidates=candidates,
+        hysteresis_margin=margin,
+        min_share=min_share,
+        note=note,
+    )
+
+
+def describe(features: Matrix, scaler: StandardScaler, centers: Matrix, labels: Labels) -> list[Segment]:
+    """Size, share, centre (in feature units), defining features and a true name for every segment."""
+    k = len(centers)
+    sizes = np.bincount(labels, minlength=k)
+    members = [features[labels == i] for i in range(k)]
+    population = features.mean(axis=0) if len(features) else np.zeros(len(FEATURE_NAMES))
+    # The centre's standing against the population, in standard deviations; a constant feature stands nowhere.
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    member_means = [rows.mean(axis=0) if len(rows) else population for rows in members]
+    standing = np.stack([(m - population) / scale for m in member_means]) * (scaler.var_ > 0)
+    names = name_segments(standing, members)
     original = scaler.inverse_transform(centers)
-    sizes = np.bincount(labels, minlength=len(centers))
-    names = unique_names([segment_name(center) for center in centers], centers)
     return [
         Segment(
             id=i,
@@ -124,66 +352,10 @@ def describe(pipeline: Pipeline, labels: npt.NDArray[np.int64]) -> list[Segment]
             size=int(sizes[i]),
             share=round(float(sizes[i] / max(sizes.sum(), 1)), 4),
             centroid={name: round(float(value), 4) for name, value in zip(FEATURE_NAMES, original[i], strict=True)},
+            defining=defining_features(standing[i], member_means[i], population),
         )
-        for i in range(len(centers))
+        for i in range(k)
     ]
-
-
-def _z(center: Matrix, feature: str) -> float:
-    return float(center[FEATURE_NAMES.index(feature)])
-
-
-def segment_name(center: Matrix) -> str:
-    """A name from a centroid in standardized units (0 = the average profile, 1 = one deviation above).
-
-    Buying beats carting beats browsing: a segment is named for the strongest intent its centroid shows,
-    qualified by recency, so a banner author can tell "recent high-value buyers" from "lapsed browsers".
-    """
-    recent = _z(center, "log_hours_since_last_event") < -0.5 or _z(center, "session_active") > 0.5
-    lapsed = _z(center, "log_hours_since_last_event") > 0.5 and _z(center, "session_active") < 0
-    when = "recent " if recent else "lapsed " if lapsed else ""
-    if _z(center, "log_count_purchase") > 0.5:
-        value = "high-value " if _z(center, "log_monetary") > 1.0 else ""
-        return f"{when}{value}buyers"
-    if _z(center, "cart_abandoned") > 0.5 or (
-        _z(center, "cart_items") > 0.5 and _z(center, "log_count_purchase") <= 0.5
-    ):
-        return "cart abandoners" if _z(center, "cart_abandoned") > 0.5 else f"{when}cart builders"
-    if _z(center, "log_count_view_product") > 0.5 or _z(center, "log_session_events") > 0.5:
-        focus = _z(center, "distinct_categories") > 0.5
-        return f"{when}{'wide-ranging' if focus else 'engaged'} browsers"
-    return f"{when}casual browsers"
-
-
-QUALIFIERS: tuple[tuple[str, str, float], ...] = (
-    ("distinct_categories", "many categories", 1.0),
-    ("top_category_share", "one category", 1.0),
-    ("log_session_events", "long sessions", 1.0),
-    ("log_hours_since_first_seen", "long-standing", 1.0),
-    ("log_hours_since_first_seen", "new", -1.0),
-    ("view_to_cart_rate", "quick to cart", 1.0),
-    ("log_count_view_product", "many views", 1.0),
-    ("log_count_view_product", "few views", -1.0),
-)
-
-
-def unique_names(names: list[str], centers: Matrix) -> list[str]:
-    """Two segments may earn the same name; each then gets the qualifier its centroid shows most."""
-    result = list(names)
-    for name in set(names):
-        same = [i for i, n in enumerate(names) if n == name]
-        if len(same) < 2:
-            continue
-        for i in same:
-            scores = [(sign * _z(centers[i], feature), label) for feature, label, sign in QUALIFIERS]
-            best = max(scores)
-            result[i] = f"{name} ({best[1]})" if best[0] > 0 else name
-    seen: dict[str, int] = {}
-    for i, name in enumerate(result):
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            result[i] = f"{name} #{seen[name]}"
-    return result
 
 
 SEGMENT_ITEMS_LIMIT = 100

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from model_export.canonical import screen
 from model_export.catalog import build_catalog
@@ -21,7 +20,7 @@ from model_export.protocols import time_cutoff
 from model_export.recommenders import BY_NAME, Hybrid, RecsParams
 from model_export.recs import RecsData, RecsModel
 from model_export.replay import feature_matrix, replay, to_ms
-from model_export.segments import SegmentModel, fit_segments, segment_items
+from model_export.segments import MIN_SHARE, SegmentModel, fit_segments, segment_items
 from model_export.tuning import CRITERION, Selection, Validation, select, validation
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_NAMES, SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
@@ -82,6 +81,8 @@ class Trained:
                 "input": {"name": SEGMENT_INPUT, "type": "float64", "shape": ["n", len(FEATURE_NAMES)]},
                 "outputs": {SEGMENT_LABEL: "int64 [n]", SEGMENT_DISTANCES: "float64 [n, k]"},
                 "items_file": "segment_items.json",
+                # Serve keeps a known visitor's segment until another centre is nearer by this much.
+                "hysteresis_margin": self.segments.hysteresis_margin,
             },
             "recs_model": {
                 "file": "recs.onnx",
@@ -117,7 +118,9 @@ class Trained:
         return {
             "users": len(self.profiles),
             "items": len(self.index),
-            "segments": {"k": self.segments.k, "silhouette": round(self.segments.silhouette, 4)},
+            "segments": {
+                key: value for key, value in self.segments.summary().items() if key not in {"candidates", "rule"}
+            },
             "validation": self.selection.metrics if self.selection else None,
             "parity": self.parity.to_dict(),
             "refused_rows": dict(self.refused or {}),
@@ -126,7 +129,10 @@ class Trained:
 
 
 def train_models(
-    frame: pd.DataFrame, validation_fraction: float = VALIDATION_FRACTION, progress: bool = False
+    frame: pd.DataFrame,
+    validation_fraction: float = VALIDATION_FRACTION,
+    progress: bool = False,
+    min_segment_share: float = MIN_SHARE,
 ) -> Trained:
     """`frame` is canonical (canonical.normalize). Rows the one event schema refuses are left out and counted
     (`Trained.refused`). Raises ParityError rather than return graphs that disagree with their references."""
@@ -141,10 +147,9 @@ def train_models(
     profiles = replay(frame, progress=progress, start=early)
     # As of just after the last event: the moment a model trained now would start serving.
     now_ms = to_ms(frame["timestamp"].max()) + 1
-    _, features = feature_matrix(profiles, now_ms)
-    # K-Means over a few thousand rows gains nothing from threads and, on a busy machine, loses a lot to them.
-    with threadpool_limits(1):
-        segments = fit_segments(features, progress=progress)
+    _, features = feature_matrix(profiles, now_ms, catalog.relative_prices)
+    # fit_segments runs its many small fits single-threaded (threads lose more than they win there).
+    segments = fit_segments(features, min_segment_share, progress=progress)
     segment_onnx = segment_graph(segments.pipeline, len(FEATURE_NAMES))
     valid = validation(frame, validation_fraction, profiles=early)
     # Chosen on the validation split only; then refitted on the whole training frame.

@@ -41,7 +41,8 @@ export function buildEvent(type, fields = {}, consent = currentConsent()) {
     type,
     ts: new Date().toISOString(),
     session_id: sessionId(),
-    context: { device: device(), page: page() },
+    // Minutes ahead of UTC: the profile keeps a local time-of-day mix.
+    context: { device: device(), page: page(), utc_offset_min: -new Date().getTimezoneOffset() },
     consent,
     ...withoutEmpty(fields),
   };

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+
+# A price more than 8x off its category's median says no more than 8x does (and one typo cannot dominate).
+PRICE_RATIO_CLIP = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +38,32 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @cached_property
+    def relative_prices(self) -> dict[str, float]:
+        """Each priced item's log2(price / the median price of its category), within +-PRICE_RATIO_CLIP.
+
+        What "cheap" and "dear" mean to a shopper: a 30 cable and a 900 phone are each compared with their own
+        category. Items without a category are compared with the median of every priced item. Computed once
+        per catalog, from the catalog alone, so the trainer and serve read the same numbers.
+        """
+        by_category: dict[str | None, list[float]] = defaultdict(list)
+        for item in self.items:
+            if item.price is not None and item.price > 0:
+                by_category[item.category].append(item.price)
+        everything = [price for prices in by_category.values() for price in prices]
+        if not everything:
+            return {}
+        medians: dict[str | None, float] = {
+            category: statistics.median(prices) for category, prices in by_category.items() if category
+        }
+        shop_wide = statistics.median(everything)
+        relative = {}
+        for item in self.items:
+            if item.price is not None and item.price > 0:
+                ratio = math.log2(item.price / medians.get(item.category, shop_wide))
+                relative[item.id] = max(-PRICE_RATIO_CLIP, min(PRICE_RATIO_CLIP, ratio))
+        return relative
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Catalog:

@@ -122,6 +122,9 @@ class Context(BaseModel):
     referrer: Text | None = None
     country: Annotated[str, Field(max_length=8)] | None = None
     page: Text | None = None
+    # Minutes the visitor's clock is ahead of UTC (JavaScript: -new Date().getTimezoneOffset()): the profile
+    # keeps a local time-of-day mix, and the UTC ts alone cannot say what time it was for the visitor.
+    utc_offset_min: Annotated[int, Field(ge=-12 * 60, le=14 * 60)] | None = None
 
 
 class Consent(BaseModel):

@@ -1,73 +1,109 @@
 """Profile -> model input vector. The one feature definition: the trainer and serve both call this.
 
+The vector describes a person in the terms a merchandiser segments on: recency, visit and purchase frequency,
+order value (RFM), conversion and cart abandonment, category breadth, price sensitivity against each category's
+median price (from the catalog the model version ships), and the person's device and local time-of-day mix.
+Nothing in it describes the current moment only (an open session, a cart left ten minutes ago), so a person's
+vector, and segment, moves only as their behaviour does.
+
 A model manifest records FEATURE_SCHEMA_VERSION; serve refuses a model trained on another version.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 
 from personalization.events import EventType
-from personalization.profile import SESSION_TIMEOUT_MS, FoldSettings, Profile, affinities_at
+from personalization.profile import DAYPARTS, FoldSettings, Profile, affinities_at
 
-FEATURE_SCHEMA_VERSION = "1"
+FEATURE_SCHEMA_VERSION = "2"
 
-# segment.onnx takes the feature vector under this name and returns the segment label (and distances): the
-# exporter names the graph's tensors with these, serve calls them by these.
+# segment.onnx takes the feature vector under this name and returns the segment label and the distance to
+# every segment's centre (serve's hysteresis compares them): the exporter names the graph's tensors with
+# these, serve calls them by these.
 SEGMENT_INPUT = "features"
 SEGMENT_LABEL = "label"
 SEGMENT_DISTANCES = "distances"
 
 _HOUR_MS = 3600 * 1000
-_TYPES = [kind.value for kind in EventType]
+# A person never seen is a year away: the scale's end, not infinity.
+_NEVER_H = 24.0 * 365
+# A category counts towards breadth while its decayed affinity is at least this (a view two half-lives ago).
+_BREADTH_FLOOR = 0.05
+_VIEW = EventType.VIEW_PRODUCT.value
+_CART = EventType.ADD_TO_CART.value
+_PURCHASE = EventType.PURCHASE.value
+_BROWSED = frozenset({"v", "a"})  # type codes of the history entries that say what a person looks at
 
 FEATURE_NAMES: tuple[str, ...] = (
-    *(f"log_count_{kind}" for kind in _TYPES),
     "log_hours_since_last_event",
-    "log_hours_since_first_seen",
-    "log_monetary",
-    "cart_items",
-    "cart_abandoned",
-    "session_active",
-    "log_session_events",
-    "session_distinct_items",
+    "log_visits",
+    "log_views",
+    "log_carts",
+    "log_orders",
+    "log_order_value",
+    "view_to_cart_rate",
+    "cart_abandonment",
     "distinct_categories",
     "top_category_share",
-    "view_to_cart_rate",
-    "cart_to_purchase_rate",
+    "viewed_price_index",
+    "bought_price_index",
+    "share_mobile",
+    "share_desktop",
+    "share_tablet",
+    *(f"share_{part}" for part in DAYPARTS),
 )
 
+PriceIndex = Mapping[str, float]
 
-def feature_vector(profile: Profile, now_ms: int, settings: FoldSettings | None = None) -> list[float]:
-    """The profile as of `now_ms`, as a fixed-length vector in FEATURE_NAMES order."""
+
+def _mean_price_index(items: Iterable[str], prices: PriceIndex) -> float:
+    """Mean log2(price / category median) of the items the index knows; 0 (the median) when none."""
+    found = [prices[item] for item in items if item in prices]
+    return math.fsum(found) / len(found) if found else 0.0
+
+
+def feature_vector(
+    profile: Profile, now_ms: int, prices: PriceIndex, settings: FoldSettings | None = None
+) -> list[float]:
+    """The profile as of `now_ms`, as a fixed-length vector in FEATURE_NAMES order.
+
+    `prices` is the model version's catalog's `relative_prices`: the same numbers in training and at serve.
+    """
     settings = settings or FoldSettings()
-    counts = [float(profile.counts.get(kind, 0)) for kind in _TYPES]
+    counts = profile.counts
+    views = counts.get(_VIEW, 0)
+    carts = counts.get(_CART, 0)
     last = profile.last_event_ms
-    since_last_h = (now_ms - last) / _HOUR_MS if last is not None else 24.0 * 365
-    since_first_h = (now_ms - profile.first_seen_ms) / _HOUR_MS if profile.first_seen_ms is not None else 0.0
-    session = profile.session
-    active = session is not None and now_ms - session.last_ms <= SESSION_TIMEOUT_MS
-    last_cart = profile.last_seen_ms.get(EventType.ADD_TO_CART.value)
-    abandoned = bool(profile.cart) and last_cart is not None and now_ms - last_cart > SESSION_TIMEOUT_MS
+    since_last_h = (now_ms - last) / _HOUR_MS if last is not None else _NEVER_H
+    orders = profile.orders
+    episodes = profile.cart_episodes
     affinity = affinities_at(profile, now_ms, settings)
     # fsum is exactly rounded, so the total does not depend on the dict's order: a profile read back from the
     # store (keys sorted) and the same profile replayed in memory (insertion order) give the same bits.
     total_affinity = math.fsum(affinity.values())
-    views = profile.counts.get(EventType.VIEW_PRODUCT.value, 0)
-    carts = profile.counts.get(EventType.ADD_TO_CART.value, 0)
-    purchases = profile.counts.get(EventType.PURCHASE.value, 0)
+    browsed = dict.fromkeys(item for item, code, _ in profile.recent if code in _BROWSED)
+    devices = profile.devices
+    device_total = sum(devices.values())
+    dayparts = profile.dayparts
+    daypart_total = sum(dayparts)
     return [
-        *(math.log1p(c) for c in counts),
         math.log1p(max(since_last_h, 0.0)),
-        math.log1p(max(since_first_h, 0.0)),
-        math.log1p(profile.monetary),
-        float(len(profile.cart)),
-        1.0 if abandoned else 0.0,
-        1.0 if active else 0.0,
-        math.log1p(session.events) if active and session is not None else 0.0,
-        float(len(session.items)) if active and session is not None else 0.0,
-        float(sum(1 for score in affinity.values() if score >= 0.05)),
+        math.log1p(profile.visits),
+        math.log1p(views),
+        math.log1p(carts),
+        math.log1p(orders),
+        math.log1p(profile.monetary / orders) if orders else 0.0,
+        min(carts / views, 1.0) if views else 0.0,
+        # Cart episodes that no order followed: an approximation (an order may follow a later episode).
+        1.0 - min(orders, episodes) / episodes if episodes else 0.0,
+        float(sum(1 for score in affinity.values() if score >= _BREADTH_FLOOR)),
         max(affinity.values()) / total_affinity if total_affinity > 0 else 0.0,
-        carts / views if views else 0.0,
-        purchases / carts if carts else 0.0,
+        _mean_price_index(browsed, prices),
+        _mean_price_index(profile.purchased, prices),
+        devices.get("m", 0) / device_total if device_total else 0.0,
+        devices.get("d", 0) / device_total if device_total else 0.0,
+        devices.get("t", 0) / device_total if device_total else 0.0,
+        *(count / daypart_total if daypart_total else 0.0 for count in dayparts),
     ]

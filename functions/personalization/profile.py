@@ -33,6 +33,23 @@ EVENT_ID_LIMIT = 64
 AFFINITY_LIMIT = 32
 SESSION_ITEMS_LIMIT = 50
 SESSION_TIMEOUT_MS = 30 * 60 * 1000
+# Purchases (or adds to cart) closer together than this are one order (one cart episode): a basket of several
+# lines is one order, and one day's lines of a dataset stamped by date alone are one order too.
+EPISODE_GAP_MS = SESSION_TIMEOUT_MS
+# The device and time-of-day mixes are counts per class; when one reaches this, all are halved, so they stay
+# small numbers that say what the person does lately, not since the first visit.
+MIX_CAP = 256
+# Local time of day in four parts of six hours: night (0-6 h), morning, afternoon, evening (18-24 h).
+DAYPARTS = ("night", "morning", "afternoon", "evening")
+_MS_PER_MINUTE = 60_000
+_MS_PER_DAYPART = 6 * 3600 * 1000
+# What a tracker may call a device, in one-letter classes; anything else is "o" (other).
+DEVICE_CLASSES = ("m", "d", "t", "o")
+DEVICE_CODES: dict[str, str] = {
+    **dict.fromkeys(("mobile", "phone", "smartphone", "android", "ios", "iphone"), "m"),
+    **dict.fromkeys(("desktop", "pc", "laptop", "computer", "mac", "windows", "linux"), "d"),
+    **dict.fromkeys(("tablet", "ipad"), "t"),
+}
 # Scores below this are noise and would only cost bytes in every write.
 AFFINITY_FLOOR = 1e-4
 
@@ -129,6 +146,14 @@ class Profile:
     cart: dict[str, int] = field(default_factory=dict)
     purchased: dict[str, int] = field(default_factory=dict)
     session: Session | None = None
+    # Sessions started, orders (purchases less than EPISODE_GAP_MS apart are one) and cart episodes (likewise
+    # for adds to cart): visit and purchase frequency, and cart abandonment as episodes not followed by orders.
+    visits: int = 0
+    orders: int = 0
+    cart_episodes: int = 0
+    # Events per local time of day (DAYPARTS order) and per device class (DEVICE_CLASSES), halved at MIX_CAP.
+    dayparts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    devices: dict[str, int] = field(default_factory=dict)
     # Whether serve may personalize for this person: analytics and personalization consent, as last given.
     personalization: bool = True
     # Analytics consent as last given (events without it never reach the fold; a consent event can say so).
@@ -157,6 +182,11 @@ class Profile:
             or self.cart
             or self.purchased
             or self.session is not None
+            or self.visits
+            or self.orders
+            or self.cart_episodes
+            or any(self.dayparts)
+            or self.devices
         )
 
 
@@ -199,6 +229,11 @@ def _copy(profile: Profile) -> Profile:
         else Session(
             session.id, session.start_ms, session.last_ms, session.events, list(session.items), session.last_type
         ),
+        visits=profile.visits,
+        orders=profile.orders,
+        cart_episodes=profile.cart_episodes,
+        dayparts=list(profile.dayparts),
+        devices=dict(profile.devices),
         personalization=profile.personalization,
         analytics=profile.analytics,
         withdrawn_ms=profile.withdrawn_ms,
@@ -248,6 +283,7 @@ def _update_session(profile: Profile, session_id: str | None, item: str | None, 
         or (session_id is not None and session_id != session.id and ts_ms >= session.last_ms)
     ):
         profile.session = Session(session_id or f"t{ts_ms}", ts_ms, ts_ms, 1, [item] if item else [], code)
+        profile.visits += 1
         return
     if ts_ms < session.start_ms:
         return  # a late event from before this session started belongs to an older session
@@ -301,6 +337,46 @@ def _forget(profile: Profile) -> None:
     profile.cart = {}
     profile.purchased = {}
     profile.session = None
+    profile.visits = 0
+    profile.orders = 0
+    profile.cart_episodes = 0
+    profile.dayparts = [0, 0, 0, 0]
+    profile.devices = {}
+
+
+def device_class(device: str) -> str:
+    """A tracker's device string as one of DEVICE_CLASSES (exact names first; then by what it contains)."""
+    code = DEVICE_CODES.get(device)
+    if code is not None:
+        return code
+    lowered = device.lower()
+    code = DEVICE_CODES.get(lowered)
+    if code is not None:
+        return code
+    if "tablet" in lowered or "ipad" in lowered:
+        return "t"
+    if "mobile" in lowered or "phone" in lowered:
+        return "m"
+    if "desktop" in lowered:
+        return "d"
+    return "o"
+
+
+def daypart(ts_ms: int, utc_offset_min: int | None) -> int:
+    """Index into DAYPARTS of the local time of day: UTC plus the tracker's offset (UTC when it sent none).
+
+    Days have four parts of six hours each, and a UTC day starts on a part boundary, so the part is the count
+    of six-hour blocks since the epoch, modulo 4 (& 3 is that for negative counts too)."""
+    local_ms = ts_ms if utc_offset_min is None else ts_ms + utc_offset_min * _MS_PER_MINUTE
+    return (local_ms // _MS_PER_DAYPART) & 3
+
+
+def _count_device(profile: Profile, code: str) -> None:
+    devices = profile.devices
+    count = devices.get(code, 0) + 1
+    devices[code] = count
+    if count >= MIX_CAP:
+        profile.devices = {key: half for key, value in devices.items() if (half := value // 2)}
 
 
 def _apply(profile: Profile, event: Event, ts_ms: int, half_life_ms: int) -> None:
@@ -336,8 +412,25 @@ def _apply(profile: Profile, event: Event, ts_ms: int, half_life_ms: int) -> Non
     previous = last_seen.get(name)
     if previous is None or ts_ms > previous:
         last_seen[name] = ts_ms
-    if kind is _PURCHASE and event.price is not None:
-        profile.monetary = round(profile.monetary + event.price * event.quantity, 2)
+    if kind is _PURCHASE:
+        if previous is None or ts_ms - previous > EPISODE_GAP_MS:
+            profile.orders += 1
+        if event.price is not None:
+            profile.monetary = round(profile.monetary + event.price * event.quantity, 2)
+    elif kind is _ADD_TO_CART and (previous is None or ts_ms - previous > EPISODE_GAP_MS):
+        profile.cart_episodes += 1
+    # The time-of-day and device mixes; daypart() inlined, as a Python call costs as much as it does here.
+    context = event.context
+    offset = context.utc_offset_min
+    part = ((ts_ms if offset is None else ts_ms + offset * _MS_PER_MINUTE) // _MS_PER_DAYPART) & 3
+    dayparts = profile.dayparts
+    mixed = dayparts[part] + 1
+    dayparts[part] = mixed
+    if mixed >= MIX_CAP:
+        profile.dayparts = [count // 2 for count in dayparts]
+    device = context.device
+    if device is not None:
+        _count_device(profile, DEVICE_CODES.get(device) or device_class(device))
     category = event.category
     if category and weight > 0:
         _add_affinity(profile, category, weight, ts_ms, half_life_ms)

@@ -219,7 +219,9 @@ def personalize(
     models, model_version = state.models_for(decision.variant.model_version if decision.variant else None)
     segment = None
     if models is not None:
-        predicted = models.segments.predict(feature_vector(profile, now_ms, state.config.fold_settings))
+        predicted = models.segments.predict(
+            feature_vector(profile, now_ms, state.catalog.relative_prices, state.config.fold_settings)
+        )
         segment = (predicted.name, predicted.id)
     plan = _plan(decision, slot, context, now_ms, segment, profile.purchased, profile.cart.keys())
     # Without a rules document in force, what a person bought or has in the cart is never offered again.
@@ -267,7 +269,7 @@ def for_segment(
         profile = _usable_profile(state, pseudonym)
         if isinstance(profile, str):
             return fallback(state, slot, k, context, profile, now_ms, shared)
-        vector = feature_vector(profile, now_ms, state.config.fold_settings)
+        vector = feature_vector(profile, now_ms, state.catalog.relative_prices, state.config.fold_settings)
         segment_id = state.models.segments.predict(vector).id
     if segment_id is None:
         return fallback(state, slot, k, context, "anonymous", now_ms, shared)

@@ -46,6 +46,17 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         data["an"] = False
     if profile.withdrawn_ms is not None:
         data["wd"] = profile.withdrawn_ms
+    # Likewise the frequencies and mixes (items written before they existed decode to zeros).
+    if profile.visits:
+        data["vi"] = profile.visits
+    if profile.orders:
+        data["o"] = profile.orders
+    if profile.cart_episodes:
+        data["ce"] = profile.cart_episodes
+    if any(profile.dayparts):
+        data["h"] = profile.dayparts
+    if profile.devices:
+        data["d"] = profile.devices
     return data
 
 
@@ -70,6 +81,11 @@ def profile_from_dict(user_id: str, data: dict[str, Any]) -> Profile:
         personalization=bool(data.get("ok", True)),
         analytics=bool(data.get("an", True)),
         withdrawn_ms=None if data.get("wd") is None else int(data["wd"]),
+        visits=int(data.get("vi", 0)),
+        orders=int(data.get("o", 0)),
+        cart_episodes=int(data.get("ce", 0)),
+        dayparts=[int(v) for v in data.get("h", (0, 0, 0, 0))],
+        devices={k: int(v) for k, v in data.get("d", {}).items()},
         watermarks={k: int(v) for k, v in data.get("w", {}).items()},
         event_ids=[str(e) for e in data.get("e", [])],
     )

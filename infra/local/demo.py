@@ -74,6 +74,7 @@ def show(title: str, status: int, headers: dict[str, str], body: str) -> None:
 def run(events_path: Path, keep_running: bool = False) -> int:
     # Imported here so `--help` answers instantly.
     from infra.local.scenario import RULES_EXAMPLE, LocalProduct, load_events
+    from model_export.catalog import build_catalog
     from personalization.features import FEATURE_NAMES, feature_vector
     from personalization.identity import pseudonymize, sign_token
     from personalization.profile import FoldSettings, affinities_at
@@ -129,7 +130,9 @@ def run(events_path: Path, keep_running: bool = False) -> int:
                 f"    user {raw_user} (pseudonym {pseudonym[:12]}...): {sum(stored.profile.counts.values())} events,"
                 f" top categories {', '.join(f'{c} ({s:.1f})' for c, s in top)}"
             )
-            vector = dict(zip(FEATURE_NAMES, feature_vector(stored.profile, now_ms), strict=True))
+            # The published version's catalog is built from the same frame: the prices serve compares with.
+            prices = build_catalog(frame).relative_prices
+            vector = dict(zip(FEATURE_NAMES, feature_vector(stored.profile, now_ms, prices), strict=True))
             print(f"    features: {', '.join(f'{k}={v:.2f}' for k, v in list(vector.items())[:8])}, ...")
             token = sign_token(identity_key, pseudonym, int(time.time()) + 3600)
             personal = fetch(f"{serve.url}/v1/fragments/for-you?format=html&k=5", {"Cookie": f"pz_id={token}"})

@@ -27,13 +27,23 @@ def test_evaluate_prints_one_json_object_last_and_writes_the_report(
         for metrics in by_model.values():
             assert set(metrics) == METRICS
             assert all(0.0 <= value <= 1.0 for value in metrics.values())
-    assert 2 <= summary["segments"]["k"] <= 12
-    assert -1.0 <= summary["segments"]["silhouette"] <= 1.0
+    segments = summary["segments"]
+    assert {"k", "shares", "method", "silhouette", "davies_bouldin", "stability", "segment_lift"} <= set(segments)
+    assert len(segments["shares"]) == segments["k"] >= 1
+    assert abs(sum(segments["shares"]) - 1.0) < 1e-3
+    # Either a split that holds (sizeable, stable) or one segment that says why
+    if segments["k"] > 1:
+        assert min(segments["shares"]) >= segments["min_share"]
+        assert segments["stability"] >= 0.8
+        assert -1.0 <= segments["silhouette"] <= 1.0
+    else:
+        assert segments["note"]
+        assert segments["segment_lift"] in (None, 1.0)
     assert summary["events"] == 2000
     assert summary["train_s"] > 0
     # And the report with its plots is on disk
     report = (tmp_path / "report.md").read_text()
-    for plot in ("metrics.png", "silhouette.png", "segments.png"):
+    for plot in ("metrics.png", "segments.png", "segments_pca.png", "segments_centres.png"):
         assert (tmp_path / plot).stat().st_size > 0
         assert plot in report
     assert "never on the test" in report

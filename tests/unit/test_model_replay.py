@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from model_export.canonical import normalize, to_events
+from model_export.catalog import build_catalog
 from model_export.datasets import rees46
 from model_export.protocols import time_cutoff
 from model_export.replay import SHARD, feature_matrix, replay, to_ms
@@ -58,10 +59,11 @@ def test_feature_matrix_is_feature_vector_row_by_row() -> None:
     frame = sample()
     profiles = replay(frame)
     now = to_ms(frame["timestamp"].max()) + 1
-    user_ids, matrix = feature_matrix(profiles, now)
+    prices = build_catalog(frame).relative_prices
+    user_ids, matrix = feature_matrix(profiles, now, prices)
     assert matrix.shape == (len(profiles), len(FEATURE_NAMES))
     for row in (0, len(user_ids) // 2, len(user_ids) - 1):
-        assert np.array_equal(matrix[row], feature_vector(profiles[user_ids[row]], now))
+        assert np.array_equal(matrix[row], feature_vector(profiles[user_ids[row]], now, prices))
 
 
 def test_events_at_or_after_the_cutoff_are_not_replayed() -> None:

@@ -14,7 +14,6 @@ import pytest
 
 from model_export.__main__ import main, train_version
 from model_export.datasets import rees46
-from model_export.segments import segment_name, unique_names
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 
@@ -107,21 +106,3 @@ def _initializers(path: Path) -> list[onnx.TensorProto]:
 def test_train_version_accepts_an_adapters_frame_unsorted(tmp_path: Path) -> None:
     frame = rees46(SAMPLE).head(300).sample(frac=1.0, random_state=1)
     check_folder(train_version(frame, tmp_path))
-
-
-def test_segments_are_named_from_their_centroids() -> None:
-    z = dict.fromkeys(FEATURE_NAMES, 0.0)
-
-    def center(**values: float) -> np.ndarray:
-        return np.asarray([values.get(name, z[name]) for name in FEATURE_NAMES])
-
-    buyers = center(log_count_purchase=2.0, log_monetary=2.5, log_hours_since_last_event=-1.0)
-    abandoners = center(cart_abandoned=2.0, cart_items=1.5)
-    browsers = center(log_hours_since_last_event=1.0, session_active=-1.0)
-    assert segment_name(buyers) == "recent high-value buyers"
-    assert segment_name(abandoners) == "cart abandoners"
-    assert segment_name(browsers) == "lapsed casual browsers"
-    twins = np.stack([center(distinct_categories=1.2), center(log_session_events=0.2, top_category_share=1.5)])
-    names = unique_names([segment_name(c) for c in twins], twins)
-    assert len(set(names)) == 2
-    assert all(names)

@@ -1,0 +1,152 @@
+"""Segment names that are true: read from where a segment's centre stands against the population, and checked
+against what its members actually do.
+
+A name is a noun and up to two qualifiers. The noun says what most members did: bought (repeat buyers when most
+bought more than once), filled a cart, or only looked; a segment is never called "browsers" unless most of its
+members browsed without buying. The qualifiers come from the features that set the segment apart most (its
+centre's largest standardized deviations from the population, at least MIN_DEVIATION), and each is used only
+when the members' own values bear it out (a segment is "mobile" only if most of its events came from phones).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from personalization.features import FEATURE_NAMES
+
+Matrix = npt.NDArray[np.float64]
+# A centre this many population standard deviations away from the mean on a feature is "set apart" by it.
+MIN_DEVIATION = 0.5
+DEFINING_FEATURES = 3
+MAX_QUALIFIERS = 2
+_COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_REPEAT = math.log1p(2)  # log_orders at two orders
+
+
+@dataclass(frozen=True)
+class Defining:
+    """One feature that sets a segment apart: its mean among members against the population's."""
+
+    feature: str
+    z: float
+    members: float
+    population: float
+
+    def to_dict(self) -> dict[str, float | str]:
+        return {
+            "feature": self.feature,
+            "z": round(self.z, 2),
+            "members": round(self.members, 3),
+            "population": round(self.population, 3),
+        }
+
+
+Guard = Callable[[Mapping[str, float]], bool]
+
+
+def _always(_: Mapping[str, float]) -> bool:
+    return True
+
+
+# feature -> (qualifier when the centre is above the population, guard on the members' means; the same below).
+QUALIFIERS: dict[str, tuple[tuple[str, Guard] | None, tuple[str, Guard] | None]] = {
+    "log_hours_since_last_event": (("lapsed", _always), ("recent", _always)),
+    "log_visits": (("frequent", lambda m: m["log_visits"] > math.log1p(1)), None),
+    "log_orders": (None, ("occasional", lambda m: m["log_orders"] < _REPEAT)),
+    "log_views": (("engaged", lambda m: m["log_views"] > math.log1p(2)), ("light", _always)),
+    "log_order_value": (("high-value", lambda m: m["log_orders"] > 0), ("small-basket", lambda m: m["log_orders"] > 0)),
+    "view_to_cart_rate": (("quick-to-cart", lambda m: m["view_to_cart_rate"] > 0.2), None),
+    "distinct_categories": (("wide-ranging", lambda m: m["distinct_categories"] >= 2), None),
+    "top_category_share": (("single-category", lambda m: m["top_category_share"] > 0.7), None),
+    "viewed_price_index": (
+        ("premium", lambda m: m["viewed_price_index"] > 0.25),
+        ("discount-seeking", lambda m: m["viewed_price_index"] < -0.25),
+    ),
+    "bought_price_index": (
+        ("premium", lambda m: m["bought_price_index"] > 0.25),
+        ("discount-seeking", lambda m: m["bought_price_index"] < -0.25),
+    ),
+    "share_mobile": (("mobile", lambda m: m["share_mobile"] > 0.5), None),
+    "share_desktop": (("desktop", lambda m: m["share_desktop"] > 0.5), None),
+    "share_tablet": (("tablet", lambda m: m["share_tablet"] > 0.5), None),
+    "share_night": (("night-owl", lambda m: m["share_night"] > 0.4), None),
+    "share_morning": (("morning", lambda m: m["share_morning"] > 0.4), None),
+    "share_afternoon": (("afternoon", lambda m: m["share_afternoon"] > 0.4), None),
+    "share_evening": (("evening", lambda m: m["share_evening"] > 0.4), None),
+}
+
+
+def defining_features(center_z: Matrix, member_means: Matrix, population_means: Matrix) -> list[Defining]:
+    """The features on which the centre stands furthest from the population (standardized), largest first."""
+    order = sorted(range(len(FEATURE_NAMES)), key=lambda i: (-abs(float(center_z[i])), i))
+    return [
+        Defining(FEATURE_NAMES[i], float(center_z[i]), float(member_means[i]), float(population_means[i]))
+        for i in order[:DEFINING_FEATURES]
+        if abs(float(center_z[i])) >= 1e-9
+    ]
+
+
+def noun(members: Matrix) -> str:
+    """What most members did, from their own rows (not the centre): the strongest intent a majority shows."""
+    column = members.T
+    bought = float(np.mean(column[_COLUMN["log_orders"]] > 0))
+    if bought >= 0.5:
+        repeat = float(np.mean(column[_COLUMN["log_orders"]] >= _REPEAT - 1e-9))
+        return "repeat buyers" if repeat >= 0.5 else "buyers"
+    if float(np.mean(column[_COLUMN["log_carts"]] > 0)) >= 0.5:
+        abandoned = float(np.mean(column[_COLUMN["cart_abandonment"]]))
+        return "cart abandoners" if abandoned >= 0.5 else "cart builders"
+    if float(np.mean(column[_COLUMN["log_views"]] > 0)) >= 0.5:
+        return "browsers"
+    return "visitors"
+
+
+def qualifiers(center_z: Matrix, member_means: Mapping[str, float]) -> list[str]:
+    """Qualifiers in order of how far the centre stands out on their feature, each borne out by the members."""
+    found: list[str] = []
+    for i in sorted(range(len(FEATURE_NAMES)), key=lambda i: (-abs(float(center_z[i])), i)):
+        z = float(center_z[i])
+        if abs(z) < MIN_DEVIATION:
+            break
+        rule = QUALIFIERS.get(FEATURE_NAMES[i])
+        if rule is None:
+            continue
+        chosen = rule[0] if z > 0 else rule[1]
+        if chosen is not None and chosen[1](member_means) and chosen[0] not in found:
+            found.append(chosen[0])
+    return found
+
+
+def name_segments(centers_z: Matrix, members: Sequence[Matrix]) -> list[str]:
+    """One distinct name per segment. `centers_z` are standardized centres; `members[i]` segment i's raw rows."""
+    nouns = [noun(rows) if len(rows) else "visitors" for rows in members]
+    means = [
+        dict(zip(FEATURE_NAMES, (rows.mean(axis=0) if len(rows) else np.zeros(len(FEATURE_NAMES))), strict=True))
+        for rows in members
+    ]
+    options = [qualifiers(center, mean) for center, mean in zip(centers_z, means, strict=True)]
+    used = [0 if len(centers_z) == 1 else min(MAX_QUALIFIERS - 1, len(o)) for o in options]
+
+    def render(i: int) -> str:
+        return " ".join([*options[i][: used[i]], nouns[i]])
+
+    # Add qualifiers to segments that share a name until they differ or run out of qualifiers.
+    for _ in range(MAX_QUALIFIERS + 2):
+        names = [render(i) for i in range(len(nouns))]
+        clashes = [i for i, name in enumerate(names) if names.count(name) > 1 and used[i] < len(options[i])]
+        if not clashes:
+            break
+        for i in clashes:
+            used[i] += 1
+    names = [render(i) for i in range(len(nouns))]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            names[i] = f"{name} #{seen[name]}"
+    return names
