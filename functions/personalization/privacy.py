@@ -14,7 +14,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from personalization.profile import CODE_TYPES, FoldSettings, Profile, affinities_at
+from personalization.profile import CODE_TYPES, DAYPARTS, DEVICE_NAMES, FoldSettings, Profile, affinities_at
 
 
 class ErasurePath(StrEnum):
@@ -134,6 +134,16 @@ class RfmView(BaseModel):
     last_event_at: datetime | None
     events: int
     monetary: float
+    visits: int
+    orders: int
+    cart_episodes: int
+
+
+class MixView(BaseModel):
+    """Recent events per local time of day and per device class (halved as they grow: see the fold)."""
+
+    time_of_day: dict[str, int]
+    devices: dict[str, int]
 
 
 class TechnicalView(BaseModel):
@@ -155,6 +165,7 @@ class ProfileView(BaseModel):
     last_seen: dict[str, datetime]
     affinities: AffinityView
     rfm: RfmView
+    mix: MixView
     recent: list[RecentEntry]
     cart: list[CartEntry]
     purchased: list[PurchaseEntry]
@@ -200,6 +211,13 @@ def describe(
             last_event_at=None if profile.last_event_ms is None else _at(profile.last_event_ms),
             events=sum(profile.counts.values()),
             monetary=profile.monetary,
+            visits=profile.visits,
+            orders=profile.orders,
+            cart_episodes=profile.cart_episodes,
+        ),
+        mix=MixView(
+            time_of_day=dict(zip(DAYPARTS, profile.dayparts, strict=True)),
+            devices={DEVICE_NAMES.get(code, code): count for code, count in profile.devices.items()},
         ),
         recent=[
             RecentEntry(item_id=item, event_type=_type_name(code), at=_at(ts)) for item, code, ts in profile.recent

@@ -45,6 +45,7 @@ _MS_PER_MINUTE = 60_000
 _MS_PER_DAYPART = 6 * 3600 * 1000
 # What a tracker may call a device, in one-letter classes; anything else is "o" (other).
 DEVICE_CLASSES = ("m", "d", "t", "o")
+DEVICE_NAMES = {"m": "mobile", "d": "desktop", "t": "tablet", "o": "other"}
 DEVICE_CODES: dict[str, str] = {
     **dict.fromkeys(("mobile", "phone", "smartphone", "android", "ios", "iphone"), "m"),
     **dict.fromkeys(("desktop", "pc", "laptop", "computer", "mac", "windows", "linux"), "d"),

@@ -75,7 +75,19 @@ def test_the_access_view_is_the_stored_profile_in_readable_form() -> None:
     ]
     assert [(c.item_id, c.quantity) for c in view.cart] == [("i2", 1)]
     assert [(p.item_id, p.at) for p in view.purchased] == [("i3", T0 + timedelta(minutes=3))]
-    assert view.rfm.model_dump() == {"last_event_at": T0 + timedelta(minutes=3), "events": 3, "monetary": 5.0}
+    assert view.rfm.model_dump() == {
+        "last_event_at": T0 + timedelta(minutes=3),
+        "events": 3,
+        "monetary": 5.0,
+        "visits": 1,
+        "orders": 1,
+        "cart_episodes": 1,
+    }
+    # T0 is midnight UTC and the events say no device: three events in the night, no device mix
+    assert view.mix.model_dump() == {
+        "time_of_day": {"night": 3, "morning": 0, "afternoon": 0, "evening": 0},
+        "devices": {},
+    }
     assert view.session is not None
     assert view.session.items == ["i1", "i2", "i3"]
     assert view.session.last_event_type == "purchase"
