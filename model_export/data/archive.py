@@ -134,6 +134,9 @@ class ArchivedEvent(NamedTuple):
     session_id: str | None
     # Whether the event's sender had analytics and personalization consent when it was sent.
     personalization: bool
+    # The context the fold reads (device and local time-of-day mixes): what the tracker said.
+    device: str | None = None
+    utc_offset_min: int | None = None
 
     @classmethod
     def of(cls, event: Event) -> ArchivedEvent:
@@ -149,6 +152,8 @@ class ArchivedEvent(NamedTuple):
             event.quantity,
             event.session_id,
             consent.analytics and consent.personalization,
+            event.context.device,
+            event.context.utc_offset_min,
         )
 
 

@@ -20,7 +20,18 @@ from model_export.data.archive import ArchivedEvent
 from personalization.events import EventType
 
 NOT_BEHAVIOUR = frozenset({EventType.IMPRESSION, EventType.CONSENT})
-COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "category", "price", "quantity", "session_id")
+COLUMNS = (
+    "user_id",
+    "item_id",
+    "event_type",
+    "timestamp",
+    "category",
+    "price",
+    "quantity",
+    "session_id",
+    "device",
+    "utc_offset_min",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,8 @@ def canonical_rows(events: Sequence[ArchivedEvent]) -> pd.DataFrame:
             "price": pd.Series([event.price for event in rows], dtype=float),
             "quantity": [event.quantity for event in rows],
             "session_id": pd.Series([event.session_id for event in rows], dtype=object),
+            "device": pd.Series([event.device for event in rows], dtype=object),
+            "utc_offset_min": pd.Series([event.utc_offset_min for event in rows], dtype="Int64"),
         },
         columns=list(COLUMNS),
     )

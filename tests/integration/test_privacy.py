@@ -366,9 +366,9 @@ def test_the_erase_cli_and_the_next_training_leave_the_erased_person_out(
     seen: list[pd.DataFrame] = []
     real_train = train_models
 
-    def recording(frame: pd.DataFrame, progress: bool = False) -> Any:
+    def recording(frame: pd.DataFrame, progress: bool = False, **options: Any) -> Any:
         seen.append(frame)
-        return real_train(frame, progress=progress)
+        return real_train(frame, progress=progress, **options)
 
     monkeypatch.setattr(model_cli, "train_models", recording)
     out = tmp_path / "models"

@@ -125,7 +125,7 @@ def test_archive_rows_are_the_canonical_rows_of_the_same_events(tmp_path: Path) 
     events = archived(frame)
     extra = [
         event(10_001, events[0].user_id, 30, EventType.SEARCH),
-        event(10_002, events[0].user_id, 31, EventType.PAGE_VIEW),
+        event(10_002, events[0].user_id, 31, EventType.PAGE_VIEW, context={"device": "mobile", "utc_offset_min": 540}),
     ]
     root = write_folder(tmp_path, archive_objects([*events, *extra], per_object=150))
     # When the window is loaded as training rows
@@ -137,6 +137,9 @@ def test_archive_rows_are_the_canonical_rows_of_the_same_events(tmp_path: Path) 
     pd.testing.assert_frame_equal(with_item, expected, check_dtype=False)
     itemless = loaded.frame[loaded.frame["item_id"].isna()]
     assert sorted(itemless["event_type"]) == ["page_view", "search"]
+    # And the context the fold reads (device, clock offset) comes along
+    page_view = itemless[itemless["event_type"] == "page_view"].iloc[0]
+    assert (page_view["device"], page_view["utc_offset_min"]) == ("mobile", 540)
     assert loaded.summary()["archive"]["events"] == len(events) + 2
 
 
