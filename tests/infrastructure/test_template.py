@@ -97,6 +97,7 @@ def _settings_env_names(settings: type[BaseSettings]) -> set[str]:
         ("ServeFunction", "serve"),
         ("EraseFunction", "erase"),
         ("CollectFunction", "collect"),
+        ("PurgeFunction", "purge"),
     ],
 )
 def test_every_environment_variable_the_code_reads_is_set_in_the_template(logical_id: str, folder: str) -> None:
@@ -215,6 +216,7 @@ def test_every_function_has_sample_events() -> None:
         "ServeFunction": "serve_function_url_",
         "CollectFunction": "collect_function_url_",
         "EraseFunction": "erase_",
+        "PurgeFunction": "purge_",
     }
     assert set(prefixes) == set(FUNCTIONS)
     for logical_id, prefix in prefixes.items():

@@ -123,7 +123,7 @@ def test_serve_function_environment_takes_parameter_overrides(template: Template
 
 def test_every_ref_in_every_function_environment_resolves(template: Template) -> None:
     functions = {rid for rid, res in template.resources.items() if res.type in FUNCTION_TYPES}
-    assert functions == {"IngestFunction", "ServeFunction", "EraseFunction", "CollectFunction"}
+    assert functions == {"IngestFunction", "ServeFunction", "EraseFunction", "CollectFunction", "PurgeFunction"}
     for logical_id in functions:
         env = template.function_environment(logical_id, NAMES)
         assert all(isinstance(value, str) and value for value in env.values()), logical_id
