@@ -15,7 +15,8 @@ import numpy as np
 import onnxruntime as ort
 
 from personalization.catalog import Catalog
-from personalization.features import SEGMENT_INPUT, SEGMENT_LABEL
+from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT
+from personalization.hysteresis import sticky_segment
 from personalization.profile import Profile
 from personalization.ranking import Scored
 from personalization.recommend import (
@@ -67,11 +68,19 @@ class Segment:
 
 class SegmentModel:
     def __init__(
-        self, graph: bytes, segments: list[Mapping[str, Any]], items: Mapping[str, list[str]], catalog: Catalog
+        self,
+        graph: bytes,
+        segments: list[Mapping[str, Any]],
+        items: Mapping[str, list[str]],
+        catalog: Catalog,
+        hysteresis_margin: float = 0.0,
     ) -> None:
         self._session = session(graph)
-        _require_io(self._session, [SEGMENT_INPUT], [SEGMENT_LABEL], "segment.onnx")
+        _require_io(self._session, [SEGMENT_INPUT], [SEGMENT_DISTANCES], "segment.onnx")
         self.segments = {int(s["id"]): Segment(int(s["id"]), str(s["name"])) for s in segments}
+        self.hysteresis_margin = hysteresis_margin
+        # Feature vectors compare prices with this catalog's; computed now, at load, not on a first request.
+        _ = catalog.relative_prices
         # What a segment fragment shows: the segment's own best-sellers, as catalog items.
         self.items = {int(label): [catalog.by_id[i] for i in ids if i in catalog.by_id] for label, ids in items.items()}
 
@@ -79,10 +88,12 @@ class SegmentModel:
         chosen = self.items.get(segment, [])[:k]
         return [Scored(item, 1.0 - rank / max(len(chosen), 1)) for rank, item in enumerate(chosen)]
 
-    def predict(self, vector: list[float]) -> Segment:
+    def predict(self, vector: list[float], current: int | None = None) -> Segment:
+        """The nearest segment; for a visitor whose current segment is known, that one until another is
+        nearer by more than the version's hysteresis margin (personalization.hysteresis)."""
         features = np.asarray([vector], dtype=np.float64)
-        (labels,) = self._session.run([SEGMENT_LABEL], {SEGMENT_INPUT: features})
-        label = int(labels[0])
+        (distances,) = self._session.run([SEGMENT_DISTANCES], {SEGMENT_INPUT: features})
+        label = sticky_segment(distances[0].tolist(), current, self.hysteresis_margin)
         return self.segments.get(label, Segment(label, f"segment {label}"))
 
 
@@ -144,7 +155,8 @@ def load_models(files: Mapping[str, bytes], manifest: Mapping[str, Any], catalog
         segment_meta = manifest["segment_model"]
         items_file = segment_meta.get("items_file")
         items = json.loads(files[items_file]) if items_file else {}
-        segments = SegmentModel(files[segment_meta["file"]], manifest["segments"], items, catalog)
+        margin = float(segment_meta.get("hysteresis_margin", 0.0))
+        segments = SegmentModel(files[segment_meta["file"]], manifest["segments"], items, catalog, margin)
         recs = RecsModel(files[recs_meta["file"]], item_ids, catalog, weighting)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"manifest or files incomplete: {exc!r}") from exc

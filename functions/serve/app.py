@@ -151,7 +151,7 @@ def get_fragment(
         if slot.startswith(SEGMENT_SLOT_PREFIX):
             fragment = for_segment(state, pseudonym, known_segment, slot, k, context, now_ms)
         else:
-            fragment = personalize(state, pseudonym, slot, k, context, now_ms)
+            fragment = personalize(state, pseudonym, slot, k, context, now_ms, known_segment)
     except Exception:
         logger.exception("fragment pipeline failed; serving the popular fallback")
         fragment = fallback(state, slot, k, context, "internal_error", now_ms)

@@ -206,8 +206,16 @@ def _candidates(
 
 
 def personalize(
-    state: ServeState, pseudonym: str | None, slot: str, k: int, context: PageContext, now_ms: int
+    state: ServeState,
+    pseudonym: str | None,
+    slot: str,
+    k: int,
+    context: PageContext,
+    now_ms: int,
+    current_segment: int | None = None,
 ) -> Fragment:
+    """`current_segment`: the visitor's segment as the signed cookie carries it (of the live model version),
+    kept until another is clearly nearer (hysteresis), so the segment does not flip between requests."""
     decision = decide(state, pseudonym, slot, now_ms)
     if state.model_error:
         return fallback(state, slot, k, context, state.model_error, now_ms, decision)
@@ -219,8 +227,10 @@ def personalize(
     models, model_version = state.models_for(decision.variant.model_version if decision.variant else None)
     segment = None
     if models is not None:
+        # The cookie names a segment of the live version; an experiment's other version starts afresh.
+        current = current_segment if model_version == state.model_version else None
         predicted = models.segments.predict(
-            feature_vector(profile, now_ms, state.catalog.relative_prices, state.config.fold_settings)
+            feature_vector(profile, now_ms, state.catalog.relative_prices, state.config.fold_settings), current
         )
         segment = (predicted.name, predicted.id)
     plan = _plan(decision, slot, context, now_ms, segment, profile.purchased, profile.cart.keys())
@@ -257,7 +267,8 @@ def for_segment(
 
     A known visitor's segment comes from their profile, never from the signed cookie alone: the cookie lives a
     day, and a person who withdrew personalization consent or was erased since must not be targeted by it (no
-    profile or no consent: the anonymous fragment). The cookie alone names the segment only for a visitor with
+    profile or no consent: the anonymous fragment). The cookie's segment is kept while the profile is not
+    clearly nearer another (hysteresis). The cookie alone names the segment only for a visitor with
     no identity token. Only rules that need no person apply (segment, slot, journey and time scopes), and no
     experiment: the fragment is shared by everyone in the segment.
     """
@@ -270,7 +281,7 @@ def for_segment(
         if isinstance(profile, str):
             return fallback(state, slot, k, context, profile, now_ms, shared)
         vector = feature_vector(profile, now_ms, state.catalog.relative_prices, state.config.fold_settings)
-        segment_id = state.models.segments.predict(vector).id
+        segment_id = state.models.segments.predict(vector, known_segment).id
     if segment_id is None:
         return fallback(state, slot, k, context, "anonymous", now_ms, shared)
     segment = state.models.segments.segments.get(segment_id)
