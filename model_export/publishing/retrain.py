@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -91,6 +92,8 @@ class RetrainResult:
     data: dict[str, Any]
     folder: Path | None
     evaluation: dict[str, Any] = field(default_factory=dict)
+    # Seconds per phase: read (archive), train (candidate and its folder), evaluate (scores, drift), publish.
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def promotion(self) -> str:
@@ -115,6 +118,7 @@ class RetrainResult:
             "window": self.data.get("window"),
             "left_out_for_consent": self.data.get("left_out_for_consent"),
             "left_out_erased": self.data.get("left_out_erased"),
+            "seconds": self.seconds,
         }
 
     def metrics(self) -> dict[str, float]:
@@ -181,6 +185,7 @@ def retrain(
     """`trainer` trains a candidate from canonical rows (model_export.training.train_models: what `train` does);
     a benchmark passes one that corrupts its input, to show that the gate refuses a worse model. `erased` are
     the pseudonyms of people with a live erasure tombstone: left out even before the archive purge reaches them."""
+    clock = _Clock()
     window = Window.last_days(config.days, config.until)
     loaded = load_window(config.archive, window, config.region, erased)
     cutoff, train, holdout = _split(loaded, config.holdout_days)
@@ -193,10 +198,11 @@ def retrain(
         "rows": len(train),
     }
     live = _live(store)
+    clock.lap("read")
     try:
         trained = trainer(train)
     except ParityError as exc:
-        result = RetrainResult(
+        refused = RetrainResult(
             decision=parity_refused(str(exc)),
             candidate_version=None,
             live_version=live.version,
@@ -209,11 +215,13 @@ def retrain(
             drift=None,
             data=data,
             folder=None,
+            seconds=clock.lap("train"),
         )
-        _emit(metrics, result)
-        return result
-
+        _emit(metrics, refused)
+        return refused
     folder = write_trained(trained, train, config.out, data)
+    clock.lap("train")
+
     manifest = json.loads((folder / "manifest.json").read_text())
     protocol = questions(loaded.frame, cutoff, config.max_queries)
     files = {name: (folder / name).read_bytes() for name in manifest["files"]}
@@ -226,15 +234,7 @@ def retrain(
         except ModelError as exc:
             live_problem = f"live version {live.version} cannot be served ({exc})"
     decision = decide(candidate, popularity, live_scores, config.tolerance, live_problem)
-    measured = None
-    if live.model is not None:
-        segment_file = live.model.manifest.get("segment_model", {}).get("file", "segment.onnx")
-        measured = drift(
-            trained.features,
-            live.model.version,
-            live.model.manifest.get("distributions"),
-            live.model.files.get(segment_file),
-        )
+    measured = _drift(trained, live.model)
     evaluation = {
         "protocol": "user split (evaluate): profiles replayed to the cutoff, scored on new items after it",
         "cutoff": cutoff.isoformat(),
@@ -249,6 +249,8 @@ def retrain(
         "live_saw_holdout": _saw(live.model, cutoff),
         "tolerance": config.tolerance,
     }
+    clock.lap("evaluate")
+
     manifest.update(
         evaluation=evaluation,
         drift=None if measured is None else measured.to_dict(),
@@ -273,9 +275,31 @@ def retrain(
         data=data,
         folder=folder,
         evaluation=evaluation,
+        seconds=clock.lap("publish"),
     )
     _emit(metrics, result)
     return result
+
+
+class _Clock:
+    """Seconds per phase of a run, for the job's report (where the time of a slow run went)."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> dict[str, float]:
+        now = time.perf_counter()
+        self._laps[name] = round(now - self._last, 3)
+        self._last = now
+        return dict(self._laps)
+
+
+def _drift(trained: Trained, live: ModelVersion | None) -> Drift | None:
+    if live is None:
+        return None
+    segment_file = live.manifest.get("segment_model", {}).get("file", "segment.onnx")
+    return drift(trained.features, live.version, live.manifest.get("distributions"), live.files.get(segment_file))
 
 
 def _saw(live: ModelVersion | None, cutoff: datetime) -> bool | None:
