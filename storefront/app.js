@@ -252,9 +252,10 @@ function pageView() {
   if (!(main.dataset.route ?? "").startsWith("/product/")) track("page_view");
 }
 
-async function consentChanged(previous, next) {
-  // A withdrawal must reach the profile; a first "decline all" sends nothing at all.
-  if (previous.analytics || next.analytics) await send([buildEvent("consent", {}, next)]);
+async function consentChanged(previous, next, decision) {
+  // A withdrawal must reach the profile; a first "decline all" sends nothing at all. The answer's action and
+  // time go with it, so the profile keeps a record of what was agreed and when.
+  if (previous.analytics || next.analytics) await send([buildEvent("consent", { decision }, next)]);
   refreshSlots();
 }
 

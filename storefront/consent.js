@@ -20,18 +20,23 @@ export function currentConsent() {
   return stored ? { analytics: stored.analytics, personalization: stored.personalization } : { ...NONE };
 }
 
-function save(choice) {
-  localStorage.setItem(KEY, JSON.stringify({ ...choice, decided_at: new Date().toISOString() }));
+/** Keep the answer, and return how and when it was given: that travels with the consent event, for the record. */
+function save(choice, action) {
+  const decision = { action, decided_at: new Date().toISOString() };
+  localStorage.setItem(KEY, JSON.stringify({ ...choice, ...decision }));
+  return decision;
 }
 
 /**
- * Show the banner; `onChange(previous, next)` runs after the visitor answers.
+ * Show the banner; `onChange(previous, next, decision)` runs after the visitor answers.
  * It is a non-modal dialog: the shop stays usable, and nothing is tracked until an answer is given.
+ * Nothing is pre-ticked (a pre-ticked box is not consent: CJEU, Planet49, C-673/17): a first visitor sees both
+ * boxes empty, and "Decline all" and "Accept all" look the same and carry the same weight.
  */
 export function openConsentBanner(onChange) {
   document.querySelector("#consent-banner")?.remove();
   const previous = currentConsent();
-  const initial = storedConsent() ?? { analytics: true, personalization: true };
+  const initial = storedConsent() ?? NONE;
   const analytics = h("input", { type: "checkbox", id: "consent-analytics", dataset: { testid: "consent-analytics" } });
   const personalization = h("input", {
     type: "checkbox",
@@ -41,13 +46,13 @@ export function openConsentBanner(onChange) {
   analytics.checked = initial.analytics;
   personalization.checked = initial.personalization;
 
-  const button = (label, testid, kind, choice) => {
+  const button = (label, testid, kind, action, choice) => {
     const node = h("button", { type: "button", class: `button ${kind}`, dataset: { testid } }, label);
     node.addEventListener("click", () => {
       const next = choice();
-      save(next);
+      const decision = save(next, action);
       banner.remove();
-      onChange(previous, next);
+      onChange(previous, next, decision);
     });
     return node;
   };
@@ -94,14 +99,21 @@ export function openConsentBanner(onChange) {
     h(
       "div",
       { class: "consent-actions" },
-      button("Decline all", "consent-decline-all", "secondary", () => ({ ...NONE })),
-      button("Save choices", "consent-save", "secondary", () => ({
+      // The same style for both answers, side by side; saving the boxes as ticked is the third way.
+      button("Decline all", "consent-decline-all", "choice", "decline_all", () => ({ ...NONE })),
+      button("Accept all", "consent-accept-all", "choice", "accept_all", () => ({
+        analytics: true,
+        personalization: true,
+      })),
+      button("Save choices", "consent-save", "secondary", "save_choices", () => ({
         analytics: analytics.checked,
         personalization: personalization.checked,
       })),
-      button("Accept all", "consent-accept-all", "primary", () => ({ analytics: true, personalization: true })),
     ),
   );
   document.body.append(banner);
-  banner.querySelector("[data-testid=consent-accept-all]").focus();
+  // Focus goes to the question, not to either answer: no answer is the default.
+  const title = banner.querySelector("#consent-title");
+  title.tabIndex = -1;
+  title.focus();
 }

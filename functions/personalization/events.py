@@ -136,6 +136,17 @@ class Consent(BaseModel):
     personalization: bool
 
 
+class ConsentDecision(BaseModel):
+    """How and when the person answered the consent banner, sent with the consent event it caused: the profile
+    keeps the latest as the record of what was agreed and when."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Which control: both boxes at once ("accept_all", "decline_all") or the boxes as ticked ("save_choices").
+    action: Literal["accept_all", "decline_all", "save_choices"]
+    decided_at: AwareDatetime
+
+
 class Impression(BaseModel):
     """What one served fragment showed, and under which experiment variant and versions."""
 
@@ -174,6 +185,8 @@ class Event(BaseModel):
     context: Context = Context()
     consent: Consent
     impression: Impression | None = None
+    # Only on a consent event: the banner answer that caused it.
+    decision: ConsentDecision | None = None
     schema_version: Literal[1] = 1
 
     @field_validator("user_id")
@@ -205,6 +218,8 @@ class Event(BaseModel):
             raise ValueError(f"item_id is required for {self.type.value}")
         if (self.type is _IMPRESSION) != (self.impression is not None):
             raise ValueError("impression is required for, and only for, an impression event")
+        if self.decision is not None and self.type is not _CONSENT:
+            raise ValueError("decision is allowed only on a consent event")
         return self
 
     def to_json_bytes(self) -> bytes:

@@ -89,11 +89,21 @@ def erase_person(
 # ---------------------------------------------------------------------------------------------- access
 
 
+class ConsentDecisionView(BaseModel):
+    """The latest answer to the consent banner: what was agreed, how, and when."""
+
+    analytics: bool
+    personalization: bool
+    action: str
+    decided_at: datetime
+
+
 class ConsentView(BaseModel):
     analytics: bool
     personalization: bool
     # The latest time the person was seen without personalization consent; nothing older is kept.
     withdrawn_at: datetime | None
+    decision: ConsentDecisionView | None = None
 
 
 class RecentEntry(BaseModel):
@@ -182,6 +192,15 @@ def _type_name(code: str) -> str:
     return kind.value if kind is not None else code
 
 
+def _decision(record: tuple[bool, bool, int, str] | None) -> ConsentDecisionView | None:
+    if record is None:
+        return None
+    analytics, personalization, decided_ms, action = record
+    return ConsentDecisionView(
+        analytics=analytics, personalization=personalization, action=action, decided_at=_at(decided_ms)
+    )
+
+
 def describe(
     profile: Profile,
     version: int | None,
@@ -197,6 +216,7 @@ def describe(
             analytics=profile.analytics,
             personalization=profile.personalization,
             withdrawn_at=None if profile.withdrawn_ms is None else _at(profile.withdrawn_ms),
+            decision=_decision(profile.consent_record),
         ),
         first_seen=None if profile.first_seen_ms is None else _at(profile.first_seen_ms),
         counts=dict(profile.counts),

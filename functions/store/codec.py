@@ -57,6 +57,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         data["h"] = profile.dayparts
     if profile.devices:
         data["d"] = profile.devices
+    if profile.consent_record is not None:
+        data["cr"] = list(profile.consent_record)
     return data
 
 
@@ -86,9 +88,17 @@ def profile_from_dict(user_id: str, data: dict[str, Any]) -> Profile:
         cart_episodes=int(data.get("ce", 0)),
         dayparts=[int(v) for v in data.get("h", (0, 0, 0, 0))],
         devices={k: int(v) for k, v in data.get("d", {}).items()},
+        consent_record=_consent_record(data.get("cr")),
         watermarks={k: int(v) for k, v in data.get("w", {}).items()},
         event_ids=[str(e) for e in data.get("e", [])],
     )
+
+
+def _consent_record(value: Any) -> tuple[bool, bool, int, str] | None:
+    if value is None:
+        return None
+    analytics, personalization, decided_ms, action = value
+    return bool(analytics), bool(personalization), int(decided_ms), str(action)
 
 
 def encode(profile: Profile) -> bytes:

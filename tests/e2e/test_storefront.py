@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -193,7 +194,17 @@ def test_a_consenting_visitor_gets_personal_fragments_live_and_the_rules_apply(s
     assert anonymous.personalization in ("fallback; reason=anonymous", "fallback; reason=no_profile")
     shop.screenshot("1-first-visit")
 
+    # And the banner asks without presuming: both boxes empty, "Accept all" and "Decline all" alike
+    for name in ("consent-analytics", "consent-personalization"):
+        assert not shop.find(f'[data-testid="{name}"]').is_selected(), f"{name} is pre-ticked"
+    accept, decline = shop.find('[data-testid="consent-accept-all"]'), shop.find('[data-testid="consent-decline-all"]')
+    assert accept.get_attribute("class") == decline.get_attribute("class")
+    for style in ("background-color", "color", "font-weight", "font-size", "border-color", "height"):
+        assert accept.value_of_css_property(style) == decline.value_of_css_property(style), style
+    assert shop.driver.switch_to.active_element not in (accept, decline), "an answer is focused by default"
+
     # When they accept, then view several products of the grid's largest category
+    clicked_at = datetime.now(UTC)
     shop.click('[data-testid="consent-accept-all"]')
     cards = shop.all('[data-testid="product-grid"] [data-testid="product-card"]')
     categories = [card.get_attribute("data-category") or "" for card in cards]
@@ -221,6 +232,14 @@ def test_a_consenting_visitor_gets_personal_fragments_live_and_the_rules_apply(s
     if os.environ.get("REFRESH_STOREFRONT_SCREENSHOT") == "1" and personal.variant.endswith(":control"):
         shutil.copyfile(path, COMMITTED_SCREENSHOT)
     print(f"personalized {took:.1f} s after the last click; variant {personal.variant}; screenshots in {path.parent}")
+
+    # And their profile holds the record of what they agreed to, and when (what they can read themselves)
+    token = shop.identity_cookie()
+    answer = httpx.get(f"{shop.url}/v1/profile", headers={"cookie": f"pz_id={token}"}, trust_env=False).json()
+    decision = answer["consent"]["decision"]
+    assert (decision["action"], decision["analytics"], decision["personalization"]) == ("accept_all", True, True)
+    decided_at = datetime.fromisoformat(decision["decided_at"])
+    assert clicked_at - timedelta(seconds=5) <= decided_at <= datetime.now(UTC)
 
     # When they buy an item the slot recommends
     bought = personal.ids[-1]
@@ -271,6 +290,7 @@ def test_a_visitor_who_declines_sees_only_non_personal_fragments(shop: Shop, pro
         box = shop.find(f'[data-testid="{name}"]')
         if box.is_selected() != wanted:
             box.click()
+    saved_at = datetime.now(UTC)
     shop.click('[data-testid="consent-save"]')
     for item_id in items:
         shop.view_product(item_id)
@@ -287,6 +307,11 @@ def test_a_visitor_who_declines_sees_only_non_personal_fragments(shop: Shop, pro
         answer = fragment.headers["x-personalization"]
         time.sleep(0.2)
     assert answer == "fallback; reason=no_personalization_consent"
+    # And the profile records that answer: analytics only, saved from the boxes, at the time of the click
+    view = httpx.get(f"{product.edge.url}/v1/profile", headers={"cookie": f"pz_id={token}"}, trust_env=False).json()
+    decision = view["consent"]["decision"]
+    assert (decision["action"], decision["analytics"], decision["personalization"]) == ("save_choices", True, False)
+    assert datetime.fromisoformat(decision["decided_at"]) >= saved_at - timedelta(seconds=5)
 
     # And every slot on the page stays non-personal
     shop.go(f"/product/{items[0]}")

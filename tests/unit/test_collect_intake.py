@@ -244,3 +244,18 @@ def test_a_browser_may_not_send_an_impression_whatever_else_it_says(consent: dic
     refusal = admit(forged, PSEUDONYM, NOW, RETENTION)
     assert isinstance(refusal, Refusal)
     assert (refusal.field, refusal.reason) == ("type", "not_allowed")
+
+
+def test_a_consent_answer_travels_with_its_consent_event_and_only_with_one() -> None:
+    decision = {"action": "save_choices", "decided_at": NOW.isoformat()}
+    answer = client_event(type="consent", decision=decision)
+    answer.pop("item_id", None)
+    answer.pop("price", None)
+    admitted = admit(answer, PSEUDONYM, NOW, RETENTION)
+    assert not isinstance(admitted, Refusal)
+    assert admitted.decision is not None
+    assert (admitted.decision.action, admitted.decision.decided_at) == ("save_choices", NOW)
+    refused = admit(client_event(decision=decision), PSEUDONYM, NOW, RETENTION)
+    assert isinstance(refused, Refusal)
+    assert refused.reason == "invalid_field"
+    assert "decision is allowed only on a consent event" in refused.message

@@ -64,7 +64,12 @@ def test_the_access_view_is_the_stored_profile_in_readable_form() -> None:
 
     # Then every stored field is there, with type names and times instead of codes and epoch milliseconds
     assert view.pseudonymous_id == USER
-    assert view.consent.model_dump() == {"analytics": True, "personalization": True, "withdrawn_at": None}
+    assert view.consent.model_dump() == {
+        "analytics": True,
+        "personalization": True,
+        "withdrawn_at": None,
+        "decision": None,
+    }
     assert view.first_seen == T0 + timedelta(minutes=1)
     assert view.counts == {"view_product": 1, "add_to_cart": 1, "purchase": 1}
     assert view.last_seen["purchase"] == T0 + timedelta(minutes=3)

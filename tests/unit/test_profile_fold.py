@@ -406,3 +406,52 @@ def test_after_a_withdrawal_no_history_grows_whatever_follows_without_personaliz
     assert profile.recent == []
     assert profile.counts == {}
     assert profile.first_seen_ms is None
+
+
+# -- the consent banner's answer, kept as an auditable record (issue 21, finding 8) ------------------------
+
+
+def consent_answer(n: int, analytics: bool, personalization: bool, action: str, decided_min: float) -> Event:
+    from personalization.events import ConsentDecision
+
+    return Event(
+        event_id=f"c{n}",
+        user_id=USER,
+        type=EventType.CONSENT,
+        ts=T0 + timedelta(minutes=decided_min, seconds=1),
+        consent=Consent(analytics=analytics, personalization=personalization),
+        decision=ConsentDecision(action=action, decided_at=T0 + timedelta(minutes=decided_min)),  # type: ignore[arg-type]
+    )
+
+
+def test_the_latest_banner_answer_is_the_profiles_consent_record_whatever_the_order_of_arrival() -> None:
+    accepted = consent_answer(1, True, True, "accept_all", 0)
+    narrowed = consent_answer(2, True, False, "save_choices", 10)
+    ms = int((T0 + timedelta(minutes=10)).timestamp() * 1000)
+    for order in ([accepted, narrowed], [narrowed, accepted]):
+        profile, _ = fold(None, USER, [at(e, n) for n, e in enumerate(order)], FoldSettings())
+        assert profile.consent_record == (True, False, ms, "save_choices")
+        # And it survives the store, as one short entry
+        assert through_store(profile) == profile
+        assert b'"cr":[true,false,' in zlib.decompress(stored(profile))
+    # Ordinary events, consent events without an answer, and a withdrawal of everything leave it the latest answer
+    withdrawn = consent_answer(3, False, False, "decline_all", 20)
+    later = [at(event(4, minutes=30), 3), at(withdrawn, 4)]
+    profile, _ = fold(profile, USER, later, FoldSettings())
+    assert profile.consent_record == (False, False, ms + 10 * 60_000, "decline_all")
+    assert not profile.has_history
+
+
+def test_a_decision_is_refused_on_any_event_but_a_consent_event() -> None:
+    from pydantic import ValidationError
+
+    from personalization.events import ConsentDecision
+
+    with pytest.raises(ValidationError, match="decision is allowed only on a consent event"):
+        event(1, decision=ConsentDecision(action="accept_all", decided_at=T0))
+
+
+def test_a_profile_without_a_record_stores_no_byte_for_it() -> None:
+    profile, _ = fold(None, USER, [at(event(1), 1)], FoldSettings())
+    assert profile.consent_record is None
+    assert b'"cr"' not in zlib.decompress(stored(profile))
