@@ -11,6 +11,11 @@ SYNCED := $(VENV)/.synced
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
+# checkov pins its own dependencies (older networkx, packaging, ...) below what this project's lock holds, so it
+# too lives in a venv of its own; run offline (--skip-download), it would otherwise call its vendor's API.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_VERSION := 3.3.30
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: demo storefront browser test test-fast lint requirements build validate glue glue-publish clean
@@ -42,11 +47,16 @@ $(SAM): | $(SYNCED)
 	$(UV) venv --quiet --python $(PYTHON) $(SAM_VENV)
 	$(UV) pip install --quiet --python $(SAM_VENV)/bin/python "aws-sam-cli==$(SAM_CLI_VERSION)"
 
-lint: $(SYNCED) $(SAM)
+$(CHECKOV): | $(SYNCED)
+	$(UV) venv --quiet --python $(PYTHON) $(CHECKOV_VENV)
+	$(UV) pip install --quiet --python $(CHECKOV_VENV)/bin/python "checkov==$(CHECKOV_VERSION)"
+
+lint: $(SYNCED) $(SAM) $(CHECKOV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/cfn-lint template.yaml
+	$(CHECKOV) --config-file .checkov.yaml
 	$(SAM) validate --lint
 
 validate: $(SAM)
@@ -91,4 +101,4 @@ glue-publish: $(SYNCED)
 	$(PY) -m infra.glue.publish --stack $(STACK) --folder build/glue
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam build .pytest_cache .mypy_cache .ruff_cache .hypothesis

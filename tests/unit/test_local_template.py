@@ -70,7 +70,7 @@ def test_real_template_resources_by_type(template: Template) -> None:
         "ErasureLogTable",
     ]
     assert list(template.resources_of_type("AWS::Kinesis::Stream")) == ["EventStream"]
-    assert list(template.resources_of_type("AWS::S3::Bucket")) == ["ArtifactBucket", "ArchiveBucket"]
+    assert list(template.resources_of_type("AWS::S3::Bucket")) == ["ArtifactBucket", "AccessLogBucket", "ArchiveBucket"]
     assert list(template.resources_of_type("AWS::KinesisFirehose::DeliveryStream")) == ["ArchiveDeliveryStream"]
     profiles = template.resource("ProfilesTable").properties
     assert profiles["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
