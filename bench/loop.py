@@ -15,8 +15,11 @@ Figures (the JSON object on the last line):
   erased_events_left_in_archive   archived lines naming any of them after the purge (must be 0): every object is
                                   scanned for their pseudonyms, anywhere in a line
   purged_events                   archived lines the purge removed (the erasure log's count)
-  promotion                       the gate's decision on the full-window candidate ("promoted" or "rejected")
-  candidate_ndcg / live_ndcg      both versions' NDCG@10 on the held-out last 20 minutes (user split of evaluate)
+  promotion                       the gate's decision on the full-window candidate ("promoted" or "rejected"); the
+                                  live version it is compared with was trained the same way on the events before the
+                                  latest (infra.local.scenario.before_latest)
+  candidate_ndcg / live_ndcg      both versions' NDCG@10 on the held-out latest 12% of the span (20 minutes of the
+                                  bundled slice; user split of evaluate)
   rejects_worse                   true when the candidate trained on shuffled item ids was refused by the gate
   switch_s                        seconds from the promotion until every serve process answers with the new
                                   X-Model-Version (null if they did not within SWITCH_TIMEOUT_S)
@@ -37,33 +40,25 @@ import urllib.request
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.common import main_of, table
-from infra.local.scenario import LocalProduct
+from infra.local.scenario import LOCAL_SERVE, LocalProduct
 from infra.local.serve_process import ServeProcess
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ingest.batch import BatchResult, Classified
-    from model_export.publishing.retrain import RetrainResult
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = Path("/work/shared/datasets/rees46_multicategory_2019oct_head/events.csv")
 FALLBACK = ROOT / "tests" / "data" / "rees46_head2000.csv"
 ERASED_PEOPLE = 5
 SERVE_PROCESSES = 2
-# Serve re-reads models/current.json at most this often here (the template's default is 60 s).
-MODEL_MAX_AGE_S = 2
 SWITCH_TIMEOUT_S = 30.0
-# The bundled slice spans under three hours: each run reads a 3-hour window and holds out its last 20 minutes.
-WINDOW_DAYS = 3 / 24
-HOLDOUT_DAYS = 20 / (24 * 60)
-# The first version is trained as of this long before the newest event (so the second has more to learn from).
-FIRST_VERSION_BEFORE = timedelta(minutes=25)
 SEED = 15
 
 
@@ -193,30 +188,9 @@ def erase_and_purge(product: LocalProduct, frame: pd.DataFrame) -> tuple[list[st
     return [pseudonymize(product.pepper, user) for user in chosen], receipt.events
 
 
-def retrain_once(product: LocalProduct, until: datetime, scratch: Path, shuffle: bool = False) -> RetrainResult:
-    from model_export.publishing.retrain import RetrainConfig, retrain
-    from model_export.training import train_models
-    from store.artifacts import ArtifactStore
-    from store.profiles import ProfileStore, TableSettings
-
-    archive = f"s3://{product.stack.physical_names['ArchiveBucket']}/events"
-    config = RetrainConfig(
-        archive=archive,
-        days=WINDOW_DAYS,
-        out=scratch,
-        holdout_days=HOLDOUT_DAYS,
-        until=until,
-        region=product.stack.region,
-    )
-    erased = frozenset(
-        ProfileStore(TableSettings(product.ingest_env["PROFILES_TABLE"], product.stack.region)).erased_ids()
-    )
-    trainer = (lambda rows: train_models(shuffled_items(rows))) if shuffle else train_models
-    return retrain(config, ArtifactStore(product.bucket, product.stack.region), trainer=trainer, erased=erased)
-
-
 def run() -> dict[str, Any]:
-    from infra.local.scenario import load_events
+    from infra.local.scenario import before_latest, load_events
+    from model_export.training import train_models
 
     source = DATASET if DATASET.exists() else FALLBACK
     timings: dict[str, float] = {}
@@ -225,7 +199,6 @@ def run() -> dict[str, Any]:
         started = time.perf_counter()
         product.start_stack()
         frame, shift = load_events(source)
-        newest = frame["timestamp"].max().to_pydatetime() + shift
         accepted = ingest_all(product, frame, shift)
         timings["ingest_s"] = time.perf_counter() - started
 
@@ -238,18 +211,18 @@ def run() -> dict[str, Any]:
         timings["erase_purge_s"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        first = retrain_once(product, newest - FIRST_VERSION_BEFORE, scratch / "first")
+        # The version the shop had before its latest events (nothing live yet: it must beat popularity)
+        first = product.retrain(before_latest(frame), shift, scratch / "first")
         timings["first_version_s"] = time.perf_counter() - mark
 
-        serve_env = {**product.serve_env, "MODEL_MAX_AGE_S": str(MODEL_MAX_AGE_S)}
-        processes = [ServeProcess(dict(serve_env)) for _ in range(SERVE_PROCESSES)]
+        processes = [ServeProcess(dict(product.serve_env)) for _ in range(SERVE_PROCESSES)]
         watch: Watch | None = None
         try:
             for process in processes:
                 process.start(timeout_s=60.0)
             watch = Watch(processes).start()
             mark = time.perf_counter()
-            second = retrain_once(product, newest + timedelta(minutes=1), scratch / "second")
+            second = product.retrain(frame, shift, scratch / "second")
             timings["candidate_s"] = time.perf_counter() - mark
             promoted_at = time.monotonic()
             switched = None
@@ -259,7 +232,9 @@ def run() -> dict[str, Any]:
                     time.sleep(0.2)
                     switched = watch.switched_at(second.candidate_version, promoted_at)
             mark = time.perf_counter()
-            worse = retrain_once(product, newest + timedelta(minutes=1), scratch / "worse", shuffle=True)
+            worse = product.retrain(
+                frame, shift, scratch / "worse", trainer=lambda rows: train_models(shuffled_items(rows))
+            )
             timings["shuffled_candidate_s"] = time.perf_counter() - mark
             time.sleep(0.5)
             watch.finish()
@@ -295,6 +270,7 @@ def run() -> dict[str, Any]:
         "worse_reason": worse.summary()["reason"],
         "switch_s": None if switched is None else round(switched - promoted_at, 2),
         "serve_processes": SERVE_PROCESSES,
+        "model_max_age_s": int(LOCAL_SERVE["MODEL_MAX_AGE_S"]),
         "serve_requests": requests,
         "errors_5xx": errors,
         **{name: round(seconds, 1) for name, seconds in timings.items()},
@@ -317,8 +293,8 @@ def report(f: Mapping[str, Any]) -> None:
         (
             "switch_s",
             "none" if f["switch_s"] is None else f"{f['switch_s']:.2f}",
-            f"<= {MODEL_MAX_AGE_S} + a request",
-            f"{f['serve_processes']} serve processes re-reading current.json every {MODEL_MAX_AGE_S} s"
+            f"<= {f['model_max_age_s']} + a request",
+            f"{f['serve_processes']} serve processes re-reading current.json every {f['model_max_age_s']} s"
             + ("" if f["switch_s"] is not None else f": not switched within {SWITCH_TIMEOUT_S:.0f} s"),
         ),
         ("errors_5xx", f["errors_5xx"], "0", f"of {f['serve_requests']} fragment requests"),

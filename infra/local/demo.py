@@ -1,12 +1,16 @@
 """`make demo`: the whole slice on loopback, on real data.
 
 Starts the local stack from template.yaml, trains and publishes a model version from the bundled REES46
-events, publishes the example rules document, replays the events into the Kinesis stream time-shifted so the
-last lands now (gaps kept), lets the real ingest handler fold them through a Lambda-shaped event source, starts
-the serve app under uvicorn, and prints a personalized and an anonymous fragment with their headers. Then it
-starts the live loop (the ingest poller in the background, the event collector, and the local edge serving the
-storefront), clicks through the shop as a new visitor and prints how the `for-you` fragment changes.
-With --keep-running the storefront stays up until Ctrl-C. Everything it starts, it stops.
+events (all but the latest: what the shop had before them), publishes the example rules document, replays the
+events into the Kinesis stream time-shifted so the last lands now (gaps kept), lets the real ingest handler fold
+them through a Lambda-shaped event source (archiving every accepted event through Firehose), starts the serve app
+under uvicorn, and prints a personalized and an anonymous fragment with their headers. It then runs the retraining
+job from the archive (a candidate on the whole window without its latest events, scored with the live version on
+them), prints the gate's decision with both versions' metrics, and shows the running serve switching to a promoted
+version without a restart. Then it starts the live loop (the ingest poller in the background, the event
+collector, and the local edge serving the storefront), clicks through the shop as a new visitor and prints how
+the `for-you` fragment changes. With --keep-running the storefront stays up until Ctrl-C. Everything it
+starts, it stops.
 """
 
 from __future__ import annotations
@@ -18,9 +22,17 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from infra.local.scenario import LocalProduct
+    from infra.local.serve_process import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EVENTS = ROOT.parent / "shared" / "datasets" / "rees46_multicategory_2019oct_head" / "events.csv"
@@ -73,7 +85,7 @@ def show(title: str, status: int, headers: dict[str, str], body: str) -> None:
 
 def run(events_path: Path, keep_running: bool = False) -> int:
     # Imported here so `--help` answers instantly.
-    from infra.local.scenario import RULES_EXAMPLE, LocalProduct, load_events
+    from infra.local.scenario import RULES_EXAMPLE, LocalProduct, before_latest, load_events
     from model_export.catalog import build_catalog
     from personalization.features import FEATURE_NAMES, feature_vector
     from personalization.identity import pseudonymize, sign_token
@@ -96,8 +108,10 @@ def run(events_path: Path, keep_running: bool = False) -> int:
                 f" {frame['item_id'].nunique():,} items; shifted {shift.days} days so the last lands now"
             )
 
-        with timings.step("train a model version and publish it to the artifact bucket"):
-            print(f"    published {product.publish_model(frame)}")
+        with timings.step("train a model version on the events before the latest ones and publish it"):
+            earlier = before_latest(frame)
+            print(f"    {len(earlier):,} events up to {(earlier['timestamp'].max() + shift):%H:%M} UTC (shifted)")
+            print(f"    published {product.publish_model(earlier)}")
 
         if RULES_EXAMPLE.exists():
             with timings.step(f"publish the rules document {RULES_EXAMPLE.relative_to(ROOT)}"):
@@ -145,6 +159,9 @@ def run(events_path: Path, keep_running: bool = False) -> int:
                 )
             show("anonymous fragment (no token)", *fetch(f"{serve.url}/v1/fragments/for-you?format=html&k=5", {}))
 
+        with timings.step("retrain from the event archive (the scheduled job's use case) and roll out"):
+            retrain_and_roll_out(product, frame, shift, serve)
+
         with timings.step("start the live loop: ingest poller, collector and edge (uvicorn)"):
             live = product.start_live_ingest()
             print(f"    ingest: polling the stream, batches of up to {live.batch_size}, window {live.window_s:g} s")
@@ -166,6 +183,38 @@ def run(events_path: Path, keep_running: bool = False) -> int:
     print("\n" + timings.table())
     print("\nstopped everything the demo started (edge, collector, serve, live ingest and moto_server, by pid)")
     return 0
+
+
+def retrain_and_roll_out(product: LocalProduct, frame: pd.DataFrame, shift: timedelta, serve: ServeProcess) -> None:
+    """The gate's decision with both versions' metrics, then serve's X-Model-Version until it names the winner."""
+    import tempfile
+
+    from model_export.publishing.commands import retrain_table
+
+    with tempfile.TemporaryDirectory(prefix="demo-retrain-") as scratch:
+        result = product.retrain(frame, shift, Path(scratch))
+    print("    " + retrain_table(result).replace("\n", "\n    "))
+    url = f"{serve.url}/v1/fragments/for-you?format=json&k=5"
+
+    def version() -> str | None:
+        headers = {name.lower(): value for name, value in fetch(url, {})[1].items()}
+        return headers.get("x-model-version")
+
+    before = version()
+    if not result.decision.promote or result.candidate_version is None:
+        print(f"    the live version stays: serve answers with {before}")
+        return
+    max_age = float(product.serve_env.get("MODEL_MAX_AGE_S", "60"))
+    pid, started = serve.pid, time.monotonic()
+    answered = before
+    while answered != result.candidate_version and time.monotonic() - started < max_age + 10:
+        time.sleep(0.2)
+        answered = version()
+    waited = time.monotonic() - started
+    if answered == result.candidate_version:
+        print(f"    serve (pid {pid}, not restarted) answers with {answered} after {waited:.1f} s (was {before})")
+    else:
+        print(f"    serve still answers with {answered} after {waited:.0f} s: it does not re-read models/current.json")
 
 
 def visit_storefront(edge_url: str) -> None:

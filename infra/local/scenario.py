@@ -38,6 +38,8 @@ from infra.local.stack import LocalStack, LocalStackError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from model_export.publishing.retrain import RetrainResult, Trainer
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES_EXAMPLE = ROOT / "rules" / "example.json"
 SAMPLE_EVENTS = ROOT / "tests" / "data" / "rees46_head2000.csv"
@@ -50,7 +52,12 @@ LOCAL_SERVE = {
     # connection, misses it as soon as a page asks for three fragments at once while ingest writes.
     "PROFILE_CONNECT_TIMEOUT_S": "0.5",
     "PROFILE_READ_TIMEOUT_S": "1.0",
+    # A promoted model version reaches every serve process within two seconds (the template's default is 60).
+    "MODEL_MAX_AGE_S": "2",
 }
+# The retraining job on loopback holds out the latest eighth of the data's span (20 minutes of the bundled
+# slice's under three hours; a day of a month-long dataset, as the job does in AWS).
+HOLDOUT_SHARE = 0.12
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -218,6 +225,40 @@ class LocalProduct:
         """Fold everything on the stream now through the real handler; returns when the stream is read."""
         return self._ingest_poller(on_batch).drain()
 
+    # -- the learning loop ----------------------------------------------------------------------------
+
+    def retrain(
+        self, frame: pd.DataFrame, shift: timedelta, out: Path, trainer: Trainer | None = None
+    ) -> RetrainResult:
+        """The retraining job's use case (what the Glue job runs) on the archive ingest wrote, over the whole span
+        of `frame` (as replayed with `shift`), its latest HOLDOUT_SHARE held out; the gate decides."""
+        from model_export.publishing.retrain import RetrainConfig, retrain
+        from model_export.training import train_models
+        from store.artifacts import ArtifactStore
+        from store.profiles import ProfileStore, TableSettings
+
+        start, end = (
+            frame["timestamp"].min().to_pydatetime() + shift,
+            frame["timestamp"].max().to_pydatetime() + shift,
+        )
+        span = end - start + timedelta(minutes=2)
+        config = RetrainConfig(
+            archive=f"s3://{self.stack.physical_names['ArchiveBucket']}/events",
+            days=span / timedelta(days=1),
+            out=out,
+            holdout_days=span * HOLDOUT_SHARE / timedelta(days=1),
+            until=end + timedelta(minutes=1),
+            region=self.stack.region,
+        )
+        erased = frozenset(
+            ProfileStore(TableSettings(self.ingest_env["PROFILES_TABLE"], self.stack.region)).erased_ids()
+        )
+        store = ArtifactStore(self.bucket, self.stack.region)
+        result = retrain(config, store, trainer=trainer or train_models, erased=erased)
+        if result.decision.promote and result.candidate_version is not None:
+            self.model_version = result.candidate_version
+        return result
+
     # -- running parts -------------------------------------------------------------------------------
 
     def start_live_ingest(self) -> LiveIngest:
@@ -269,6 +310,14 @@ class LocalProduct:
         process = ServeProcess(env, app="infra.local.edge:app_from_env", factory=True, ready_path="/")
         self.edge = self._start(process)
         return self.edge
+
+
+def before_latest(frame: pd.DataFrame) -> pd.DataFrame:
+    """The events a shop had before its latest ones: what its first model version learned from, so that the
+    retraining job, held out on the latest, has something newer to learn (and a fair live version to beat)."""
+    start, end = frame["timestamp"].min(), frame["timestamp"].max()
+    cutoff = end - (end - start) * HOLDOUT_SHARE * 1.25
+    return frame[frame["timestamp"] < cutoff].reset_index(drop=True)
 
 
 def load_events(path: Path) -> tuple[pd.DataFrame, timedelta]:
