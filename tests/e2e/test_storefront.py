@@ -218,6 +218,18 @@ def test_a_consenting_visitor_gets_personal_fragments_live_and_the_rules_apply(s
         shop.find('[data-testid="product-grid"]')
     assert shop.identity_cookie(), "the collector set no identity cookie"
 
+    # And their profile holds the record of what they agreed to, and when (what they can read themselves)
+    def decision() -> dict[str, Any] | None:
+        answer = httpx.get(
+            f"{shop.url}/v1/profile", headers={"cookie": f"pz_id={shop.identity_cookie()}"}, trust_env=False
+        )
+        found: dict[str, Any] | None = answer.json()["consent"]["decision"] if answer.status_code == 200 else None
+        return found
+
+    record = shop.wait(decision, timeout_s=LIVE_TIMEOUT_S, what="the consent record in the profile")
+    assert (record["action"], record["analytics"], record["personalization"]) == ("accept_all", True, True)
+    assert clicked_at - timedelta(seconds=5) <= datetime.fromisoformat(record["decided_at"]) <= datetime.now(UTC)
+
     # Then within seconds the for-you slot is personal, mostly from that category (or its department)
     started = time.monotonic()
     personal = shop.wait_slot("for-you", lambda s: s.mode == "personalized", what="personalized")
@@ -232,14 +244,6 @@ def test_a_consenting_visitor_gets_personal_fragments_live_and_the_rules_apply(s
     if os.environ.get("REFRESH_STOREFRONT_SCREENSHOT") == "1" and personal.variant.endswith(":control"):
         shutil.copyfile(path, COMMITTED_SCREENSHOT)
     print(f"personalized {took:.1f} s after the last click; variant {personal.variant}; screenshots in {path.parent}")
-
-    # And their profile holds the record of what they agreed to, and when (what they can read themselves)
-    token = shop.identity_cookie()
-    answer = httpx.get(f"{shop.url}/v1/profile", headers={"cookie": f"pz_id={token}"}, trust_env=False).json()
-    decision = answer["consent"]["decision"]
-    assert (decision["action"], decision["analytics"], decision["personalization"]) == ("accept_all", True, True)
-    decided_at = datetime.fromisoformat(decision["decided_at"])
-    assert clicked_at - timedelta(seconds=5) <= decided_at <= datetime.now(UTC)
 
     # When they buy an item the slot recommends
     bought = personal.ids[-1]
