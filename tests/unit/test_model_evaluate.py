@@ -47,3 +47,20 @@ def test_evaluate_prints_one_json_object_last_and_writes_the_report(
         assert (tmp_path / plot).stat().st_size > 0
         assert plot in report
     assert "never on the test" in report
+    # And the families the validation split chose among are in the report, with the winner and why
+    for family in ("popularity", "item_knn", "cooccurrence", "ease", "factors", "hybrid"):
+        assert f"| {family} |" in report or f"| **{family}** |" in report
+    assert f"| **{summary['exported_family']}** |" in report
+    assert "Winner: " in report
+    # And the targets compare the exported model with the best other model on each figure
+    targets = summary["targets"]
+    for key in ("user/ndcg@10", "user/recall@20", "session/ndcg@10", "session/recall@20"):
+        found = targets[key]
+        protocol = summary["models"] if key.startswith("user") else summary["session"]["models"]
+        metric = key.split("/")[1]
+        others = {name: m[metric] for name, m in protocol.items() if name != "onnx"}
+        assert found["best_other_value"] == max(others.values())
+        assert found["onnx"] == protocol["onnx"][metric]
+        assert found["ok"] == (found["ratio"] is None or found["ratio"] >= 0.95)
+    assert targets["met"] == all(targets[k]["ok"] for k in targets if isinstance(targets[k], dict))
+    assert summary["refused_rows"] == {}
