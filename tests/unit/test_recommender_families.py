@@ -11,8 +11,9 @@ import pytest
 from model_export.canonical import normalize
 from model_export.datasets import rees46
 from model_export.parity import MAX_SCORE_DIFF, only_ties, recs_parity
-from model_export.recommenders import FAMILIES, Hybrid, Recommender
-from model_export.recs import RecsData
+from model_export.recommenders import FAMILIES, Blend, Factors, Hybrid, ItemKNN, Recommender, RecsParams
+from model_export.recommenders.blend import typical_gap
+from model_export.recs import QUANTUM, RecsData
 from model_export.replay import replay
 from model_export.tuning import Trials, validation
 from personalization.profile import Profile
@@ -27,11 +28,25 @@ def frame_data() -> tuple[RecsData, dict[str, Profile]]:
     return RecsData(frame), replay(frame)
 
 
+# Every part of the graph at once: EASE, cosine and co-occurrence neighbours, factors, categories.
+RICH_HYBRID = {**RecsParams().to_dict(), "category": 0.2, "factors": 0.2, "ease": 0.25, "decay": 0.7}
+
+
 def fitted(family: type[Recommender], data: RecsData) -> Recommender:
+    if family is Blend:
+        # Two factor models side by side, neighbours side by side, a category part: the hardest blend.
+        params = {
+            "first": "hybrid",
+            "first_params": RICH_HYBRID,
+            "second": "factors",
+            "second_params": {"dimensions": 32, "prior": 0.001, "decay": 0.7},
+            "share": 0.5,
+            "decay": 0.7,
+        }
+        return family(**params).fit(data)
     params = {**next(iter(family.grid(data))), "decay": 0.7}
     if family is Hybrid:
-        # Every part of the graph at once: EASE, cosine and co-occurrence neighbours, factors, categories.
-        params.update(category=0.2, factors=0.2, ease=0.25)
+        params = RICH_HYBRID
     return family(**params).fit(data)
 
 
@@ -90,12 +105,32 @@ def test_a_family_searches_on_the_validation_split(family: type[Recommender]) ->
     valid = validation(normalize(rees46(SAMPLE)), 0.2)
     assert valid is not None
     trials = Trials(valid)
-    family.search(valid.data, trials)
+    if family is Blend:
+        # A blend is made of the best trials of the families searched before it.
+        ItemKNN.search(valid.data, trials)
+        Factors.search(valid.data, trials)
+        before = len(trials.tried)
+        family.search(valid.data, trials)
+        trials.tried[:before] = []
+    else:
+        family.search(valid.data, trials)
     assert trials.tried
     assert all(t.family == family.name for t in trials.tried)
     assert all("decay" in t.params for t in trials.tried)
     best = trials.winner(family.name)
     assert trials.score(best.metrics) == max(trials.score(t.metrics) for t in trials.tried)
+
+
+def test_a_blend_scores_as_the_weighted_sum_of_its_two_models(frame_data: tuple[RecsData, dict[str, Profile]]) -> None:
+    data, _ = frame_data
+    blend = fitted(Blend, data).fitted()
+    first = Hybrid(**RICH_HYBRID).fit(data).fitted()
+    second = Factors(dimensions=32, prior=0.001, decay=0.7).fit(data).fitted()
+    wa, wb = 0.5 / typical_gap(first), 0.5 / typical_gap(second)
+    idx, w, none = np.asarray([3, 17]), np.asarray([0.25, 0.75], np.float32), np.zeros(0, np.int64)
+    expected = wa * first.score_vector(idx, w, none) + wb * second.score_vector(idx, w, none)
+    # Each part is rounded to the score quantum before it is weighted, the blend once after the sum.
+    assert np.max(np.abs(blend.score_vector(idx, w, none) - expected)) <= (wa + wb + 1) * QUANTUM
 
 
 def test_a_swap_counts_as_a_tie_only_within_the_tolerance() -> None:
