@@ -399,3 +399,48 @@ def test_the_collector_failures_are_alarmed() -> None:
     for metric in ("Errors", "Throttles", "Url5xxCount"):
         assert (metric, str([{"Name": "FunctionName", "Value": {"Ref": "CollectFunction"}}])) in alarmed, metric
     assert any(metric == "EventsFailed" for metric, _ in alarmed)
+
+
+# -- abuse limits and edge security (issue 21) ------------------------------------------------------------
+
+
+def test_every_function_has_a_concurrency_cap_and_the_collectors_is_a_parameter() -> None:
+    functions = TEMPLATE.resources_of_type("AWS::Serverless::Function")
+    assert functions
+    for logical_id, resource in functions.items():
+        assert "ReservedConcurrentExecutions" in resource.properties, logical_id
+    assert properties("CollectFunction")["ReservedConcurrentExecutions"] == {"Ref": "CollectReservedConcurrency"}
+
+
+def test_a_web_acl_with_a_per_address_rate_limit_on_events_is_attached_to_the_distribution() -> None:
+    acl = TEMPLATE.resource("WebAcl")
+    assert acl.properties["Scope"] == "CLOUDFRONT"
+    [events] = [rule for rule in acl.properties["Rules"] if rule["Name"] == "events-per-address"]
+    rate = events["Statement"]["RateBasedStatement"]
+    assert (rate["AggregateKeyType"], rate["Limit"]) == ("IP", {"Ref": "EventsRateLimitPer5Min"})
+    assert rate["ScopeDownStatement"]["ByteMatchStatement"]["SearchString"] == "/v1/events"
+    assert "Block" in events["Action"]
+    attached = properties("Distribution")["DistributionConfig"]["WebACLId"]
+    # The operator's ACL when given, else the stack's own (us-east-1 only)
+    assert attached == {
+        "Fn::If": [
+            "HasWebAclArn",
+            {"Ref": "WebAclArn"},
+            {"Fn::If": ["CreatesWebAcl", {"Fn::GetAtt": ["WebAcl", "Arn"]}, {"Ref": "AWS::NoValue"}]},
+        ]
+    }
+
+
+def test_tables_holding_personal_data_use_the_customer_managed_key() -> None:
+    for logical_id in ("ProfilesTable", "QuarantineTable", "ErasureLogTable"):
+        sse = properties(logical_id)["SSESpecification"]
+        assert (sse["SSEType"], sse["KMSMasterKeyId"]) == ("KMS", {"Ref": "DataKey"}), logical_id
+    assert properties("DataKey")["EnableKeyRotation"] is True
+
+
+def test_lint_runs_checkov_offline_on_the_template() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(CHECKOV) --config-file .checkov.yaml" in makefile
+    config = (ROOT / ".checkov.yaml").read_text()
+    assert "skip-download: true" in config
+    assert "template.yaml" in config
