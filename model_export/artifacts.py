@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from personalization.features import FEATURE_SCHEMA_VERSION
+from personalization.manifest import MANIFEST_SCHEMA_VERSION, Manifest
 
 
 def write_version(
@@ -21,11 +22,8 @@ def write_version(
 ) -> Path:
     created = datetime.now(UTC)
     version = f"{created:%Y%m%dT%H%M%SZ}-{data_hash[:8]}"
-    folder = out / version
-    folder.mkdir(parents=True, exist_ok=False)
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
     manifest = {
+        "manifest_schema_version": MANIFEST_SCHEMA_VERSION,
         "version": version,
         "created": created.isoformat(),
         "data_hash": data_hash,
@@ -35,5 +33,10 @@ def write_version(
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
         **(extra or {}),
     }
+    Manifest.model_validate(manifest)  # what serve will read: a manifest it would refuse is never written
+    folder = out / version
+    folder.mkdir(parents=True, exist_ok=False)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return folder

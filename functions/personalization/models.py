@@ -6,17 +6,18 @@ the ones the manifest promises, or its item index disagrees with the catalog; se
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from personalization.catalog import Catalog
 from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT
 from personalization.hysteresis import sticky_segment
+from personalization.manifest import Manifest, SegmentInfo
 from personalization.profile import Profile
 from personalization.ranking import Scored
 from personalization.recommend import (
@@ -36,6 +37,18 @@ from personalization.recommend import (
 
 class ModelError(Exception):
     """A model version that cannot be served."""
+
+
+class _ItemIndex(BaseModel):
+    """The recs graph's index file: position -> item id."""
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+    items: list[str]
+
+
+# The segment items file: a segment label -> its best-selling item ids.
+_SEGMENT_ITEMS = TypeAdapter(dict[int, list[str]], config=ConfigDict(coerce_numbers_to_str=True))
 
 
 def session(model: bytes) -> ort.InferenceSession:
@@ -70,19 +83,19 @@ class SegmentModel:
     def __init__(
         self,
         graph: bytes,
-        segments: list[Mapping[str, Any]],
-        items: Mapping[str, list[str]],
+        segments: list[SegmentInfo],
+        items: Mapping[int, list[str]],
         catalog: Catalog,
         hysteresis_margin: float = 0.0,
     ) -> None:
         self._session = session(graph)
         _require_io(self._session, [SEGMENT_INPUT], [SEGMENT_DISTANCES], "segment.onnx")
-        self.segments = {int(s["id"]): Segment(int(s["id"]), str(s["name"])) for s in segments}
+        self.segments = {s.id: Segment(s.id, s.name) for s in segments}
         self.hysteresis_margin = hysteresis_margin
         # Feature vectors compare prices with this catalog's; computed now, at load, not on a first request.
         _ = catalog.relative_prices
         # What a segment fragment shows: the segment's own best-sellers, as catalog items.
-        self.items = {int(label): [catalog.by_id[i] for i in ids if i in catalog.by_id] for label, ids in items.items()}
+        self.items = {label: [catalog.by_id[i] for i in ids if i in catalog.by_id] for label, ids in items.items()}
 
     def popular(self, segment: int, k: int) -> list[Scored]:
         chosen = self.items.get(segment, [])[:k]
@@ -147,17 +160,24 @@ class Models:
     recs: RecsModel
 
 
-def load_models(files: Mapping[str, bytes], manifest: Mapping[str, Any], catalog: Catalog) -> Models:
+def load_models(files: Mapping[str, bytes], manifest: Manifest | Mapping[str, Any], catalog: Catalog) -> Models:
+    """The version's graphs, ready to serve against `catalog`; ModelError for anything else."""
+    if not isinstance(manifest, Manifest):
+        try:
+            manifest = Manifest.model_validate(manifest)
+        except ValidationError as exc:
+            raise ModelError(f"manifest of the wrong shape: {exc.errors(include_url=False)[0]['msg']}") from None
+    recs_meta, segment_meta = manifest.recs_model, manifest.segment_model
+    if recs_meta is None or segment_meta is None:
+        raise ModelError("the manifest describes no recs_model or no segment_model")
     try:
-        recs_meta = manifest["recs_model"]
-        item_ids = [str(i) for i in json.loads(files[recs_meta["index_file"]])["items"]]
-        weighting = RecentWeighting.from_dict(recs_meta["recent_weighting"])
-        segment_meta = manifest["segment_model"]
-        items_file = segment_meta.get("items_file")
-        items = json.loads(files[items_file]) if items_file else {}
-        margin = float(segment_meta.get("hysteresis_margin", 0.0))
-        segments = SegmentModel(files[segment_meta["file"]], manifest["segments"], items, catalog, margin)
-        recs = RecsModel(files[recs_meta["file"]], item_ids, catalog, weighting)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"manifest or files incomplete: {exc!r}") from exc
+        item_ids = _ItemIndex.model_validate_json(files[recs_meta.index_file]).items
+        items_file = segment_meta.items_file
+        items = _SEGMENT_ITEMS.validate_json(files[items_file]) if items_file else {}
+    except (KeyError, ValidationError) as exc:
+        raise ModelError(f"model files incomplete or of the wrong shape: {exc}") from None
+    recent = recs_meta.recent_weighting
+    weighting = RecentWeighting(decay=recent.decay, max_events=recent.max_events)
+    segments = SegmentModel(files[segment_meta.file], manifest.segments, items, catalog, segment_meta.hysteresis_margin)
+    recs = RecsModel(files[recs_meta.file], item_ids, catalog, weighting)
     return Models(segments, recs)

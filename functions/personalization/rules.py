@@ -242,8 +242,8 @@ def parse_document(data: bytes | str | Mapping[str, Any]) -> RulesDocument:
     if isinstance(data, bytes | str):
         try:
             raw = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise RulesError([f"document: not valid JSON: {error}"]) from None
+        except (ValueError, RecursionError) as error:  # bad JSON or bytes, an int past 4,300 digits, deep nesting
+            raise RulesError([f"document: not valid JSON: {str(error)[:200]}"]) from None
     elif isinstance(data, Mapping):
         raw = dict(data)
     try:

@@ -2,17 +2,27 @@
 
 Layout: s3://BUCKET/models/<version>/{manifest.json, catalog.json, ...} and s3://BUCKET/models/current.json.
 Publishing writes the folder first and the pointer last, so readers never see a half-written version.
+
+Reading is the one place that judges what the bucket holds: the pointer and the manifest are validated by
+their models (pydantic, from the bytes), every file against its sha256. Whatever is wrong (unreadable, not
+JSON, nested or numbered past the parser's limits, the wrong shape, a digest mismatch) is an ArtifactError;
+nothing else escapes, so a caller needs one except clause to fall back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import botocore.session
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from personalization.manifest import Manifest, VersionName
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -22,17 +32,49 @@ POINTER = f"{PREFIX}/current.json"
 
 
 class ArtifactError(Exception):
-    """An artifact is missing, unreadable or fails its integrity check."""
+    """An artifact is missing, unreadable, of the wrong shape or fails its integrity check."""
+
+
+class ArtifactUnreadable(ArtifactError):
+    """The bucket did not answer with the object (missing, denied, unreachable): worth asking again later."""
+
+
+class ArtifactInvalid(ArtifactError):
+    """The object is there and wrong: asking again returns the same bytes."""
+
+
+class Pointer(BaseModel):
+    """models/current.json: which version is live. Keys it does not name are ignored (a note from whoever
+    switched it, say)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: VersionName
 
 
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
     version: str
+    # The manifest as a plain mapping (every key the trainer wrote), already validated by `Manifest` when read
+    # through ArtifactStore; `spec()` is the typed view.
     manifest: dict[str, Any]
     files: dict[str, bytes]
 
+    def spec(self) -> Manifest:
+        """The typed manifest (ArtifactInvalid if this one was built by hand with a manifest serve refuses)."""
+        try:
+            return Manifest.model_validate(self.manifest)
+        except ValidationError as exc:
+            raise ArtifactInvalid(f"{self.version}/manifest.json: {_problem(exc)}") from None
+
     def json(self, name: str) -> Any:
         return json.loads(self.files[name])
+
+
+def _problem(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in error["loc"]) or "document"
+    return f"{where}: {error['msg']}" + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
 
 
 def sha256(data: bytes) -> str:
@@ -40,33 +82,49 @@ def sha256(data: bytes) -> str:
 
 
 class ArtifactStore:
-    def __init__(self, bucket: str, region: str) -> None:
+    def __init__(self, bucket: str, region: str, read: Callable[[str], bytes] | None = None) -> None:
+        """`read` (a key's bytes, raising anything when it has none) replaces S3 for a local stand-in."""
         self._bucket = bucket
+        self._region = region
+        self._read = read or self._read_s3
+
+    @cached_property
+    def _s3(self) -> S3Client:
         # A plain botocore client: boto3 would add s3transfer and its own session to serve's cold start
         # for nothing, since artifacts are a few small objects read whole.
-        self._s3 = cast("S3Client", botocore.session.get_session().create_client("s3", region_name=region))
+        return cast("S3Client", botocore.session.get_session().create_client("s3", region_name=self._region))
+
+    def _read_s3(self, key: str) -> bytes:
+        body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        return body
 
     def _get(self, key: str) -> bytes:
         try:
-            body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            return self._read(key)
         except Exception as exc:
-            raise ArtifactError(f"cannot read s3://{self._bucket}/{key}: {exc}") from exc
-        return body
+            raise ArtifactUnreadable(f"cannot read s3://{self._bucket}/{key}: {exc}") from exc
 
     def current_version(self) -> str:
-        return str(json.loads(self._get(POINTER))["version"])
+        """The version models/current.json names (ArtifactError when it is missing or names none)."""
+        try:
+            return Pointer.model_validate_json(self._get(POINTER)).version
+        except ValidationError as exc:
+            raise ArtifactInvalid(f"{POINTER}: {_problem(exc)}") from None
 
     def load(self, version: str | None = None) -> ModelVersion:
         """Fetch a version and check every file against the sha256 its manifest records."""
         version = version or self.current_version()
-        manifest = json.loads(self._get(f"{PREFIX}/{version}/manifest.json"))
+        try:
+            manifest = Manifest.model_validate_json(self._get(f"{PREFIX}/{version}/manifest.json"))
+        except ValidationError as exc:
+            raise ArtifactInvalid(f"{version}/manifest.json: {_problem(exc)}") from None
         files: dict[str, bytes] = {}
-        for name, digest in manifest.get("files", {}).items():
+        for name, digest in manifest.files.items():
             data = self._get(f"{PREFIX}/{version}/{name}")
             if sha256(data) != digest:
-                raise ArtifactError(f"{version}/{name} does not match its manifest sha256")
+                raise ArtifactInvalid(f"{version}/{name} does not match its manifest sha256")
             files[name] = data
-        return ModelVersion(version, manifest, files)
+        return ModelVersion(version, manifest.model_dump(), files)
 
     def publish(self, folder: Path) -> str:
         """Upload a model folder (which holds manifest.json), then point `current` at it."""
@@ -76,10 +134,14 @@ class ArtifactStore:
 
     def upload(self, folder: Path) -> str:
         """Upload a model folder as a version without making it current; the manifest goes last, so a version
-        whose manifest can be read is complete."""
-        manifest = json.loads((folder / "manifest.json").read_text())
-        version = str(manifest["version"])
-        for name in manifest.get("files", {}):
+        whose manifest can be read is complete. A manifest serve would refuse is refused here (ArtifactInvalid),
+        before anything is written."""
+        try:
+            manifest = Manifest.model_validate_json((folder / "manifest.json").read_bytes())
+        except ValidationError as exc:
+            raise ArtifactInvalid(f"{folder / 'manifest.json'}: {_problem(exc)}") from None
+        version = manifest.version
+        for name in manifest.files:
             self._s3.put_object(
                 Bucket=self._bucket, Key=f"{PREFIX}/{version}/{name}", Body=(folder / name).read_bytes()
             )
@@ -93,8 +155,11 @@ class ArtifactStore:
         self._s3.put_object(Bucket=self._bucket, Key=POINTER, Body=json.dumps({"version": version}).encode())
 
     def manifest(self, version: str) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self._get(f"{PREFIX}/{version}/manifest.json"))
-        return data
+        """A version's manifest, validated as serve reads it (ArtifactError otherwise), every key kept."""
+        try:
+            return Manifest.model_validate_json(self._get(f"{PREFIX}/{version}/manifest.json")).model_dump()
+        except ValidationError as exc:
+            raise ArtifactInvalid(f"{version}/manifest.json: {_problem(exc)}") from None
 
     def versions(self) -> list[str]:
         """Every uploaded version's name (the folders under models/), oldest first: names start with the time."""

@@ -1,8 +1,6 @@
 """Segments hold still: small profile changes near a boundary never flip a visitor's segment back and forth."""
 
 import itertools
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 from hypothesis import given, settings
@@ -14,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from model_export.onnx_graphs import segment_graph
 from personalization.catalog import Catalog
 from personalization.hysteresis import nearest, sticky_segment
+from personalization.manifest import SegmentInfo
 from personalization.models import SegmentModel
 
 
@@ -78,7 +77,7 @@ def test_the_served_segment_holds_where_the_nearest_centre_would_flap() -> None:
     features = np.vstack([rng.normal(0.0, 1.0, size=(200, 2)), rng.normal(6.0, 1.0, size=(200, 2))])
     pipeline = Pipeline([("scale", StandardScaler()), ("kmeans", KMeans(2, n_init=2, random_state=0))]).fit(features)
     graph = segment_graph(pipeline, 2)
-    segments: list[Mapping[str, Any]] = [{"id": 0, "name": "a"}, {"id": 1, "name": "b"}]
+    segments = [SegmentInfo(id=0, name="a"), SegmentInfo(id=1, name="b")]
     sticky = SegmentModel(graph, segments, {}, Catalog([]), hysteresis_margin=0.2)
     nearest_only = SegmentModel(graph, segments, {}, Catalog([]), hysteresis_margin=0.0)
     # And a visitor whose profile moves a hair back and forth across the boundary between the centres
