@@ -27,6 +27,8 @@ Figures (the JSON object on the last line):
                            a warmed cache (PYTHONPYCACHEPREFIX in a temporary folder); _no_bytecode is the same
                            compiling every module from source, and its phases are itemized
   serve_zip_mb             the serve package built as `sam build` builds it (bench.package), zipped
+  rollout_look_ms          what a warm container spends every MODEL_MAX_AGE_S: GET models/current.json and the rules
+                           document, nothing changed, so nothing downloaded (Rollout.refresh, median of 20, moto S3)
 """
 
 from __future__ import annotations
@@ -342,7 +344,7 @@ def run() -> dict[str, Any]:
             start = time.perf_counter()
             version = ArtifactStore(env["ARTIFACT_BUCKET"], stack.region).load()
             loaded = time.perf_counter()
-            catalog = Catalog.from_dict(version.json("catalog.json"))
+            catalog = Catalog.from_json(version.files["catalog.json"])
             parsed = time.perf_counter()
             load_models(version.files, version.manifest, catalog)
             figures["state_s3_ms"] = round((loaded - start) * 1e3, 1)
@@ -350,10 +352,16 @@ def run() -> dict[str, Any]:
             figures["state_models_ms"] = round((time.perf_counter() - parsed) * 1e3, 1)
             serve_state.cache_clear()
             state = serve_state()
-            if state.models is None:
-                raise RuntimeError(f"the published version did not load: {state.model_error}")
-            figures["catalog_items"] = len(state.catalog)
-            figures["model_version"] = state.model_version
+            snapshot = state.rollout.current()
+            if snapshot.models is None:
+                raise RuntimeError(f"the published version did not load: {snapshot.error}")
+            figures["catalog_items"] = len(snapshot.catalog)
+            figures["model_version"] = snapshot.version
+            # A warm container's look at models/current.json and the rules (nothing changed: no download)
+            looks = [timed_ms(state.rollout.refresh) for _ in range(20)]
+            if state.rollout.current() is not snapshot:
+                raise RuntimeError("a look with nothing new replaced the snapshot")
+            figures["rollout_look_ms"] = round(median(looks), 2)
 
             # The profile read, as serve makes it (its client, its timeouts), against the loopback table
             for user in users[:50]:
@@ -386,7 +394,7 @@ def run() -> dict[str, Any]:
             now_ms = int(time.time() * 1000)
             context = PageContext()
             pipeline = [
-                timed_ms(lambda u=user: personalize(state, u, "for-you", K, context, now_ms))  # type: ignore[misc]
+                timed_ms(lambda u=user: personalize(state.serving(), u, "for-you", K, context, now_ms))  # type: ignore[misc]
                 for _ in range(3)
                 for user in users
             ]
@@ -396,8 +404,8 @@ def run() -> dict[str, Any]:
 
             # ONNX vs the trainer's references, on the same inputs
             segment_graph, recs_graph = session(files[segment_file]), session(files[recs_file])
-            position = state.models.recs.index
-            weighting = state.models.recs.weighting
+            position = snapshot.models.recs.index
+            weighting = snapshot.models.recs.weighting
             k = min(K, len(position))
             inputs = []
             for user in users:
@@ -406,7 +414,7 @@ def run() -> dict[str, Any]:
                 if item_idx.size == 0:
                     continue
                 features = np.asarray(
-                    [feature_vector(profile, now_ms, state.catalog.relative_prices, state.config.fold_settings)],
+                    [feature_vector(profile, now_ms, snapshot.catalog.relative_prices, state.config.fold_settings)],
                     dtype=np.float64,
                 )
                 inputs.append((features, item_idx, item_w, exclusion_indices(excluded_for(profile), position)))
@@ -491,9 +499,10 @@ def report(f: dict[str, Any]) -> None:
         ("  import_ms", f"{f['cold_import_ms']:.0f}", "", "import serve.app"),
         ("  state_ms", f"{f['cold_state_ms']:.0f}", "", "import serve.handler: Mangum + serve_state()"),
         ("    s3 + sha256", f"{f['state_s3_ms']:.0f}", "", "ArtifactStore.load (warm process, moto S3)"),
-        ("    catalog", f"{f['state_catalog_ms']:.0f}", "", "Catalog.from_dict"),
+        ("    catalog", f"{f['state_catalog_ms']:.0f}", "", "Catalog.from_json (pydantic-validated)"),
         ("    onnx sessions", f"{f['state_models_ms']:.0f}", "", "load_models: graph optimization at load"),
         ("  request_ms", f"{f['cold_request_ms']:.0f}", "", "first Function URL event via Mangum, profile read"),
+        ("rollout_look_ms", f"{f['rollout_look_ms']:.1f}", "", "a warm look at current.json + rules, no change"),
         ("serve_zip_mb", "n/a" if f["serve_zip_mb"] is None else f"{f['serve_zip_mb']:.1f}", "<= 50", "bench.package"),
     ]
     print(table(("figure", "value", "target", "note"), rows))

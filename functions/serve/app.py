@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import Cookie, FastAPI, Header, Path, Query, Request
+from fastapi import Cookie, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from http_headers import install as install_standard_headers
-from observability import logger, metrics
+from observability import count, logger
 from personalization.fragments import Fragment, Mode, etag, render_html, render_json
 from personalization.identity import sign_segment, verify_segment, verify_token
 from serve.identity import IDENTITY_COOKIE as IDENTITY_COOKIE
@@ -21,7 +20,8 @@ from serve.identity import SEGMENT_COOKIE as SEGMENT_COOKIE
 from serve.pipeline import PageContext, fallback, for_segment, personalize
 from serve.privacy import EXPIRE_SEGMENT_COOKIE
 from serve.privacy import router as privacy_router
-from serve.state import serve_state
+from serve.snapshot import Snapshot
+from serve.state import ServeState, serve_state
 
 SEGMENT_COOKIE_MAX_AGE_S = 24 * 3600
 # Slots named segment* show the visitor's segment's best-sellers: shared by the segment, cached at the edge.
@@ -64,14 +64,23 @@ async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONRespo
     return JSONResponse(status_code=422, content={"error": "invalid_request", "problems": problems})
 
 
+async def _state() -> ServeState:
+    # async: a plain function would cost every request a hop through the threadpool. Tests override it.
+    return serve_state()
+
+
+State = Annotated[ServeState, Depends(_state)]
+
+
 @app.get("/v1/health")
-def health() -> dict[str, str | int | None]:
-    state = serve_state()
+def health(state: State) -> dict[str, str | int | None]:
+    snapshot = state.rollout.current()
     return {
-        "status": "degraded" if state.model_error else "ok",
-        "model_version": state.model_version,
-        "catalog_items": len(state.catalog),
-        "model_error": state.model_error,
+        "status": "degraded" if snapshot.error else "ok",
+        "model_version": snapshot.version,
+        "catalog_items": len(snapshot.catalog),
+        "model_error": snapshot.error,
+        "rules_version": snapshot.rules_version,
     }
 
 
@@ -93,14 +102,20 @@ def _headers(fragment: Fragment, public_max_age: int, swr: int, sets_cookie: boo
     }
 
 
-def _count(fragment: Fragment) -> None:
-    # A page must never fail over a metric (powertools may flush, and raise, on any add).
-    try:
-        metrics.add_metric(name="FragmentsServed", unit=MetricUnit.Count, value=1)
-        if fragment.reason in DEGRADED_REASONS:
-            metrics.add_metric(name="FragmentsDegraded", unit=MetricUnit.Count, value=1)
-    except Exception:
-        logger.exception("could not record fragment metrics")
+def _count(fragment: Fragment, snapshot: Snapshot) -> None:
+    count("FragmentsServed")
+    if fragment.reason in DEGRADED_REASONS:
+        count("FragmentsDegraded")
+    count("FragmentsBySegment", dimension=("segment", _segment_label(fragment, snapshot)))
+
+
+def _segment_label(fragment: Fragment, snapshot: Snapshot) -> str:
+    """A segment's name as the live version's manifest gives it: at most K values (plus "none" and "other"),
+    whatever the request holds (a segment cookie signed for a label the model no longer has is "other")."""
+    if fragment.segment_id is None:
+        return "none"
+    segment = snapshot.models.segments.segments.get(fragment.segment_id) if snapshot.models else None
+    return segment.name if segment else "other"
 
 
 def _segment_cookie(
@@ -126,6 +141,7 @@ def _segment_cookie(
     },
 )
 def get_fragment(
+    state: State,
     slot: Slot,
     format: Annotated[Literal["html", "json"], Query()] = "html",
     k: Annotated[int, Query(ge=1, le=50)] = 8,
@@ -137,7 +153,8 @@ def get_fragment(
     x_pz_token: Annotated[str | None, Header(max_length=256)] = None,
     if_none_match: Annotated[str | None, Header(max_length=256)] = None,
 ) -> Response:
-    state = serve_state()
+    serving = state.serving()  # once: every step of this request sees the same version
+    snapshot = serving.snapshot
     context = PageContext(page=page, item=item, journey=journey)
     now = time.time()
     now_ms = int(now * 1000)
@@ -147,19 +164,19 @@ def get_fragment(
     try:
         key = state.identity_key()
         pseudonym = verify_token(key, x_pz_token or pz_id, int(now)) if key else None
-        known_segment = verify_segment(key, pz_seg, state.model_version) if key else None
+        known_segment = verify_segment(key, pz_seg, snapshot.version) if key else None
         if slot.startswith(SEGMENT_SLOT_PREFIX):
-            fragment = for_segment(state, pseudonym, known_segment, slot, k, context, now_ms)
+            fragment = for_segment(serving, pseudonym, known_segment, slot, k, context, now_ms)
         else:
-            fragment = personalize(state, pseudonym, slot, k, context, now_ms, known_segment)
+            fragment = personalize(serving, pseudonym, slot, k, context, now_ms, known_segment)
     except Exception:
         logger.exception("fragment pipeline failed; serving the popular fallback")
-        fragment = fallback(state, slot, k, context, "internal_error", now_ms)
-    _count(fragment)
+        fragment = fallback(serving, slot, k, context, "internal_error", now_ms)
+    _count(fragment, snapshot)
     if pseudonym is not None and key and fragment.mode is Mode.PERSONALIZED and state.impressions is not None:
         state.impressions.record(pseudonym, fragment, key)
     body = render_json(fragment) if format == "json" else render_html(fragment)
-    cookie = _segment_cookie(key, fragment, pz_seg, known_segment, state.model_version)
+    cookie = _segment_cookie(key, fragment, pz_seg, known_segment, snapshot.version)
     headers = _headers(
         fragment, state.config.public_max_age_s, state.config.stale_while_revalidate_s, cookie is not None
     )

@@ -20,6 +20,8 @@ class ServeConfig(FunctionSettings):
     affinity_half_life_hours: float = Field(default=168.0, gt=0)
     # How stale the rules document may be: a merchandiser's change is live within this many seconds.
     rules_max_age_s: int = Field(default=60, ge=1)
+    # How stale models/current.json may be: a promoted (or rolled back) version is live within this many seconds.
+    model_max_age_s: float = Field(default=60, gt=0)
     # Where impressions go (the interaction stream); None (unset or empty): impressions are not logged.
     stream_name: str | None = None
     # The privacy routes (serve/privacy.py): a person's own access and erasure.

@@ -1,80 +1,66 @@
-"""The rules in force in this container: re-read when the cache says so, swapped only for a valid document.
+"""The rules document in force in this container: replaced only by a valid document.
 
-A document that fails validation (or a bucket that cannot be read) never takes the page down and never
-replaces the last good document: it is logged and counted once, and the last good rules stay in force.
+A document that fails (invalid JSON, nesting or digits past the parser's limits, the wrong shape, a rule that
+does not compile, a bucket that cannot be read) never takes the page down and never replaces the last good
+document: it is logged and counted once, and the last good rules stay in force. serve.rollout decides when
+to look (at most every RULES_MAX_AGE_S) and compiles the last good document against each new catalog.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 
-from aws_lambda_powertools.metrics import MetricUnit
-
-from observability import logger, metrics
+from observability import count, logger
 from personalization.catalog import Catalog
-from personalization.rules import RuleEngine, RulesError, parse_document
-
-NO_RULES = "none"
+from personalization.rules import RuleEngine, RulesDocument, RulesError, parse_document
 
 
 class LiveRules:
-    def __init__(self, fetch: Callable[[], bytes], catalog: Catalog, retry_after_s: float = 60.0) -> None:
+    def __init__(self, fetch: Callable[[], bytes]) -> None:
         self._fetch = fetch
-        self._catalog = catalog
-        # A failed read is not cached by powertools; without this, every request would wait on a broken bucket.
-        self._retry_after_s = retry_after_s
-        self._next_try = 0.0
-        self._engine: RuleEngine | None = None
+        self.document: RulesDocument | None = None  # the last good document
         self._seen: bytes | None = None  # the last document judged, good or bad: judge each one once
-        self._lock = threading.Lock()
         self.error: str | None = None
 
-    @property
-    def version(self) -> str:
-        return self._engine.version if self._engine else NO_RULES
-
-    def current(self) -> RuleEngine | None:
-        if time.monotonic() < self._next_try:
-            return self._engine
+    def poll(self, catalog: Catalog, in_force: RuleEngine | None) -> RuleEngine | None:
+        """The engine that should be in force now: `in_force` itself unless a new valid document was published,
+        which comes back compiled against `catalog`. Never raises."""
         try:
             raw = self._fetch()
         except Exception as exc:  # powertools wraps every read failure in GetParameterError
-            self._next_try = time.monotonic() + self._retry_after_s
-            if "NoSuchKey" in str(exc) and self._engine is None:
+            if "NoSuchKey" in str(exc) and self.document is None:
                 self.error = None  # nothing published yet: the built-in defaults apply, nothing is wrong
-                return None
-            self._reject("unreadable", f"rules document unreadable: {exc}", raw=None)
-            return self._engine
+            else:
+                self._reject("unreadable", f"rules document unreadable: {exc}")
+            return in_force
         if raw == self._seen:  # bytes compare by identity first: the cached object costs nothing
-            return self._engine
-        with self._lock:
-            if raw != self._seen:
-                self._judge(raw)
-        return self._engine
-
-    def _judge(self, raw: bytes) -> None:
+            return in_force
+        self._seen = raw
         try:
-            engine = RuleEngine(parse_document(raw), self._catalog)
+            document = parse_document(raw)
+            engine = RuleEngine(document, catalog)
         except RulesError as exc:
-            self._reject("invalid", str(exc), raw)
-            return
-        previous = self.version
-        self._engine, self._seen, self.error = engine, raw, None
+            self._reject("invalid", str(exc))
+            return in_force
+        except Exception as exc:  # whatever else a hostile document provokes: it is refused, never served
+            self._reject("invalid", f"rules document unusable: {type(exc).__name__}: {str(exc)[:500]}")
+            return in_force
+        previous = in_force.version if in_force else None
+        self.document, self.error = document, None
         logger.info("rules document in force", extra={"rules_version": engine.version, "previous": previous})
+        return engine
 
-    def _reject(self, kind: str, message: str, raw: bytes | None) -> None:
-        if raw is not None:
-            self._seen = raw
+    def compile(self, catalog: Catalog) -> RuleEngine | None:
+        """The last good document compiled against another catalog (a new model version's); raises if it
+        does not compile, so that version is refused rather than served without its rules."""
+        return RuleEngine(self.document, catalog) if self.document is not None else None
+
+    def _reject(self, kind: str, message: str) -> None:
         if self.error == message:
-            return  # the same failure on every request until it changes: say it once
+            return  # the same failure on every look until it changes: say it once
         self.error = message
         logger.warning(
             "rules document rejected; the last good one stays in force",
-            extra={"kind": kind, "error": message[:2000], "in_force": self.version},
+            extra={"kind": kind, "error": message[:2000], "in_force": self.document.version if self.document else None},
         )
-        try:
-            metrics.add_metric(name="RulesRejected", unit=MetricUnit.Count, value=1)
-        except Exception:
-            logger.exception("could not record the rules metric")
+        count("RulesRejected")

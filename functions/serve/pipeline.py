@@ -18,7 +18,7 @@ from personalization.models import Models
 from personalization.profile import Profile
 from personalization.ranking import Scored, by_affinity, excluded_for, popular
 from personalization.rules import POOL_CAP, RuleEngine, RulePlan, RuleRequest
-from serve.state import ServeState
+from serve.state import Serving
 
 PROFILE_UNAVAILABLE = "profile_unavailable"
 # Slots named because* with a page item show items like it (for anyone), not the person's general picks.
@@ -55,10 +55,10 @@ class Decision:
         )
 
 
-def decide(state: ServeState, pseudonym: str | None, slot: str, now_ms: int) -> Decision:
+def decide(state: Serving, pseudonym: str | None, slot: str, now_ms: int) -> Decision:
     """The live rules, and the variant of the slot's running experiment for a known visitor (anonymous
     visitors have no stable id to assign, so they see control's default behaviour and are not counted)."""
-    engine = state.rules_engine()
+    engine = state.snapshot.rules
     if engine is None or pseudonym is None:
         return Decision(engine)
     experiment = active_experiment(engine.document.experiments, slot, now_ms)
@@ -67,8 +67,8 @@ def decide(state: ServeState, pseudonym: str | None, slot: str, now_ms: int) -> 
     return Decision(engine, experiment, assign(experiment, pseudonym))
 
 
-def _context_category(state: ServeState, context: PageContext) -> str | None:
-    item = state.catalog.by_id.get(context.item) if context.item else None
+def _context_category(state: Serving, context: PageContext) -> str | None:
+    item = state.snapshot.catalog.by_id.get(context.item) if context.item else None
     return item.category if item else None
 
 
@@ -127,7 +127,7 @@ def _ruled(plan: RulePlan | None, k: int, fetch: Callable[[int], list[Scored]]) 
 
 
 def fallback(
-    state: ServeState,
+    state: Serving,
     slot: str,
     k: int,
     context: PageContext,
@@ -147,28 +147,28 @@ def fallback(
 
     def fetch(pool: int) -> list[Scored]:
         return _like_page_item(state, slot, context, pool, excluded) or popular(
-            state.catalog, pool, category=category, exclude=excluded
+            state.snapshot.catalog, pool, category=category, exclude=excluded
         )
 
     ranked, notes = _ruled(plan, k, fetch)
-    return build(slot, Mode.FALLBACK, ranked, state.model_version, reason=reason, labels=decision.labels(notes))
+    return build(slot, Mode.FALLBACK, ranked, state.snapshot.version, reason=reason, labels=decision.labels(notes))
 
 
 def _like_page_item(
-    state: ServeState,
+    state: Serving,
     slot: str,
     context: PageContext,
     pool: int,
     excluded: Collection[str],
     models: Models | None = None,
 ) -> list[Scored]:
-    models = models or state.models
+    models = models or state.snapshot.models
     if models is None or context.item is None or not slot.startswith(CONTEXT_SLOT_PREFIX):
         return []
     return models.recs.similar(context.item, pool, excluded)
 
 
-def _usable_profile(state: ServeState, pseudonym: str) -> Profile | str:
+def _usable_profile(state: Serving, pseudonym: str) -> Profile | str:
     """The visitor's profile, or the reason there is none to personalize from (never raises)."""
     try:
         stored = state.profiles.get(pseudonym)
@@ -183,7 +183,7 @@ def _usable_profile(state: ServeState, pseudonym: str) -> Profile | str:
 
 
 def _candidates(
-    state: ServeState,
+    state: Serving,
     models: Models | None,
     variant: Variant | None,
     profile: Profile,
@@ -193,20 +193,20 @@ def _candidates(
 ) -> list[Scored]:
     settings = state.config.fold_settings
     if variant is not None and variant.strategy == "popular":
-        return popular(state.catalog, pool, exclude=excluded)
+        return popular(state.snapshot.catalog, pool, exclude=excluded)
     if models is None:
-        return by_affinity(state.catalog, profile, now_ms, pool, settings, exclude=excluded)
+        return by_affinity(state.snapshot.catalog, profile, now_ms, pool, settings, exclude=excluded)
     ranked = models.recs.recommend(profile, pool, excluded)
     if len(ranked) < pool:
         # A history of items the model does not know, or a short list: top up from the profile's categories.
         shown = {s.item.id for s in ranked}
-        more = by_affinity(state.catalog, profile, now_ms, pool + len(shown), settings, exclude=excluded)
+        more = by_affinity(state.snapshot.catalog, profile, now_ms, pool + len(shown), settings, exclude=excluded)
         ranked += [s for s in more if s.item.id not in shown][: pool - len(ranked)]
     return ranked
 
 
 def personalize(
-    state: ServeState,
+    state: Serving,
     pseudonym: str | None,
     slot: str,
     k: int,
@@ -217,20 +217,20 @@ def personalize(
     """`current_segment`: the visitor's segment as the signed cookie carries it (of the live model version),
     kept until another is clearly nearer (hysteresis), so the segment does not flip between requests."""
     decision = decide(state, pseudonym, slot, now_ms)
-    if state.model_error:
-        return fallback(state, slot, k, context, state.model_error, now_ms, decision)
+    if state.snapshot.error:
+        return fallback(state, slot, k, context, state.snapshot.error, now_ms, decision)
     if pseudonym is None:
         return fallback(state, slot, k, context, "anonymous", now_ms, decision)
     profile = _usable_profile(state, pseudonym)
     if isinstance(profile, str):
         return fallback(state, slot, k, context, profile, now_ms, decision)
-    models, model_version = state.models_for(decision.variant.model_version if decision.variant else None)
+    models, model_version = state.snapshot.models_for(decision.variant.model_version if decision.variant else None)
     segment = None
     if models is not None:
         # The cookie names a segment of the live version; an experiment's other version starts afresh.
-        current = current_segment if model_version == state.model_version else None
+        current = current_segment if model_version == state.snapshot.version else None
         predicted = models.segments.predict(
-            feature_vector(profile, now_ms, state.catalog.relative_prices, state.config.fold_settings), current
+            feature_vector(profile, now_ms, state.snapshot.catalog.relative_prices, state.config.fold_settings), current
         )
         segment = (predicted.name, predicted.id)
     plan = _plan(decision, slot, context, now_ms, segment, profile.purchased, profile.cart.keys())
@@ -255,7 +255,7 @@ def personalize(
 
 
 def for_segment(
-    state: ServeState,
+    state: Serving,
     pseudonym: str | None,
     known_segment: int | None,
     slot: str,
@@ -272,29 +272,29 @@ def for_segment(
     no identity token. Only rules that need no person apply (segment, slot, journey and time scopes), and no
     experiment: the fragment is shared by everyone in the segment.
     """
-    shared = Decision(state.rules_engine())
-    if state.model_error or state.models is None:
-        return fallback(state, slot, k, context, state.model_error or "no_segment_model", now_ms, shared)
+    shared = Decision(state.snapshot.rules)
+    if state.snapshot.error or state.snapshot.models is None:
+        return fallback(state, slot, k, context, state.snapshot.error or "no_segment_model", now_ms, shared)
     segment_id = known_segment
     if pseudonym is not None:
         profile = _usable_profile(state, pseudonym)
         if isinstance(profile, str):
             return fallback(state, slot, k, context, profile, now_ms, shared)
-        vector = feature_vector(profile, now_ms, state.catalog.relative_prices, state.config.fold_settings)
-        segment_id = state.models.segments.predict(vector, known_segment).id
+        vector = feature_vector(profile, now_ms, state.snapshot.catalog.relative_prices, state.config.fold_settings)
+        segment_id = state.snapshot.models.segments.predict(vector, known_segment).id
     if segment_id is None:
         return fallback(state, slot, k, context, "anonymous", now_ms, shared)
-    segment = state.models.segments.segments.get(segment_id)
+    segment = state.snapshot.models.segments.segments.get(segment_id)
     name = segment.name if segment else f"segment {segment_id}"
     plan = _plan(shared, slot, context, now_ms, (name, segment_id))
     excluded = plan.excluded if plan else frozenset()
-    segments = state.models.segments
+    segments = state.snapshot.models.segments
 
     def fetch(pool: int) -> list[Scored]:
         candidates = [s for s in segments.popular(segment_id, pool) if s.item.id not in excluded]
         if len(candidates) < pool:
             shown = {s.item.id for s in candidates} | set(excluded)
-            candidates += popular(state.catalog, pool - len(candidates), exclude=shown)
+            candidates += popular(state.snapshot.catalog, pool - len(candidates), exclude=shown)
         return candidates
 
     ranked, notes = _ruled(plan, k, fetch)
@@ -302,7 +302,7 @@ def for_segment(
         slot,
         Mode.SEGMENT,
         ranked,
-        state.model_version,
+        state.snapshot.version,
         segment=name,
         segment_id=segment_id,
         labels=shared.labels(notes),

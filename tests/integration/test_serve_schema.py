@@ -51,7 +51,7 @@ def served(world: World) -> Iterator[World]:
             monkeypatch.setenv(name, value)
         serve_state.cache_clear()
         parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
-        assert serve_state().models is not None, "the published model should load"
+        assert serve_state().rollout.current().models is not None, "the published model should load"
         yield world
     serve_state.cache_clear()
 

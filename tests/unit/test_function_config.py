@@ -90,6 +90,7 @@ DEFAULTS: dict[type[FunctionSettings], dict[str, Any]] = {
         "profile_read_timeout_s": 0.03,
         "affinity_half_life_hours": 168.0,
         "rules_max_age_s": 60,
+        "model_max_age_s": 60.0,
         "stream_name": None,
         "tombstone_days": 30,
         "erasure_log_retention_days": 1095,

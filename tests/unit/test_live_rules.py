@@ -33,43 +33,61 @@ class Bucket:
 
 def test_nothing_published_means_the_built_in_defaults_and_no_error() -> None:
     bucket = Bucket()
-    live = LiveRules(bucket.fetch, CATALOG, retry_after_s=0)
-    assert live.current() is None
-    assert live.version == "none"
+    live = LiveRules(bucket.fetch)
+    assert live.poll(CATALOG, None) is None
+    assert live.document is None
     assert live.error is None
 
 
 def test_a_valid_document_takes_over_and_an_invalid_one_never_does() -> None:
     bucket = Bucket()
-    live = LiveRules(bucket.fetch, CATALOG, retry_after_s=0)
+    live = LiveRules(bucket.fetch)
     bucket.body = document("v1")
-    engine = live.current()
+    engine = live.poll(CATALOG, None)
     assert engine is not None
-    assert live.version == "v1"
+    assert engine.version == "v1"
     bucket.body = document("v2", kind="boost", factor=-1)
-    assert live.current() is engine
-    assert live.version == "v1"
+    assert live.poll(CATALOG, engine) is engine
     assert live.error is not None
     assert "factor" in live.error
-    bucket.body = b"{oops"
-    assert live.current() is engine
+    for hostile in (b"{oops", b"[" * 100_000, b'{"version": ' + b"1" * 5000 + b"}", b"null", b"[]"):
+        bucket.body = hostile
+        assert live.poll(CATALOG, engine) is engine
+        assert live.document is not None
+        assert live.document.version == "v1"
     bucket.body = document("v3")
-    assert live.version == "v1"
-    assert live.current() is not engine
-    assert live.version == "v3"
+    newer = live.poll(CATALOG, engine)
+    assert newer is not None
+    assert newer.version == "v3"
     assert live.error is None
 
 
-def test_an_unreadable_bucket_keeps_the_rules_and_is_not_asked_again_on_every_request() -> None:
+def test_the_same_document_is_judged_once() -> None:
     bucket = Bucket()
-    live = LiveRules(bucket.fetch, CATALOG, retry_after_s=60)
+    live = LiveRules(bucket.fetch)
     bucket.body = document("v1")
-    assert live.current() is not None
+    engine = live.poll(CATALOG, None)
+    assert live.poll(CATALOG, engine) is engine  # unchanged bytes: no recompile
+
+
+def test_an_unreadable_bucket_keeps_the_rules_and_says_so() -> None:
+    bucket = Bucket()
+    live = LiveRules(bucket.fetch)
+    bucket.body = document("v1")
+    engine = live.poll(CATALOG, None)
     bucket.error = ConnectionError("bucket unreachable")
-    reads = bucket.reads
-    for _ in range(5):
-        assert live.version == "v1"
-        live.current()
-    assert bucket.reads == reads + 1  # one failed read, then the retry pause
+    assert live.poll(CATALOG, engine) is engine
     assert live.error is not None
     assert "unreachable" in live.error
+
+
+def test_the_last_good_document_compiles_against_another_catalog() -> None:
+    bucket = Bucket()
+    live = LiveRules(bucket.fetch)
+    assert live.compile(CATALOG) is None
+    bucket.body = document("v1")
+    live.poll(CATALOG, None)
+    other = Catalog([CatalogItem("x", "hats", 1.0, 1.0)])
+    engine = live.compile(other)
+    assert engine is not None
+    assert engine.version == "v1"
