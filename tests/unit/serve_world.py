@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from personalization.features import FEATURE_SCHEMA_VERSION
 from serve.app import _state, app
 from serve.config import ServeConfig
 from serve.live_rules import LiveRules
@@ -76,7 +77,7 @@ class Bucket:
         self.objects[f"{PREFIX}/{version}/catalog.json"] = body
         written: dict[str, Any] = {
             "version": version,
-            "feature_schema_version": "1",
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
             "files": {"catalog.json": hashlib.sha256(body).hexdigest()},
         }
         raw = manifest if isinstance(manifest, bytes) else json.dumps({**written, **(manifest or {})}).encode()

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from personalization.features import FEATURE_SCHEMA_VERSION
 from store.artifacts import PREFIX
 from tests.unit.serve_world import App, Bucket, start
 
@@ -72,7 +73,12 @@ def assert_serves(served: App, bucket: Bucket) -> None:
 
 def with_catalog_digest(version: str, manifest: dict[str, Any], catalog: bytes) -> bytes:
     return json.dumps(
-        {"version": version, "feature_schema_version": "1", **manifest, "files": {"catalog.json": _sha(catalog)}}
+        {
+            "version": version,
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            **manifest,
+            "files": {"catalog.json": _sha(catalog)},
+        }
     ).encode()
 
 
