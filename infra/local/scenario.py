@@ -54,8 +54,6 @@ LOCAL_SERVE = {
     # connection, misses it as soon as a page asks for three fragments at once while ingest writes.
     "PROFILE_CONNECT_TIMEOUT_S": "0.5",
     "PROFILE_READ_TIMEOUT_S": "1.0",
-    # A promoted model version reaches every serve process within two seconds (the template's default is 60).
-    "MODEL_MAX_AGE_S": "2",
 }
 # The retraining job on loopback holds out the latest eighth of the data's span (20 minutes of the bundled
 # slice's under three hours; a day of a month-long dataset, as the job does in AWS).
