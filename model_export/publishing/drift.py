@@ -88,23 +88,51 @@ def segment_labels(segment_onnx: bytes, features: Matrix) -> npt.NDArray[np.int6
     return np.asarray(labels, dtype=np.int64).ravel()
 
 
-def drift(
-    features: Matrix, live_version: str, live_distributions: Mapping[str, Any] | None, live_segment_onnx: bytes | None
-) -> Drift | None:
-    """The candidate's `features` (one row per training user) against the live version's distributions; None
-    when the live version kept none (published before drift was recorded)."""
-    if not live_distributions:
+def _kept_bins(kept: Any) -> tuple[list[float], list[float]] | None:
+    """A feature's stored (edges, shares), or None when the manifest's entry is not that shape (a damaged or
+    foreign manifest costs the comparison of that feature, never the run)."""
+    try:
+        edges = [float(edge) for edge in kept["edges"]]
+        shares = [float(share) for share in kept["shares"]]
+    except (KeyError, TypeError, ValueError):
         return None
+    if len(shares) != len(edges) + 1 or edges != sorted(edges) or not all(np.isfinite([*edges, *shares])):
+        return None
+    return edges, shares
+
+
+def _kept_shares(kept: Any) -> dict[str, float]:
+    if not isinstance(kept, Mapping):
+        return {}
+    try:
+        shares = {str(label): float(share) for label, share in kept.items()}
+    except (TypeError, ValueError):
+        return {}
+    return shares if all(np.isfinite(list(shares.values()))) else {}
+
+
+def drift(
+    features: Matrix, live_version: str, live_distributions: Any, live_segment_onnx: bytes | None
+) -> Drift | None:
+    """The candidate's `features` (one row per training user) against the live version's distributions (as its
+    manifest holds them); None when the live version kept none (published before drift was recorded)."""
+    if not isinstance(live_distributions, Mapping) or not live_distributions:
+        return None
+    by_feature = live_distributions.get("features")
     per_feature: dict[str, float] = {}
     for column, name in enumerate(FEATURE_NAMES):
-        kept = live_distributions.get("features", {}).get(name)
-        if kept is None:
-            continue
-        per_feature[name] = psi(kept["shares"], binned_shares(features[:, column], kept["edges"]))
-    live_shares: Mapping[str, float] = live_distributions.get("segments") or {}
+        kept = _kept_bins(by_feature.get(name)) if isinstance(by_feature, Mapping) else None
+        if kept is not None:
+            edges, shares = kept
+            per_feature[name] = psi(shares, binned_shares(features[:, column], edges))
+    live_shares = _kept_shares(live_distributions.get("segments"))
     segments = None
     if live_segment_onnx is not None and live_shares:
-        shares = label_shares(segment_labels(live_segment_onnx, features))
-        labels = sorted(set(live_shares) | set(shares))
-        segments = psi([live_shares.get(label, 0.0) for label in labels], [shares.get(label, 0.0) for label in labels])
+        try:
+            now = label_shares(segment_labels(live_segment_onnx, features))
+        except Exception:  # a live graph that does not load or run (onnxruntime raises several unrelated types)
+            now = {}
+        if now:
+            labels = sorted(set(live_shares) | set(now))
+            segments = psi([live_shares.get(label, 0.0) for label in labels], [now.get(label, 0.0) for label in labels])
     return Drift(live_version, segments, per_feature)

@@ -298,15 +298,22 @@ class _Clock:
 def _drift(trained: Trained, live: ModelVersion | None) -> Drift | None:
     if live is None:
         return None
-    segment_file = live.manifest.get("segment_model", {}).get("file", "segment.onnx")
-    return drift(trained.features, live.version, live.manifest.get("distributions"), live.files.get(segment_file))
+    meta = live.manifest.get("segment_model")
+    segment_file = meta.get("file") if isinstance(meta, dict) else None
+    graph = live.files.get(segment_file) if isinstance(segment_file, str) else None
+    return drift(trained.features, live.version, live.manifest.get("distributions"), graph)
 
 
 def _saw(live: ModelVersion | None, cutoff: datetime) -> bool | None:
-    end = (((live.manifest.get("data") or {}).get("window") or {}).get("end")) if live is not None else None
-    if not end:
+    """Whether the live version learned from events after `cutoff`; None when its manifest does not say."""
+    data = live.manifest.get("data") if live is not None else None
+    window = data.get("window") if isinstance(data, dict) else None
+    end = window.get("end") if isinstance(window, dict) else None
+    try:
+        learned_until = datetime.fromisoformat(end) if isinstance(end, str) else None
+        return None if learned_until is None else learned_until > cutoff
+    except (ValueError, TypeError):  # not ISO 8601, or without a time zone
         return None
-    return datetime.fromisoformat(end) > cutoff
 
 
 def _emit(metrics: MetricsSink | None, result: RetrainResult) -> None:

@@ -46,26 +46,43 @@ class VersionRow:
     psi: float | None
 
     @classmethod
-    def of(cls, version: str, manifest: dict[str, Any], live: bool) -> VersionRow:
-        evaluation = manifest.get("evaluation") or {}
-        promotion = manifest.get("promotion") or {}
-        window = (manifest.get("data") or {}).get("window") or {}
+    def of(cls, version: str, manifest: Any, live: bool) -> VersionRow:
+        """Whatever the manifest holds: a field that is missing or not of its type is shown as unknown."""
+        evaluation = _part(manifest, "evaluation")
+        promotion = _part(manifest, "promotion")
         return cls(
             version=version,
             live=live,
-            created=manifest.get("created"),
-            events=(manifest.get("metrics") or {}).get("events"),
-            window_end=window.get("end"),
-            ndcg=(evaluation.get("candidate") or {}).get("ndcg"),
-            compared_with=evaluation.get("compared_with"),
-            live_ndcg=(evaluation.get("live") or {}).get("ndcg"),
-            decision=promotion.get("decision"),
-            reason=promotion.get("reason"),
-            psi=(manifest.get("drift") or {}).get("psi_max"),
+            created=_text(_part(manifest).get("created")),
+            events=_int(_part(manifest, "metrics").get("events")),
+            window_end=_text(_part(_part(manifest, "data"), "window").get("end")),
+            ndcg=_float(_part(evaluation, "candidate").get("ndcg")),
+            compared_with=_text(evaluation.get("compared_with")),
+            live_ndcg=_float(_part(evaluation, "live").get("ndcg")),
+            decision=_text(promotion.get("decision")),
+            reason=_text(promotion.get("reason")),
+            psi=_float(_part(manifest, "drift").get("psi_max")),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _part(value: Any, key: str | None = None) -> dict[str, Any]:
+    found = value.get(key) if key is not None and isinstance(value, dict) else value
+    return found if isinstance(found, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def live_version(store: VersionCatalog) -> str | None:

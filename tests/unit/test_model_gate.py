@@ -17,13 +17,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model_export.publishing.drift import binned_shares, psi
+from model_export.publishing.drift import binned_shares, distributions, drift, psi
 from model_export.publishing.gate import decide
 from model_export.publishing.retrain import RetrainConfig, RetrainError, RetrainResult, Trainer, retrain
 from model_export.publishing.scoring import Scores
-from model_export.publishing.versions import RollbackError, list_versions, rollback
+from model_export.publishing.versions import RollbackError, VersionRow, list_versions, rollback
 from model_export.training import Trained, train_models
 from personalization.events import Event
+from personalization.features import FEATURE_NAMES
 from store.artifacts import ArtifactError, ModelVersion
 from tests.archive_support import archive_objects, pseudonym, shopping_events, write_folder
 
@@ -245,3 +246,55 @@ def test_a_window_with_nothing_before_the_latest_day_is_an_error(tmp_path: Path)
     late = [e for e in shopping_events(UNTIL, 3) if e.ts >= UNTIL - timedelta(hours=12)]
     with pytest.raises(RetrainError):
         run(tmp_path, "late", late, MemoryStore())
+
+
+# -- reading what other versions' manifests hold ---------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+manifest_like = st.fixed_dictionaries(
+    {},
+    optional=dict.fromkeys(
+        ("evaluation", "promotion", "data", "metrics", "drift", "created", "distributions", "segment_model"),
+        json_values,
+    ),
+)
+
+
+@given(manifest=st.one_of(json_values, manifest_like))
+def test_a_version_row_reads_any_manifest(manifest: Any) -> None:
+    row = VersionRow.of("v1", manifest, live=True)
+    assert row.version == "v1"
+    assert row.ndcg is None or isinstance(row.ndcg, float)
+    assert row.events is None or isinstance(row.events, int)
+    assert row.decision is None or isinstance(row.decision, str)
+
+
+stored_bins = st.builds(
+    lambda edges, shares: {"features": {FEATURE_NAMES[0]: {"edges": edges, "shares": shares}}}, json_values, json_values
+)
+
+
+@given(kept=st.one_of(json_values, manifest_like, stored_bins))
+def test_drift_against_any_stored_distributions_never_fails_a_run(kept: Any) -> None:
+    features = np.random.default_rng(0).random((30, len(FEATURE_NAMES)))
+    found = drift(features, "v1", kept, b"not a graph")
+    if found is not None:
+        assert all(np.isfinite(value) and value >= 0 for value in found.features.values())
+        assert found.segments is None
+
+
+def test_drift_is_measured_on_the_live_edges() -> None:
+    rng = np.random.default_rng(0)
+    live = rng.normal(0, 1, (2000, len(FEATURE_NAMES)))
+    stored = distributions(live, np.zeros(2000, dtype=np.int64))
+    same = drift(rng.normal(0, 1, (2000, len(FEATURE_NAMES))), "v1", stored, None)
+    moved = drift(rng.normal(0.5, 1, (2000, len(FEATURE_NAMES))), "v1", stored, None)
+    assert same is not None
+    assert moved is not None
+    assert same.max is not None
+    assert moved.max is not None
+    assert same.max < 0.05 < 0.1 < moved.max
