@@ -48,6 +48,8 @@ QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true
 LOCAL_SERVE = {
     # A republished rules document shows within a second.
     "RULES_MAX_AGE_S": "1",
+    # So does a promoted (or rolled-back) model version.
+    "MODEL_MAX_AGE_S": "1",
     # The template's 20/30 ms profile-read budget is for DynamoDB; moto, single-process and closing every
     # connection, misses it as soon as a page asks for three fragments at once while ingest writes.
     "PROFILE_CONNECT_TIMEOUT_S": "0.5",
