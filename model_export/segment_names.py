@@ -26,6 +26,8 @@ DEFINING_FEATURES = 3
 MAX_QUALIFIERS = 2
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _REPEAT = math.log1p(2)  # log_orders at two orders
+# "high-value" / "small-basket": the members' order value at least a quarter above / below other buyers'.
+_VALUE_GAP = math.log(1.25)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,11 @@ QUALIFIERS: dict[str, tuple[tuple[str, Guard] | None, tuple[str, Guard] | None]]
     "log_visits": (("frequent", lambda m: m["log_visits"] > math.log1p(1)), None),
     "log_orders": (None, ("occasional", lambda m: m["log_orders"] < _REPEAT)),
     "log_views": (("engaged", lambda m: m["log_views"] > math.log1p(2)), ("light", _always)),
-    "log_order_value": (("high-value", lambda m: m["log_orders"] > 0), ("small-basket", lambda m: m["log_orders"] > 0)),
+    # Order value is compared among people who ordered: against non-buyers (zero) any buyer would look high-value.
+    "log_order_value": (
+        ("high-value", lambda m: m["buyers_order_value"] - m["population_buyers_order_value"] > _VALUE_GAP),
+        ("small-basket", lambda m: m["population_buyers_order_value"] - m["buyers_order_value"] > _VALUE_GAP),
+    ),
     "view_to_cart_rate": (("quick-to-cart", lambda m: m["view_to_cart_rate"] > 0.2), None),
     "distinct_categories": (("wide-ranging", lambda m: m["distinct_categories"] >= 2), None),
     "top_category_share": (("single-category", lambda m: m["top_category_share"] > 0.7), None),
@@ -122,13 +128,23 @@ def qualifiers(center_z: Matrix, member_means: Mapping[str, float]) -> list[str]
     return found
 
 
+def _buyers_order_value(rows: Matrix) -> float:
+    """Mean log order value of the rows that ordered (0 when none did)."""
+    ordered = rows[rows[:, _COLUMN["log_orders"]] > 0] if len(rows) else rows
+    return float(ordered[:, _COLUMN["log_order_value"]].mean()) if len(ordered) else 0.0
+
+
 def name_segments(centers_z: Matrix, members: Sequence[Matrix]) -> list[str]:
     """One distinct name per segment. `centers_z` are standardized centres; `members[i]` segment i's raw rows."""
     nouns = [noun(rows) if len(rows) else "visitors" for rows in members]
-    means = [
-        dict(zip(FEATURE_NAMES, (rows.mean(axis=0) if len(rows) else np.zeros(len(FEATURE_NAMES))), strict=True))
-        for rows in members
-    ]
+    everyone = np.vstack(list(members)) if members else np.zeros((0, len(FEATURE_NAMES)))
+    population_value = _buyers_order_value(everyone)
+    means = []
+    for rows in members:
+        mean = dict(zip(FEATURE_NAMES, (rows.mean(axis=0) if len(rows) else np.zeros(len(FEATURE_NAMES))), strict=True))
+        mean["buyers_order_value"] = _buyers_order_value(rows)
+        mean["population_buyers_order_value"] = population_value
+        means.append(mean)
     options = [qualifiers(center, mean) for center, mean in zip(centers_z, means, strict=True)]
     used = [0 if len(centers_z) == 1 else min(MAX_QUALIFIERS - 1, len(o)) for o in options]
 

@@ -67,7 +67,7 @@ def plot_centres(model: SegmentModel, features: np.ndarray[Any, Any], path: Path
         for col in range(grid.shape[1]):
             if abs(grid[row, col]) >= 0.5:
                 axis.text(col, row, f"{grid[row, col]:.1f}", ha="center", va="center", fontsize=7)
-    figure.colorbar(image, ax=axis, label="standard deviations from the population mean")
+    figure.colorbar(image, ax=axis, label="SDs from the population mean")
     axis.set_title("Segment centres, standardized")
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -78,3 +78,18 @@ def test_a_qualifier_is_used_only_when_members_bear_it_out() -> None:
     assert "mobile" not in name_segments(centres, members)[0]
     members[0][:, COLUMN["share_mobile"]] = 0.9
     assert name_segments(centres, members)[0] == "mobile browsers"
+
+
+def test_high_value_is_against_other_buyers_not_against_people_who_never_ordered() -> None:
+    rng = np.random.default_rng(5)
+    # Given buyers whose orders are worth what other buyers' are, among many who never ordered
+    browsers = people(200, rng, log_views=1.0)
+    buyers = people(40, rng, log_views=1.0, log_orders=0.7, log_order_value=4.0)
+    dear = people(40, rng, log_views=1.0, log_orders=0.7, log_order_value=4.0)
+    centres = np.zeros((3, len(FEATURE_NAMES)))
+    centres[1, COLUMN["log_order_value"]] = 3.0  # far above the population, which is mostly zeros
+    centres[2, COLUMN["log_order_value"]] = 3.0
+    # Then the first buyers are not "high-value"; buyers whose orders are worth twice the others' are
+    assert "high-value" not in name_segments(centres, [browsers, buyers, dear])[1]
+    dear[:, COLUMN["log_order_value"]] = 4.0 + np.log(2.5)
+    assert name_segments(centres, [browsers, buyers, dear])[2] == "high-value buyers"
