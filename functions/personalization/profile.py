@@ -24,6 +24,7 @@ from hashlib import sha256
 from operator import itemgetter
 from typing import NamedTuple
 
+from personalization.consent_record import ConsentRecord, latest_record
 from personalization.events import Event, EventType
 
 HISTORY_LIMIT = 50
@@ -162,9 +163,7 @@ class Profile:
     # The latest time the person was seen without personalization consent; events stamped at or before it
     # never build history.
     withdrawn_ms: int | None = None
-    # The latest consent banner answer, the auditable record of what was agreed and when: (analytics,
-    # personalization, decided at ms, action). One tuple, never a history: the profile stays small.
-    consent_record: tuple[bool, bool, int, str] | None = None
+    consent_record: ConsentRecord | None = None  # the latest banner answer (personalization.consent_record)
     watermarks: dict[str, int] = field(default_factory=dict)
     event_ids: list[str] = field(default_factory=list)
 
@@ -384,23 +383,11 @@ def _count_device(profile: Profile, code: str) -> None:
         profile.devices = {key: half for key, value in devices.items() if (half := value // 2)}
 
 
-def _record_decision(profile: Profile, event: Event) -> None:
-    """Keep the latest banner answer (by when it was decided, so a late redelivery never replaces a newer one)."""
-    decision = event.decision
-    if decision is None:
-        return
-    decided_ms = int(decision.decided_at.timestamp() * 1000)
-    record = profile.consent_record
-    if record is None or decided_ms >= record[2]:
-        consent = event.consent
-        profile.consent_record = (consent.analytics, consent.personalization, decided_ms, decision.action)
-
-
 def _apply(profile: Profile, event: Event, ts_ms: int, half_life_ms: int) -> None:
     kind = event.type
     consent = event.consent
     if kind is _CONSENT:
-        _record_decision(profile, event)
+        profile.consent_record = latest_record(profile.consent_record, event)
     # Every other type reaches the fold only with analytics consent (parse_record drops the rest); a consent
     # event may say analytics is withdrawn, and then nothing may be kept either.
     allowed = consent.analytics and consent.personalization
