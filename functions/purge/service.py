@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from personalization.purge import PurgeRecord, purge_archive
 from purge.config import PurgeConfig
-from store.archive import ArchiveBucket, ArchiveSettings
+from store.archive import ArchiveBucket, ArchiveSettings, PurgeStateObject
 from store.erasure_log import ErasureLogStore
 from store.profiles import ProfileStore, TableSettings
 
@@ -19,9 +19,16 @@ class PurgeService:
     profiles: ProfileStore
     archive: ArchiveBucket
     log: ErasureLogStore
+    state: PurgeStateObject
 
     def purge(self, now: datetime | None = None) -> PurgeRecord:
-        return purge_archive(tombstones=self.profiles, archive=self.archive, log=self.log, now=now or datetime.now(UTC))
+        return purge_archive(
+            tombstones=self.profiles,
+            archive=self.archive,
+            log=self.log,
+            state=self.state,
+            now=now or datetime.now(UTC),
+        )
 
 
 @lru_cache(maxsize=1)
@@ -35,4 +42,5 @@ def purge_service() -> PurgeService:
         profiles=ProfileStore(TableSettings(config.profiles_table, config.region)),
         archive=ArchiveBucket.connect(settings, retries=3),
         log=ErasureLogStore(config.erasure_log_table, config.region, config.erasure_log_retention),
+        state=PurgeStateObject.connect(settings),
     )

@@ -11,11 +11,13 @@ backoff under a fixed time budget (the ingest invocation has a timeout, and has 
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import botocore.session
@@ -23,6 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from personalization.archive import ARCHIVE_PREFIX
+from personalization.purge import PurgeState
 from store.stream import RetryPolicy
 
 if TYPE_CHECKING:
@@ -205,10 +208,12 @@ class ArchiveBucket:
         self._client.put_object(Bucket=self.bucket, Key=key, Body=body)
         return key
 
-    def keys(self) -> Iterator[str]:
+    def keys(self, modified_since: datetime | None = None) -> Iterator[str]:
+        """Every key under the prefix, or those of objects written (or rewritten) since `modified_since`."""
         for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
             for entry in page.get("Contents", []):
-                yield entry["Key"]
+                if modified_since is None or entry["LastModified"] >= modified_since:
+                    yield entry["Key"]
 
     def read(self, key: str) -> bytes:
         return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -218,3 +223,32 @@ class ArchiveBucket:
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=key)
+
+
+# Beside the archive, outside its prefix: no reader of events sees it.
+PURGE_STATE_KEY = "purge/state.json"
+
+
+class PurgeStateObject:
+    """The purge's state (personalization.purge.PurgeState) as one small JSON object in the archive bucket."""
+
+    def __init__(self, bucket: str, client: S3Client, key: str = PURGE_STATE_KEY) -> None:
+        self.bucket = bucket
+        self.key = key
+        self._client = client
+
+    @classmethod
+    def connect(cls, settings: ArchiveSettings, *, retries: int = 3) -> PurgeStateObject:
+        return cls(settings.bucket, s3_client(settings, retries=retries))
+
+    def load(self) -> PurgeState | None:
+        try:
+            body = self._client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
+        except self._client.exceptions.NoSuchKey:
+            return None
+        data = json.loads(body)
+        return PurgeState(datetime.fromisoformat(data["started"]), frozenset(data["purged"]))
+
+    def save(self, state: PurgeState) -> None:
+        body = json.dumps({"started": state.started.isoformat(), "purged": sorted(state.purged)}).encode()
+        self._client.put_object(Bucket=self.bucket, Key=self.key, Body=body)

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
 from pynamodb.models import Model
 
 from personalization.privacy import ErasurePath, ErasureRecord
@@ -35,6 +41,7 @@ class ErasureLogItem(Model):
     ttl = TTLAttribute()
     # A purge run's counts (PurgeRecord); an erasure has none.
     people = NumberAttribute(null=True)
+    full_scan = BooleanAttribute(null=True)
     archived_objects = NumberAttribute(null=True)
     rewritten_objects = NumberAttribute(null=True)
     deleted_objects = NumberAttribute(null=True)
@@ -65,6 +72,7 @@ class ErasureLogStore:
             profiles=0,
             quarantined=0,
             people=entry.people,
+            full_scan=entry.full,
             archived_objects=entry.objects,
             rewritten_objects=entry.rewritten,
             deleted_objects=entry.deleted,
@@ -94,6 +102,7 @@ class ErasureLogStore:
                 purge_id=item.pk,
                 at=item.at,
                 people=int(item.people or 0),
+                full=bool(item.full_scan),
                 objects=int(item.archived_objects or 0),
                 rewritten=int(item.rewritten_objects or 0),
                 deleted=int(item.deleted_objects or 0),
