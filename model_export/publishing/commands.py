@@ -62,8 +62,8 @@ def _figures(label: str, version: str | None, scores: Scores | None) -> str:
     if scores is None:
         return f"{label:<11} {version or '-':<28} {'-':>8}"
     return (
-        f"{label:<11} {version or '-':<28} {scores.ndcg:>8.4f} {scores.recall:>9.4f} {scores.mrr:>7.4f} "
-        f"{scores.coverage:>8.4f} {scores.queries:>7}"
+        f"{label:<11} {version or '-':<28} {scores.ndcg:>8.4f} {scores.ndcg_interval:>7.4f} {scores.recall:>9.4f} "
+        f"{scores.mrr:>7.4f} {scores.coverage:>8.4f} {scores.queries:>7}"
     )
 
 
@@ -84,7 +84,8 @@ def retrain_table(result: RetrainResult) -> str:
         f"events {result.events} (training {result.train_events}, held out {result.holdout_events}); "
         f"left out for consent: {summary.get('left_out_for_consent')}, erased: {summary.get('left_out_erased')}",
         "",
-        f"{'model':<11} {'version':<28} {'NDCG@10':>8} {'Recall@20':>9} {'MRR':>7} {'coverage':>8} {'queries':>7}",
+        f"{'model':<11} {'version':<28} {'NDCG@10':>8} {'+-95%':>7} {'Recall@20':>9} {'MRR':>7} {'coverage':>8} "
+        f"{'queries':>7}",
         _figures("candidate", result.candidate_version, result.candidate),
         _figures("live", result.live_version, result.live),
         _figures("popularity", None, result.popularity),

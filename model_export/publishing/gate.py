@@ -48,7 +48,10 @@ def decide(
             False, f"{why}; candidate NDCG@10 {candidate.ndcg:.4f} does not beat popularity {popularity.ndcg:.4f}"
         )
     floor = (1.0 - tolerance) * live.ndcg
-    comparison = f"candidate NDCG@10 {candidate.ndcg:.4f} vs (1 - {tolerance:g}) x live {live.ndcg:.4f} = {floor:.4f}"
+    comparison = (
+        f"candidate NDCG@10 {candidate.ndcg:.4f} (+-{candidate.ndcg_interval:.4f}) vs (1 - {tolerance:g}) x live "
+        f"{live.ndcg:.4f} = {floor:.4f}"
+    )
     if candidate.ndcg >= floor:
         return Decision(True, f"{comparison}: not worse")
     return Decision(False, f"{comparison}: worse than the live version")

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from model_export.evaluate import run_onnx
-from model_export.metrics import rank, summarize
-from model_export.protocols import Protocol, encode
+from model_export.metrics import TopLists, interval, per_query, rank, summarize
+from model_export.protocols import Protocol, Queries, encode
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_SCHEMA_VERSION
 from personalization.models import ModelError, Models, load_models
@@ -31,10 +31,14 @@ class Scores:
     mrr: float
     coverage: float
     queries: int
+    # Half-width of the 95% bootstrap interval of NDCG@10: how far apart two versions must be to differ.
+    ndcg_interval: float = 0.0
 
     @classmethod
-    def of(cls, summary: Mapping[str, float], queries: int) -> Scores:
-        return cls(summary["ndcg@10"], summary["recall@20"], summary["mrr"], summary["coverage"], queries)
+    def of(cls, lists: TopLists, queries: Queries, n_items: int) -> Scores:
+        summary = summarize(lists, queries, n_items)
+        spread = round(interval(per_query(lists, queries, n_items)["ndcg@10"]), 4)
+        return cls(summary["ndcg@10"], summary["recall@20"], summary["mrr"], summary["coverage"], len(queries), spread)
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -45,7 +49,7 @@ def score_graph(recs_onnx: bytes, item_ids: Sequence[str], weighting: RecentWeig
     queries = encode(protocol, position, len(item_ids), weighting)
     if len(queries) == 0:
         return Scores(0.0, 0.0, 0.0, 0.0, 0)
-    return Scores.of(summarize(run_onnx(recs_onnx, queries), queries, len(item_ids)), len(queries))
+    return Scores.of(run_onnx(recs_onnx, queries), queries, len(item_ids))
 
 
 def servable(files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> Models:
@@ -74,4 +78,4 @@ def score_popularity(item_ids: Sequence[str], popularity: Sequence[float], proto
         return Scores(0.0, 0.0, 0.0, 0.0, 0)
     prior = np.asarray(popularity, dtype=np.float32)
     lists = rank(lambda inputs: np.broadcast_to(prior, (inputs.shape[0], prior.size)).copy(), queries)
-    return Scores.of(summarize(lists, queries, len(item_ids)), len(queries))
+    return Scores.of(lists, queries, len(item_ids))
