@@ -409,6 +409,8 @@ def run() -> dict[str, Any]:
             k = min(K, len(position))
             inputs = []
             for user in users:
+                if user not in stored:  # its read timed out above (a loaded machine): nothing to compare
+                    continue
                 profile = stored[user].profile
                 item_idx, item_w = recent_inputs(profile.recent, position, weighting)
                 if item_idx.size == 0:
