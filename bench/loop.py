@@ -21,8 +21,10 @@ Figures (the JSON object on the last line):
   candidate_ndcg / live_ndcg      both versions' NDCG@10 on the held-out latest 12% of the span (20 minutes of the
                                   bundled slice; user split of evaluate)
   rejects_worse                   true when the candidate trained on shuffled item ids was refused by the gate
-  switch_s                        seconds from the promotion until every serve process answers with the new
-                                  X-Model-Version (null if they did not within SWITCH_TIMEOUT_S)
+  switch_s                        seconds from the promotion (when the retraining use case returns, the pointer
+                                  switched) until every serve process answers, for good, with the new
+                                  X-Model-Version (null if they did not within SWITCH_TIMEOUT_S); serve re-reads
+                                  models/current.json every MODEL_MAX_AGE_S (1 s on loopback)
   errors_5xx                      5xx answers from serve during the whole time it ran
 """
 

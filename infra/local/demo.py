@@ -191,9 +191,6 @@ def retrain_and_roll_out(product: LocalProduct, frame: pd.DataFrame, shift: time
 
     from model_export.publishing.commands import retrain_table
 
-    with tempfile.TemporaryDirectory(prefix="demo-retrain-") as scratch:
-        result = product.retrain(frame, shift, Path(scratch))
-    print("    " + retrain_table(result).replace("\n", "\n    "))
     url = f"{serve.url}/v1/fragments/for-you?format=json&k=5"
 
     def version() -> str | None:
@@ -201,18 +198,25 @@ def retrain_and_roll_out(product: LocalProduct, frame: pd.DataFrame, shift: time
         return headers.get("x-model-version")
 
     before = version()
+    with tempfile.TemporaryDirectory(prefix="demo-retrain-") as scratch:
+        result = product.retrain(frame, shift, Path(scratch))
+    promoted_at = time.monotonic()
+    print("    " + retrain_table(result).replace("\n", "\n    "))
     if not result.decision.promote or result.candidate_version is None:
         print(f"    the live version stays: serve answers with {before}")
         return
     max_age = float(product.serve_env.get("MODEL_MAX_AGE_S", "60"))
-    pid, started = serve.pid, time.monotonic()
-    answered = before
-    while answered != result.candidate_version and time.monotonic() - started < max_age + 10:
+    pid = serve.pid
+    answered = version()
+    while answered != result.candidate_version and time.monotonic() - promoted_at < max_age + 10:
         time.sleep(0.2)
         answered = version()
-    waited = time.monotonic() - started
+    waited = time.monotonic() - promoted_at
     if answered == result.candidate_version:
-        print(f"    serve (pid {pid}, not restarted) answers with {answered} after {waited:.1f} s (was {before})")
+        print(
+            f"    serve (pid {pid}, not restarted) answered with {before} before the run, and with {answered}"
+            f" {waited:.1f} s after the job returned (it re-reads models/current.json every {max_age:g} s)"
+        )
     else:
         print(f"    serve still answers with {answered} after {waited:.0f} s: it does not re-read models/current.json")
 
