@@ -375,12 +375,16 @@ def daypart(ts_ms: int, utc_offset_min: int | None) -> int:
     return (local_ms // _MS_PER_DAYPART) & 3
 
 
-def _count_device(profile: Profile, code: str) -> None:
-    devices = profile.devices
-    count = devices.get(code, 0) + 1
-    devices[code] = count
-    if count >= MIX_CAP:
-        profile.devices = {key: half for key, value in devices.items() if (half := value // 2)}
+def _record_decision(profile: Profile, event: Event) -> None:
+    """Keep the latest banner answer (by when it was decided, so a late redelivery never replaces a newer one)."""
+    decision = event.decision
+    if decision is None:
+        return
+    decided_ms = int(decision.decided_at.timestamp() * 1000)
+    record = profile.consent_record
+    if record is None or decided_ms >= record[2]:
+        consent = event.consent
+        profile.consent_record = (consent.analytics, consent.personalization, decided_ms, decision.action)
 
 
 def _apply(profile: Profile, event: Event, ts_ms: int, half_life_ms: int) -> None:
@@ -436,7 +440,12 @@ def _apply(profile: Profile, event: Event, ts_ms: int, half_life_ms: int) -> Non
         profile.dayparts = [count // 2 for count in dayparts]
     device = context.device
     if device is not None:
-        _count_device(profile, DEVICE_CODES.get(device) or device_class(device))
+        code = DEVICE_CODES.get(device) or device_class(device)
+        devices = profile.devices
+        mixed = devices.get(code, 0) + 1
+        devices[code] = mixed
+        if mixed >= MIX_CAP:
+            profile.devices = {key: half for key, value in devices.items() if (half := value // 2)}
     category = event.category
     if category and weight > 0:
         _add_affinity(profile, category, weight, ts_ms, half_life_ms)
