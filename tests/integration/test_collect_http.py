@@ -256,17 +256,15 @@ def test_a_record_throttled_on_every_attempt_is_reported_failed_with_its_id(
         process = start_collector(collect_env(local_stack, AWS_ENDPOINT_URL_KINESIS=kinesis.url))
         try:
             pseudonym, token = known_visitor(identity_key)
-            started = time.monotonic()
             response = post(
                 process, {"events": [event(event_id="x-0"), event(event_id="x-1")]}, headers={"x-pz-token": token}
             )
-            elapsed = time.monotonic() - started
         finally:
             process.stop()
     assert response.status_code == 202
     assert response.json()["results"][0] == {"index": 0, "status": "failed", "reason": "throttled", "event_id": "x-0"}
-    assert len(kinesis.calls) == 4  # the first attempt and three retries: 50, 100, 200 ms at most
-    assert elapsed < 2.0
+    # The first attempt and three retries, then it gives up (the backoff's delays are a unit test's, not timed here).
+    assert len(kinesis.calls) == 4
     assert [r.event["event_id"] for r in streamed(local_stack, pseudonym)] == ["x-1"]
 
 
