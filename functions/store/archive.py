@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from personalization.archive import ARCHIVE_PREFIX
 from personalization.purge import PurgeState
-from store.stream import RetryPolicy
+from store.batch_put import Attempt, BatchSender, CallLimits, RetryPolicy, split_calls
 
 if TYPE_CHECKING:
     from mypy_boto3_firehose import FirehoseClient
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 4 * 1024 * 1024
 MAX_RECORD_BYTES = 1000 * 1024
+_LIMITS = CallLimits(MAX_RECORDS_PER_CALL, MAX_BYTES_PER_CALL)
 
 # Call-level errors that will not heal within a second (a missing stream, denied access, a bad request).
 _PERMANENT_CODES = frozenset(
@@ -52,17 +53,7 @@ def _encoded_size(line: bytes) -> int:
 
 def _calls(indexed: Sequence[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes]]]:
     """Split lines into PutRecordBatch calls within the count and byte limits, keeping their order."""
-    call: list[tuple[int, bytes]] = []
-    size = 0
-    for item in indexed:
-        item_size = _encoded_size(item[1])
-        if call and (len(call) == MAX_RECORDS_PER_CALL or size + item_size > MAX_BYTES_PER_CALL):
-            yield call
-            call, size = [], 0
-        call.append(item)
-        size += item_size
-    if call:
-        yield call
+    return split_calls(indexed, _encoded_size, _LIMITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +115,7 @@ class FirehoseArchive:
     ) -> None:
         self.delivery_stream = delivery_stream
         self._client = client
-        self._retry = retry or RetryPolicy()
-        self._sleep = sleep
-        self._clock = clock
-        self._rng = rng or random.Random()
+        self._sender = BatchSender(retry or RetryPolicy(), sleep=sleep, clock=clock, rng=rng)
 
     @classmethod
     def connect(cls, settings: ArchiveSettings) -> FirehoseArchive:
@@ -142,52 +130,30 @@ class FirehoseArchive:
                 refused.append(index)
             else:
                 sendable.append((index, line))
-        deadline = self._clock() + self._retry.budget_s
-        retried = 0
-        last_error: str | None = "RecordTooLarge" if refused else None
-        for call in _calls(sendable):
-            left, resent, error = self._put_call(call, deadline)
-            refused.extend(index for index, _ in left)
-            retried += resent
-            last_error = error or last_error
-        return PutOutcome(sorted(refused), retried, last_error)
+        too_large: str | None = "RecordTooLarge" if refused else None
+        delivery = self._sender.send(sendable, self._attempt, _encoded_size, _LIMITS)
+        refused.extend(index for index, _ in delivery.unwritten)
+        last_error = delivery.last_error or too_large
+        return PutOutcome(sorted(refused), delivery.retried, last_error)
 
-    def _put_call(
-        self, pending: list[tuple[int, bytes]], deadline: float
-    ) -> tuple[list[tuple[int, bytes]], int, str | None]:
-        """Send one call's lines until each is taken or out of attempts: what is left, resends, last error."""
-        retried = 0
-        error: str | None = None
-        for attempt in range(1, self._retry.max_attempts + 1):
-            if attempt > 1:
-                pause = self._retry.delay(attempt - 1, self._rng)
-                if self._clock() + pause > deadline:
-                    break
-                self._sleep(pause)
-                retried += len(pending)
-            pending, retry, error = self._attempt(pending)
-            if not pending or not retry:
-                break
-        return pending, retried, error
-
-    def _attempt(self, pending: list[tuple[int, bytes]]) -> tuple[list[tuple[int, bytes]], bool, str | None]:
+    def _attempt(self, pending: list[tuple[int, bytes]]) -> Attempt[bytes]:
         records: list[RecordTypeDef] = [{"Data": line} for _, line in pending]
         try:
             response = self._client.put_record_batch(DeliveryStreamName=self.delivery_stream, Records=records)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
-            return pending, code not in _PERMANENT_CODES, code
+            return Attempt(pending, code not in _PERMANENT_CODES, code)
         except BotoCoreError as exc:  # connection refused, timeouts: the endpoint may answer next time
-            return pending, True, type(exc).__name__
+            return Attempt(pending, True, type(exc).__name__)
         if not response.get("FailedPutCount"):
-            return [], False, None
+            return Attempt([], False)
         failed: list[tuple[int, bytes]] = []
         error: str | None = None
         for item, entry in zip(pending, response["RequestResponses"], strict=True):
             if "ErrorCode" in entry:
                 failed.append(item)
                 error = str(cast("dict[str, Any]", entry)["ErrorCode"])
-        return failed, True, error
+        return Attempt(failed, True, error)
 
 
 class ArchiveBucket:

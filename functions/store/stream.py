@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -22,6 +22,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from personalization.events import Event
+from store.batch_put import Attempt, BatchSender, CallLimits
+from store.batch_put import RetryPolicy as RetryPolicy  # part of this module's API (StreamSettings.retry)
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -32,6 +34,7 @@ MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 MAX_RECORD_BYTES = 1024 * 1024
 MAX_PARTITION_KEY_CHARS = 256
+_LIMITS = CallLimits(MAX_RECORDS_PER_CALL, MAX_BYTES_PER_CALL)
 
 THROTTLING_CODES = frozenset(
     {
@@ -84,21 +87,6 @@ class PutResult:
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Attempts per call and the backoff between them: 50, 100, 200 ms (each jittered down to half)."""
-
-    max_attempts: int = 4
-    base_delay_s: float = 0.05
-    # No retry starts once this much time has passed since the first attempt.
-    budget_s: float = 1.0
-
-    def delay(self, retry: int, rng: random.Random) -> float:
-        """The pause before retry number `retry` (1-based): equal jitter, so writers do not retry in step."""
-        ceiling = self.base_delay_s * 2 ** (retry - 1)
-        return rng.uniform(ceiling / 2, ceiling)
-
-
-@dataclass(frozen=True, slots=True)
 class StreamSettings:
     stream_name: str
     region: str
@@ -121,21 +109,6 @@ def kinesis_client(settings: StreamSettings) -> KinesisClient:
 
 def _record_size(record: StreamRecord) -> int:
     return len(record.data) + len(record.partition_key.encode())
-
-
-def _calls(indexed: Sequence[tuple[int, StreamRecord]]) -> Iterator[list[tuple[int, StreamRecord]]]:
-    """Split records into PutRecords calls within the count and byte limits, keeping their order."""
-    call: list[tuple[int, StreamRecord]] = []
-    size = 0
-    for item in indexed:
-        record_size = _record_size(item[1])
-        if call and (len(call) == MAX_RECORDS_PER_CALL or size + record_size > MAX_BYTES_PER_CALL):
-            yield call
-            call, size = [], 0
-        call.append(item)
-        size += record_size
-    if call:
-        yield call
 
 
 def _invalid(record: StreamRecord) -> NotWritten | None:
@@ -178,10 +151,7 @@ class EventStream:
     ) -> None:
         self.stream_name = stream_name
         self._client = client
-        self._retry = retry or RetryPolicy()
-        self._sleep = sleep
-        self._clock = clock
-        self._rng = rng or random.Random()
+        self._sender = BatchSender(retry or RetryPolicy(), sleep=sleep, clock=clock, rng=rng)
 
     @classmethod
     def connect(cls, settings: StreamSettings) -> EventStream:
@@ -200,32 +170,13 @@ class EventStream:
                 sendable.append((index, record))
             else:
                 outcomes[index] = problem
-        deadline = self._clock() + self._retry.budget_s
-        retried = 0
-        for call in _calls(sendable):
-            retried += self._put_call(call, outcomes, deadline)
-        return PutResult([outcome for outcome in outcomes if outcome is not None], retried)
-
-    def _put_call(
-        self, pending: list[tuple[int, StreamRecord]], outcomes: list[RecordOutcome | None], deadline: float
-    ) -> int:
-        """Send one call's records until each is written or out of attempts; return how many were resent."""
-        retried = 0
-        for attempt in range(1, self._retry.max_attempts + 1):
-            if attempt > 1:
-                pause = self._retry.delay(attempt - 1, self._rng)
-                if self._clock() + pause > deadline:
-                    break
-                self._sleep(pause)
-                retried += len(pending)
-            pending, retry = self._attempt(pending, outcomes)
-            if not pending or not retry:
-                break
-        return retried
+        # Every attempt fills in the outcomes of its records, so what the delivery leaves over is already there.
+        delivery = self._sender.send(sendable, lambda pending: self._attempt(pending, outcomes), _record_size, _LIMITS)
+        return PutResult([outcome for outcome in outcomes if outcome is not None], delivery.retried)
 
     def _attempt(
         self, pending: list[tuple[int, StreamRecord]], outcomes: list[RecordOutcome | None]
-    ) -> tuple[list[tuple[int, StreamRecord]], bool]:
+    ) -> Attempt[StreamRecord]:
         """One PutRecords call: fill in every record's outcome; return the ones worth sending again."""
         entries: list[PutRecordsRequestEntryTypeDef] = [
             {"Data": record.data, "PartitionKey": record.partition_key} for _, record in pending
@@ -236,7 +187,7 @@ class EventStream:
             failure, retry = _call_failure(exc)
             for index, _ in pending:
                 outcomes[index] = failure
-            return (pending if retry else []), retry
+            return Attempt((pending if retry else []), retry)
         failed: list[tuple[int, StreamRecord]] = []
         for (index, record), entry in zip(pending, response["Records"], strict=True):
             if "ErrorCode" in entry:
@@ -244,4 +195,4 @@ class EventStream:
                 failed.append((index, record))
             else:
                 outcomes[index] = Written(entry["ShardId"], entry["SequenceNumber"])
-        return failed, True
+        return Attempt(failed, True)
