@@ -448,6 +448,9 @@ class _Selection:
     pin_ids: frozenset[str]
     # (rule id, its items scored 1.0 down to 1/n)
     curated: tuple[str, tuple[Scored, ...]] | None
+    # The curated list as arrays (ids, scores), built once per selection instead of read off its objects on
+    # every request.
+    curated_arrays: tuple[tuple[str, ...], list[float]] | None
     # (rule id, max per category, top_k)
     diversity: tuple[str, int, int | None] | None
     notes: tuple[str, ...]
@@ -525,7 +528,7 @@ class RulePlan:
         if selection.curated is not None:
             acted.add(selection.curated[0])
             candidates = selection.curated[1]
-        ranking, removed, pin_scores = self._rank(candidates, acted)
+        ranking, removed, pin_scores = self._rank(candidates, acted, selection.curated_arrays)
         if removed or pins_removed:
             self._credit_filters({*removed, *pins_removed}, notes, acted)
         fill = self._fill(ranking, pins, k, notes, acted)
@@ -570,12 +573,18 @@ class RulePlan:
         placed.sort(key=itemgetter(0))
         return placed, notes, removed
 
-    def _rank(self, candidates: Sequence[Scored], acted: set[str]) -> tuple[_Ranking, frozenset[str], dict[str, float]]:
+    def _rank(
+        self, candidates: Sequence[Scored], acted: set[str], arrays: tuple[Sequence[str], list[float]] | None = None
+    ) -> tuple[_Ranking, frozenset[str], dict[str, float]]:
         """The candidates once each (best score), boosted, ordered without excluded and pinned items; what the
         filters removed; the pinned items' own scores. Whole-list operations (map, set algebra, sort by an index
-        key) keep Python-level work per candidate to a minimum: this runs on every request."""
-        ids = list(map(_ID, candidates))
-        scores = list(map(_SCORE, candidates))
+        key) keep Python-level work per candidate to a minimum: this runs on every request. `arrays` are the
+        candidates' ids and scores when already at hand (a curated list's); neither is modified."""
+        if arrays is None:
+            ids: Sequence[str] = list(map(_ID, candidates))
+            scores = list(map(_SCORE, candidates))
+        else:
+            ids, scores = arrays
         present = set(ids)
         if len(present) != len(ids):
             candidates, ids, scores = _best_of_each(candidates, ids, scores)
@@ -591,7 +600,7 @@ class RulePlan:
         return _Ranking(candidates, scores, _order(ids, scores, dropped, where)), removed, pin_scores
 
     @staticmethod
-    def _boosted(factors: _Factors, ids: list[str], scores: list[float], acted: set[str]) -> list[float]:
+    def _boosted(factors: _Factors, ids: Sequence[str], scores: list[float], acted: set[str]) -> list[float]:
         signatures = list(map(factors.of_item.get, ids))
         multipliers = list(map(factors.__getitem__, signatures))
         acted.update(*map(factors.rule_ids.__getitem__, set(signatures)))
@@ -605,10 +614,12 @@ class RulePlan:
         selection = self._selection
         hit = frozenset(removed)
         if selection.curated is not None:
-            rule_id, curated = selection.curated
+            rule_id = selection.curated[0]
+            curated_ids = selection.curated_arrays[0] if selection.curated_arrays else ()
+            # In the list's order; `hit` is the small side, so look each listed id up in it.
             notes += [
                 f"curated '{rule_id}' item {item_id} dropped: excluded by '{self.excluded_by(item_id)}'"
-                for item_id in (scored.item.id for scored in curated)
+                for item_id in curated_ids
                 if item_id in hit
             ]
         if selection.cart_rule is not None and not self._cart.isdisjoint(hit):
@@ -673,7 +684,7 @@ class _Ranking:
 
 
 def _best_of_each(
-    candidates: Sequence[Scored], ids: list[str], scores: list[float]
+    candidates: Sequence[Scored], ids: Sequence[str], scores: list[float]
 ) -> tuple[list[Scored], list[str], list[float]]:
     """A candidate listed twice keeps its best score."""
     best: dict[str, Scored] = {}
@@ -684,7 +695,7 @@ def _best_of_each(
     return list(best.values()), list(best), [scored.score for scored in best.values()]
 
 
-def _order(ids: list[str], scores: list[float], dropped: AbstractSet[str], where: Mapping[str, int]) -> list[int]:
+def _order(ids: Sequence[str], scores: list[float], dropped: AbstractSet[str], where: Mapping[str, int]) -> list[int]:
     """Indices by score descending, then id ascending, without the dropped items (ids are distinct).
 
     Sorting indices by a list's __getitem__ compares plain floats: several times faster than sorting (score, id)
@@ -861,6 +872,7 @@ class RuleEngine:
         )
         notes = [f"curated '{rule.id}' ignored: curated '{curated[0].id}' comes first" for rule in curated[1:]]
         notes += [f"diversity '{rule.id}' ignored: '{diversity[0].id}' is stricter" for rule in diversity[1:]]
+        listed = _scored(self._listed[curated[0].id]) if curated else None
         return _Selection(
             rule_ids=tuple(rule.id for rule in active),
             purchase_windows=windows,
@@ -871,7 +883,8 @@ class RuleEngine:
             factors=_Factors(self._boosts, boosts) if boosts else None,
             pins=pins,
             pin_ids=frozenset(item.id for pin in pins for item in pin.items),
-            curated=(curated[0].id, _scored(self._listed[curated[0].id])) if curated else None,
+            curated=(curated[0].id, listed) if listed is not None else None,
+            curated_arrays=(tuple(map(_ID, listed)), list(map(_SCORE, listed))) if listed is not None else None,
             diversity=(diversity[0].id, diversity[0].max_per_category, diversity[0].top_k) if diversity else None,
             notes=tuple(notes),
         )
