@@ -1,0 +1,179 @@
+"""What a request brings to the rules, and what the active rules amount to for one scope (cached)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import NamedTuple
+
+from personalization.catalog import CatalogItem
+from personalization.experiments import to_ms
+from personalization.ranking import Scored
+from personalization.rules.document import Scope
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRequest:
+    slot: str
+    journey: str | None
+    segment: str | None
+    segment_id: int | None
+    # "experiment_id:variant_name" of every experiment the person takes part in on this request.
+    variants: frozenset[str]
+    now_ms: int
+    # item -> purchase time (ms), as the profile keeps it.
+    purchased: Mapping[str, int]
+    cart: Collection[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RuledList:
+    items: list[Scored]
+    # Why something the rules asked for did not happen (a pin dropped, a curated rule ignored, ...).
+    notes: list[str]
+    # The rules that changed this list (see the module doc), in document order: for exposure logs and debugging.
+    applied: list[str]
+
+
+class Exclusions(AbstractSet[str]):
+    """Every item excluded for a request, without copying the catalog-wide part (an excluded category can
+    hold thousands of items) per request: membership tests both parts, iteration yields each id once."""
+
+    __slots__ = ("personal", "static")
+
+    def __init__(self, static: frozenset[str], personal: frozenset[str]) -> None:
+        # The same frozenset object for every request with the same active rules: serve may cache by identity.
+        self.static = static
+        # Bought within the window, in the cart.
+        self.personal = personal
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.personal or item in self.static
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.static
+        yield from (item for item in self.personal if item not in self.static)
+
+    def __len__(self) -> int:
+        return len(self.static) + sum(1 for item in self.personal if item not in self.static)
+
+
+class _Key(NamedTuple):
+    slot: str | None
+    journey: str | None
+    segment: str | None
+    segment_id: str | None
+    variants: frozenset[str]
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    segments: frozenset[str] | None
+    slots: frozenset[str] | None
+    journeys: frozenset[str] | None
+    variants: frozenset[str] | None
+    start_ms: int | None
+    end_ms: int | None
+
+    @classmethod
+    def of(cls, scope: Scope) -> _Scope:
+        def maybe(values: list[str] | None) -> frozenset[str] | None:
+            return None if values is None else frozenset(values)
+
+        return cls(
+            maybe(scope.segments),
+            maybe(scope.slots),
+            maybe(scope.journeys),
+            maybe(scope.variants),
+            None if scope.start is None else to_ms(scope.start),
+            None if scope.end is None else to_ms(scope.end),
+        )
+
+    def admits(self, key: _Key, now_ms: int) -> bool:
+        if self.slots is not None and key.slot not in self.slots:
+            return False
+        if self.journeys is not None and key.journey not in self.journeys:
+            return False
+        if self.segments is not None and key.segment not in self.segments and key.segment_id not in self.segments:
+            return False
+        if self.variants is not None and self.variants.isdisjoint(key.variants):
+            return False
+        if self.start_ms is not None and now_ms < self.start_ms:
+            return False
+        return self.end_ms is None or now_ms < self.end_ms
+
+
+@dataclass(frozen=True, slots=True)
+class _PinSpec:
+    rule_id: str
+    position: int
+    items: tuple[CatalogItem, ...]
+
+
+# (enabled boost's index, factor, rule id) for each boost an item matches; items with the same entries share one.
+Signature = tuple[tuple[int, float, str], ...]
+# (claimed position, pin rule id, item)
+Placed = tuple[int, str, CatalogItem]
+
+_SCORE = attrgetter("score")
+_ID = attrgetter("item.id")
+
+
+@dataclass(frozen=True, slots=True)
+class _Boosts:
+    """The catalog's boost signatures: most items share theirs with many others (same brand, category, price)."""
+
+    of_item: Mapping[str, int]
+    signatures: Sequence[Signature]
+
+
+class _Factors(dict[int | None, float]):
+    """Signature -> the product of the active boosts' factors, computed the first time a candidate shows it."""
+
+    def __init__(self, boosts: _Boosts, active: frozenset[int]) -> None:
+        super().__init__({None: 1.0})
+        self.of_item = boosts.of_item
+        self._signatures = boosts.signatures
+        self._active = active
+        self.rule_ids: dict[int | None, tuple[str, ...]] = {None: ()}
+
+    def __missing__(self, signature: int | None) -> float:
+        factor = 1.0
+        rule_ids = []
+        for index, rule_factor, rule_id in () if signature is None else self._signatures[signature]:
+            if index in self._active:
+                factor *= rule_factor
+                rule_ids.append(rule_id)
+        self.rule_ids[signature] = tuple(rule_ids) if factor != 1.0 else ()
+        self[signature] = factor
+        return factor
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """What the active rules amount to for one (slot, journey, segment, variants, time window): cached."""
+
+    rule_ids: tuple[str, ...]
+    # (rule id, window ms), document order; the longest window decides what is excluded.
+    purchase_windows: tuple[tuple[str, int], ...]
+    longest_purchase_ms: int | None
+    cart_rule: str | None
+    excludes: tuple[tuple[str, frozenset[str]], ...]
+    static: frozenset[str]
+    factors: _Factors | None
+    pins: tuple[_PinSpec, ...]
+    pin_ids: frozenset[str]
+    # (rule id, its items scored 1.0 down to 1/n)
+    curated: tuple[str, tuple[Scored, ...]] | None
+    # The curated list as arrays (ids, scores), built once per selection instead of read off its objects on
+    # every request.
+    curated_arrays: tuple[tuple[str, ...], list[float]] | None
+    # (rule id, max per category, top_k)
+    diversity: tuple[str, int, int | None] | None
+    notes: tuple[str, ...]
+    # The pins as resolved against the static exclusions alone: every request whose personal exclusions miss
+    # the pinned items shares it.
+    resolved_pins: list[tuple[list[Placed], list[str], list[str]]] = field(default_factory=list)
