@@ -198,27 +198,12 @@ def retrain(
         "rows": len(train),
     }
     live = _live(store)
+    read = _Read(live.version, len(loaded.frame), len(train), len(holdout), data)
     clock.lap("read")
     try:
         trained = trainer(train)
     except ParityError as exc:
-        refused = RetrainResult(
-            decision=parity_refused(str(exc)),
-            candidate_version=None,
-            live_version=live.version,
-            candidate=None,
-            live=None,
-            popularity=None,
-            events=len(loaded.frame),
-            train_events=len(train),
-            holdout_events=len(holdout),
-            drift=None,
-            data=data,
-            folder=None,
-            seconds=clock.lap("train"),
-        )
-        _emit(metrics, refused)
-        return refused
+        return _report(metrics, read, parity_refused(str(exc)), clock.lap("train"))
     folder = write_trained(trained, train, config.out, data)
     clock.lap("train")
 
@@ -261,24 +246,13 @@ def retrain(
     if decision.promote:
         store.point_to(version)
     log.info("candidate %s %s: %s", version, decision.outcome, decision.reason)
-    result = RetrainResult(
-        decision=decision,
-        candidate_version=version,
-        live_version=live.version,
-        candidate=candidate,
-        live=live_scores,
-        popularity=popularity,
-        events=len(loaded.frame),
-        train_events=len(train),
-        holdout_events=len(holdout),
-        drift=measured,
-        data=data,
-        folder=folder,
-        evaluation=evaluation,
-        seconds=clock.lap("publish"),
+    return _report(
+        metrics,
+        read,
+        decision,
+        clock.lap("publish"),
+        _Candidate(version, candidate, live_scores, popularity, measured, folder, evaluation),
     )
-    _emit(metrics, result)
-    return result
 
 
 class _Clock:
@@ -314,6 +288,58 @@ def _saw(live: ModelVersion | None, cutoff: datetime) -> bool | None:
         return None if learned_until is None else learned_until > cutoff
     except (ValueError, TypeError):  # not ISO 8601, or without a time zone
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What every result of a run reports of its data, whether a candidate was scored or refused."""
+
+    live_version: str | None
+    events: int
+    train_events: int
+    holdout_events: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A candidate that was trained, scored and uploaded (a run refused at training has none)."""
+
+    version: str
+    scores: Scores
+    live: Scores | None
+    popularity: Scores
+    drift: Drift | None
+    folder: Path
+    evaluation: dict[str, Any]
+
+
+def _report(
+    metrics: MetricsSink | None,
+    read: _Read,
+    decision: Decision,
+    seconds: dict[str, float],
+    candidate: _Candidate | None = None,
+) -> RetrainResult:
+    """The run's result, emitted as metrics: one shape for a published candidate and for a refused run."""
+    result = RetrainResult(
+        decision=decision,
+        candidate_version=None if candidate is None else candidate.version,
+        live_version=read.live_version,
+        candidate=None if candidate is None else candidate.scores,
+        live=None if candidate is None else candidate.live,
+        popularity=None if candidate is None else candidate.popularity,
+        events=read.events,
+        train_events=read.train_events,
+        holdout_events=read.holdout_events,
+        drift=None if candidate is None else candidate.drift,
+        data=read.data,
+        folder=None if candidate is None else candidate.folder,
+        evaluation={} if candidate is None else candidate.evaluation,
+        seconds=seconds,
+    )
+    _emit(metrics, result)
+    return result
 
 
 def _emit(metrics: MetricsSink | None, result: RetrainResult) -> None:

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from model_export.parity import ParityError
 from model_export.publishing.drift import binned_shares, distributions, drift, psi
 from model_export.publishing.gate import decide
 from model_export.publishing.retrain import RetrainConfig, RetrainError, RetrainResult, Trainer, retrain
@@ -210,6 +211,36 @@ def test_a_candidate_trained_on_shuffled_item_ids_is_refused(tmp_path: Path) -> 
     assert result.drift.compared_with == live
     assert sink.put_values[-1]["DriftPsi"] > 0.2
     assert manifest["drift"]["psi_max"] == pytest.approx(sink.put_values[-1]["DriftPsi"], abs=1e-4)
+
+
+def test_a_candidate_whose_export_fails_parity_is_refused_and_nothing_is_published(tmp_path: Path) -> None:
+    # Given a live version trained from the shop's archive
+    store, sink = MemoryStore(), Sink()
+    events = shopping_events(UNTIL, 3)
+    live = run(tmp_path, "live", events, store).candidate_version
+
+    def disagreeing(frame: pd.DataFrame) -> Trained:
+        raise ParityError("scores differ by 0.5")
+
+    # When the next run's exported graphs disagree with their references
+    result = run(tmp_path, "parity", events, store, sink, trainer=disagreeing)
+    # Then nothing was uploaded or switched, and the result says why, with the data it read
+    assert result.promotion == "rejected"
+    assert "parity failed" in result.decision.reason
+    assert "scores differ by 0.5" in result.decision.reason
+    assert result.candidate_version is None
+    assert result.candidate is None
+    assert result.popularity is None
+    assert result.folder is None
+    assert result.evaluation == {}
+    assert result.live_version == live
+    assert store.versions() == [live]
+    assert store.switches == [live]
+    assert result.events == len(events)
+    assert result.train_events + result.holdout_events == result.events
+    assert result.data["rows"] == result.train_events
+    assert set(result.seconds) == {"read", "train"}
+    assert sink.put_values[-1]["RetrainRejected"] == 1.0
 
 
 def test_versions_list_the_evaluations_and_rollback_switches_back(tmp_path: Path) -> None:
