@@ -13,10 +13,38 @@ from personalization.ranking import Scored
 
 
 class Mode(StrEnum):
+    """What answered a fragment: the one vocabulary of `X-Personalization`, the JSON `mode` and `data-mode`."""
+
+    # The model (or the person's categories) for this person.
     PERSONALIZED = "personalized"
     # The same for every member of a segment: cacheable at the edge, keyed by the signed segment cookie.
     SEGMENT = "segment"
+    # The model's items like the page item, for a visitor it cannot personalize for ("Because you viewed").
+    SIMILAR = "similar"
+    # A known person's experiment arm that answers without the model (the popular baseline).
+    EXPERIMENT = "experiment"
     FALLBACK = "fallback"
+
+
+class Reason(StrEnum):
+    """Why a fragment is not personal: the `reason=` of `X-Personalization`."""
+
+    ANONYMOUS = "anonymous"
+    NO_PROFILE = "no_profile"
+    NO_PERSONALIZATION_CONSENT = "no_personalization_consent"
+    PROFILE_UNAVAILABLE = "profile_unavailable"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    UNKNOWN_FEATURE_SCHEMA = "unknown_feature_schema"
+    NO_SEGMENT_MODEL = "no_segment_model"
+    INTERNAL_ERROR = "internal_error"
+
+
+# Reasons that mean something is broken (alarmed), as opposed to visitors serve simply does not know.
+DEGRADED_REASONS = frozenset(
+    {Reason.PROFILE_UNAVAILABLE, Reason.MODEL_UNAVAILABLE, Reason.UNKNOWN_FEATURE_SCHEMA, Reason.INTERNAL_ERROR}
+)
+# A known visitor whose profile forbids segment targeting (their segment cookie is expired).
+UNTARGETABLE_REASONS = frozenset({Reason.NO_PROFILE, Reason.NO_PERSONALIZATION_CONSENT})
 
 
 class FragmentItem(BaseModel):
@@ -29,7 +57,7 @@ class FragmentItem(BaseModel):
 class Fragment(BaseModel):
     slot: str
     mode: Mode
-    reason: str | None = None
+    reason: Reason | None = None
     segment: str | None = None
     segment_id: int | None = None
     model_version: str
@@ -38,7 +66,20 @@ class Fragment(BaseModel):
     variant: str | None = None
     # What the rules did that a merchandiser may wonder about (a pin dropped because a filter excluded it).
     notes: list[str] = []
+    # Mode.EXPERIMENT: the arm's strategy that answered instead of the model.
+    strategy: str | None = None
     items: list[FragmentItem]
+
+    def label(self) -> str:
+        """`X-Personalization`: the mode, then what answered (similar, experiment) and why it is not personal."""
+        parts = [self.mode.value]
+        if self.mode is Mode.SIMILAR:
+            parts.append("source=item")
+        if self.mode is Mode.EXPERIMENT:
+            parts.append(f"strategy={self.strategy}")
+        if self.reason is not None:
+            parts.append(f"reason={self.reason.value}")
+        return "; ".join(parts)
 
 
 _templates = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
@@ -73,15 +114,17 @@ def build(
     mode: Mode,
     ranked: list[Scored],
     model_version: str,
-    reason: str | None = None,
+    reason: Reason | None = None,
     segment: str | None = None,
     segment_id: int | None = None,
     labels: Labels = Labels(),
+    strategy: str | None = None,
 ) -> Fragment:
     return Fragment(
         slot=slot,
         mode=mode,
         reason=reason,
+        strategy=strategy,
         segment=segment,
         segment_id=segment_id,
         model_version=model_version,

@@ -12,7 +12,16 @@ from pydantic import BaseModel
 
 from http_headers import install as install_standard_headers
 from observability import count, logger
-from personalization.fragments import Fragment, Mode, etag, render_html, render_json
+from personalization.fragments import (
+    DEGRADED_REASONS,
+    UNTARGETABLE_REASONS,
+    Fragment,
+    Mode,
+    Reason,
+    etag,
+    render_html,
+    render_json,
+)
 from personalization.identity import sign_segment, verify_segment, verify_token
 from serve.identity import IDENTITY_COOKIE as IDENTITY_COOKIE
 from serve.identity import IDENTITY_HEADER as IDENTITY_HEADER
@@ -28,10 +37,8 @@ SEGMENT_COOKIE_MAX_AGE_S = 24 * 3600
 SEGMENT_SLOT_PREFIX = "segment"
 KNOWN_VISITOR_HEADER = "x-pz-known"
 CACHE_KEY_QUERY = ("format", "k", "item", "journey")
-# Fallbacks that mean something is broken (alarmed), as opposed to visitors we simply do not know.
-# Fallbacks of a known visitor whose profile forbids segment targeting: their segment cookie is expired.
-UNTARGETABLE_REASONS = frozenset({"no_profile", "no_personalization_consent"})
-DEGRADED_REASONS = frozenset({"profile_unavailable", "model_unavailable", "unknown_feature_schema", "internal_error"})
+# Answers for one known person: never shared by a cache, and each one's exposure is logged for experiments.
+PERSONAL_MODES = frozenset({Mode.PERSONALIZED, Mode.EXPERIMENT})
 
 app = FastAPI(
     title="Personalization fragments",
@@ -85,12 +92,11 @@ def health(state: State) -> dict[str, str | int | None]:
 
 
 def _headers(fragment: Fragment, public_max_age: int, swr: int, sets_cookie: bool) -> dict[str, str]:
-    mode = fragment.mode.value if fragment.reason is None else f"{fragment.mode.value}; reason={fragment.reason}"
     # A response that sets a cookie is never shared: a cache would hand that cookie to the next visitor. Nor
     # is one shaped by the visitor's experiment variant: the next visitor may be in another.
-    personal = fragment.mode is Mode.PERSONALIZED or sets_cookie or fragment.variant is not None
+    personal = fragment.mode in PERSONAL_MODES or sets_cookie or fragment.variant is not None
     return {
-        "X-Personalization": mode,
+        "X-Personalization": fragment.label(),
         "X-Model-Version": fragment.model_version,
         "X-Segment": fragment.segment or "none",
         "X-Rules-Version": fragment.rules_version,
@@ -171,9 +177,9 @@ def get_fragment(
             fragment = personalize(serving, pseudonym, slot, k, context, now_ms, known_segment)
     except Exception:
         logger.exception("fragment pipeline failed; serving the popular fallback")
-        fragment = fallback(serving, slot, k, context, "internal_error", now_ms)
+        fragment = fallback(serving, slot, k, context, Reason.INTERNAL_ERROR, now_ms)
     _count(fragment, snapshot)
-    if pseudonym is not None and key and fragment.mode is Mode.PERSONALIZED and state.impressions is not None:
+    if pseudonym is not None and key and fragment.mode in PERSONAL_MODES and state.impressions is not None:
         state.impressions.record(pseudonym, fragment, key)
     body = render_json(fragment) if format == "json" else render_html(fragment)
     cookie = _segment_cookie(key, fragment, pz_seg, known_segment, snapshot.version)

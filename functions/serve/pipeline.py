@@ -2,7 +2,9 @@
 
 Candidates come from the recommendation graph, with every item the rules exclude masked inside it, so the top
 K is filled with eligible items; the rules then boost, cap, pin or replace. Every failure below the request
-degrades to a popular fragment flagged with a reason (the rules still apply to it); nothing raises.
+degrades to a popular fragment flagged with a reason (the rules still apply to it); nothing raises. The
+fragment's mode says what answered: the person's model, the page item's similar items, an experiment arm's
+strategy, or the popular fallback.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ from dataclasses import dataclass
 from observability import logger
 from personalization.experiments import Experiment, Variant, active_experiment, assign
 from personalization.features import feature_vector
-from personalization.fragments import Fragment, Labels, Mode, build
+from personalization.fragments import Fragment, Labels, Mode, Reason, build
 from personalization.models import Models
 from personalization.profile import Profile
 from personalization.ranking import Scored, by_affinity, excluded_for, popular
 from personalization.rules import POOL_CAP, RuleEngine, RulePlan, RuleRequest
 from serve.state import Serving
 
-PROFILE_UNAVAILABLE = "profile_unavailable"
 # Slots named because* with a page item show items like it (for anyone), not the person's general picks.
 CONTEXT_SLOT_PREFIX = "because"
 
@@ -131,11 +132,12 @@ def fallback(
     slot: str,
     k: int,
     context: PageContext,
-    reason: str,
+    reason: Reason,
     now_ms: int,
     decision: Decision | None = None,
 ) -> Fragment:
-    """Popular items (in the page item's category first), with the rules that need no person applied."""
+    """The model's items like the page item on a because* slot (Mode.SIMILAR), else popular items (in the page
+    item's category first); the rules that need no person applied; `reason` says why it is not personal."""
     decision = decision or Decision(None)
     try:
         plan = _plan(decision, slot, context, now_ms)
@@ -145,13 +147,16 @@ def fallback(
     excluded = plan.excluded if plan else frozenset()
     category = _context_category(state, context)
 
+    answered: list[Mode] = []  # what the last fetch took its candidates from (none: a curated list)
+
     def fetch(pool: int) -> list[Scored]:
-        return _like_page_item(state, slot, context, pool, excluded) or popular(
-            state.snapshot.catalog, pool, category=category, exclude=excluded
-        )
+        similar = _like_page_item(state, slot, context, pool, excluded)
+        answered.append(Mode.SIMILAR if similar else Mode.FALLBACK)
+        return similar or popular(state.snapshot.catalog, pool, category=category, exclude=excluded)
 
     ranked, notes = _ruled(plan, k, fetch)
-    return build(slot, Mode.FALLBACK, ranked, state.snapshot.version, reason=reason, labels=decision.labels(notes))
+    mode = answered[-1] if answered else Mode.FALLBACK
+    return build(slot, mode, ranked, state.snapshot.version, reason=reason, labels=decision.labels(notes))
 
 
 def _like_page_item(
@@ -168,32 +173,33 @@ def _like_page_item(
     return models.recs.similar(context.item, pool, excluded)
 
 
-def _usable_profile(state: Serving, pseudonym: str) -> Profile | str:
+def _usable_profile(state: Serving, pseudonym: str) -> Profile | Reason:
     """The visitor's profile, or the reason there is none to personalize from (never raises)."""
     try:
         stored = state.profiles.get(pseudonym)
     except Exception as exc:
         logger.warning("profile read failed", extra={"error": type(exc).__name__})
-        return PROFILE_UNAVAILABLE
+        return Reason.PROFILE_UNAVAILABLE
     if stored is None:
-        return "no_profile"
+        return Reason.NO_PROFILE
     if not stored.profile.personalization:
-        return "no_personalization_consent"
+        return Reason.NO_PERSONALIZATION_CONSENT
     return stored.profile
+
+
+def _popular_arm(variant: Variant | None) -> bool:
+    return variant is not None and variant.strategy == "popular"
 
 
 def _candidates(
     state: Serving,
     models: Models | None,
-    variant: Variant | None,
     profile: Profile,
     pool: int,
     excluded: Collection[str],
     now_ms: int,
 ) -> list[Scored]:
     settings = state.config.fold_settings
-    if variant is not None and variant.strategy == "popular":
-        return popular(state.snapshot.catalog, pool, exclude=excluded)
     if models is None:
         return by_affinity(state.snapshot.catalog, profile, now_ms, pool, settings, exclude=excluded)
     ranked = models.recs.recommend(profile, pool, excluded)
@@ -220,9 +226,9 @@ def personalize(
     if state.snapshot.error:
         return fallback(state, slot, k, context, state.snapshot.error, now_ms, decision)
     if pseudonym is None:
-        return fallback(state, slot, k, context, "anonymous", now_ms, decision)
+        return fallback(state, slot, k, context, Reason.ANONYMOUS, now_ms, decision)
     profile = _usable_profile(state, pseudonym)
-    if isinstance(profile, str):
+    if isinstance(profile, Reason):
         return fallback(state, slot, k, context, profile, now_ms, decision)
     models, model_version = state.snapshot.models_for(decision.variant.model_version if decision.variant else None)
     segment = None
@@ -237,20 +243,32 @@ def personalize(
     # Without a rules document in force, what a person bought or has in the cart is never offered again.
     excluded = plan.excluded if plan else excluded_for(profile)
 
+    answered: list[Mode] = []  # what the last fetch took its candidates from (none: a curated list)
+
     def fetch(pool: int) -> list[Scored]:
-        return _like_page_item(state, slot, context, pool, excluded, models) or _candidates(
-            state, models, decision.variant, profile, pool, excluded, now_ms
-        )
+        # On a because* slot the page item's neighbours come first, whatever the arm: the model answered.
+        similar = _like_page_item(state, slot, context, pool, excluded, models)
+        if similar:
+            answered.append(Mode.PERSONALIZED)
+            return similar
+        if _popular_arm(decision.variant):
+            # The arm's baseline, not the model: said so in the mode, so no reader takes it for the model's work.
+            answered.append(Mode.EXPERIMENT)
+            return popular(state.snapshot.catalog, pool, exclude=excluded)
+        answered.append(Mode.PERSONALIZED)
+        return _candidates(state, models, profile, pool, excluded, now_ms)
 
     ranked, notes = _ruled(plan, k, fetch)
+    mode = answered[-1] if answered else Mode.PERSONALIZED
     return build(
         slot,
-        Mode.PERSONALIZED,
+        mode,
         ranked,
         model_version,
         segment=segment[0] if segment else None,
         segment_id=segment[1] if segment else None,
         labels=decision.labels(notes),
+        strategy=decision.variant.strategy if mode is Mode.EXPERIMENT and decision.variant else None,
     )
 
 
@@ -274,16 +292,16 @@ def for_segment(
     """
     shared = Decision(state.snapshot.rules)
     if state.snapshot.error or state.snapshot.models is None:
-        return fallback(state, slot, k, context, state.snapshot.error or "no_segment_model", now_ms, shared)
+        return fallback(state, slot, k, context, state.snapshot.error or Reason.NO_SEGMENT_MODEL, now_ms, shared)
     segment_id = known_segment
     if pseudonym is not None:
         profile = _usable_profile(state, pseudonym)
-        if isinstance(profile, str):
+        if isinstance(profile, Reason):
             return fallback(state, slot, k, context, profile, now_ms, shared)
         vector = feature_vector(profile, now_ms, state.snapshot.catalog.relative_prices, state.config.fold_settings)
         segment_id = state.snapshot.models.segments.predict(vector, known_segment).id
     if segment_id is None:
-        return fallback(state, slot, k, context, "anonymous", now_ms, shared)
+        return fallback(state, slot, k, context, Reason.ANONYMOUS, now_ms, shared)
     segment = state.snapshot.models.segments.segments.get(segment_id)
     name = segment.name if segment else f"segment {segment_id}"
     plan = _plan(shared, slot, context, now_ms, (name, segment_id))

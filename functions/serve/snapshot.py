@@ -15,14 +15,13 @@ from typing import Protocol
 from observability import logger
 from personalization.catalog import Catalog, CatalogError
 from personalization.features import FEATURE_SCHEMA_VERSION
+from personalization.fragments import Reason
 from personalization.manifest import CATALOG_FILE
 from personalization.models import Models, load_models
 from personalization.rules import RuleEngine
 from store.artifacts import ArtifactError, ArtifactInvalid, ModelVersion
 
 NO_VERSION = "none"
-MODEL_UNAVAILABLE = "model_unavailable"
-UNKNOWN_FEATURE_SCHEMA = "unknown_feature_schema"
 # An experiment variant may name another model version; a handful is plenty, each holds two small graphs.
 VARIANT_MODELS_KEPT = 4
 
@@ -77,7 +76,7 @@ class Snapshot:
     version: str
     catalog: Catalog
     # Why this version answers with the popular fallback (None: it serves as published).
-    error: str | None = None
+    error: Reason | None = None
     models: Models | None = None
     rules: RuleEngine | None = None
     variants: VariantModels | None = field(default=None, compare=False)
@@ -97,7 +96,7 @@ class Snapshot:
         return Snapshot(self.version, self.catalog, self.error, self.models, rules, self.variants)
 
 
-def empty(error: str = MODEL_UNAVAILABLE) -> Snapshot:
+def empty(error: Reason = Reason.MODEL_UNAVAILABLE) -> Snapshot:
     """No usable version: an empty catalog, so fragments are empty and flagged, never an error."""
     return Snapshot(NO_VERSION, Catalog([]), error)
 
@@ -127,7 +126,7 @@ def load_snapshot(
         raise VersionRefused(version, str(exc), lasting=True) from None
     except ArtifactError as exc:
         raise VersionRefused(version, str(exc), lasting=False) from None
-    error: str | None = None
+    error: Reason | None = None
     models: Models | None = None
     schema = spec.feature_schema_version
     if schema != FEATURE_SCHEMA_VERSION:
@@ -135,13 +134,13 @@ def load_snapshot(
         logger.warning(
             "model trained on another feature schema", extra={"model": schema, "serve": FEATURE_SCHEMA_VERSION}
         )
-        error = UNKNOWN_FEATURE_SCHEMA
+        error = Reason.UNKNOWN_FEATURE_SCHEMA
     elif spec.recs_model is not None:
         try:
             models = load_models(model.files, spec, catalog)
         except Exception as exc:  # ModelError, or whatever a hostile graph provokes in onnxruntime
             logger.warning("model version unusable; serving its catalog", extra={"error": str(exc)[:2000]})
-            error = MODEL_UNAVAILABLE
+            error = Reason.MODEL_UNAVAILABLE
     try:
         rules = compile_rules(catalog)
     except Exception as exc:
