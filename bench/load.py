@@ -94,6 +94,8 @@ FRAGMENT_PATH = "/v1/fragments/for-you"
 FRAGMENT_QUERY = {"format": "json", "k": "8"}
 MODE = "x-personalization"
 PERSONALIZED = "personalized"
+# An experiment arm that answers a known person without the model (rules/example.json's popular arm).
+EXPERIMENT_ARM = "experiment;"
 IDENTITY_COOKIE = "pz_id"
 REQUEST_TIMEOUT_S = 10.0
 WARMUP_VISITOR = -1  # the warm-up visitor's number: their events are checked, not counted in the rates
@@ -109,6 +111,11 @@ CHILD_MARGIN_S = 90.0
 WINDOW_S = 10.0
 LAG_TICK_S = 0.02
 SEED = 20_261_124
+
+
+def personal(note: str) -> bool:
+    """Whether serve answered for the person: the model (`personalized`) or their experiment arm's baseline."""
+    return note == PERSONALIZED or note.startswith(EXPERIMENT_ARM)
 
 
 # -- what the load process is given and gives back (picklable: it crosses a process boundary) ----------------
@@ -331,7 +338,7 @@ class Load:
             while time.monotonic() < until:
                 call = await self.fetch(serve, visitor)
                 self.warmup.append(call)
-                if call.note == PERSONALIZED:
+                if personal(call.note):
                     return
                 await asyncio.sleep(0.1)
 
@@ -797,9 +804,9 @@ def run(seconds: float, clients: int, events_per_post: int) -> dict[str, Any]:
     in_stream_types = Counter(kind for kind, _ in tail.events.values())
     # Serve queues one impression for every personalized fragment; what the stream lacks of them was lost on the
     # way (serve counts failures as ImpressionsFailed) or by the stream itself.
-    personalized = sum(c.kind == "serve" and c.note == PERSONALIZED and c.status == 200 for c in everything)
+    personalized = sum(c.kind == "serve" and personal(c.note) and c.status == 200 for c in everything)
     warm_post = next((c for c in load.warmup if c.kind == "collect"), None)
-    warm_personal = next((c for c in load.warmup if c.note == PERSONALIZED), None)
+    warm_personal = next((c for c in load.warmup if personal(c.note)), None)
 
     figures.update(
         {
@@ -810,7 +817,10 @@ def run(seconds: float, clients: int, events_per_post: int) -> dict[str, Any]:
             "serve_rps": round(_rate(len(served), duration), 1),
             "serve_p50_ms": round(median(served), 2) if served else None,
             "serve_p99_ms": round(percentile(served, 0.99), 2) if served else None,
-            "serve_personalized_share": round(modes[PERSONALIZED] / len(served), 3) if served else None,
+            # A person's answers, either arm of the experiment: the model's and the popular arm's.
+            "serve_personalized_share": round(sum(n for m, n in modes.items() if personal(m)) / len(served), 3)
+            if served
+            else None,
             "serve_degraded": sum(n for mode, n in modes.items() if "profile_unavailable" in mode),
             "errors_5xx": errors_5xx,
             "errors_other": errors_other,
@@ -929,7 +939,7 @@ def report(f: dict[str, Any]) -> None:
             "impressions_in_stream",
             f"{f['impressions_in_stream']:,}",
             f"{f['impressions_expected']:,}",
-            "one per personalized fragment served"
+            "one per personal fragment served (either experiment arm)"
             + (f"; {impressions_missing} missing" if impressions_missing else ""),
         ),
         ("ingest_backlog_at_stop", f"{f['ingest_backlog_at_stop']:,}", "", "records not yet folded when load ended"),

@@ -38,8 +38,12 @@ export function itemCard(item, testid = "fragment-item") {
   return h("li", { class: "card", dataset: { testid, itemId: item.id, category: item.category ?? "" } }, link);
 }
 
-function modeLabel(mode) {
-  return { personalized: "Personalized", segment: "Your segment", fallback: "Popular" }[mode] ?? mode;
+// What answered, as X-Personalization says it: the model for you, your segment, the model's items like the page
+// item, an experiment arm's baseline (not the model: a reader must not take it for the model's work), popular.
+function modeLabel(result) {
+  if (result.mode === "experiment") return `Experiment: ${result.strategy ?? "baseline"}`;
+  const labels = { personalized: "Personalized", segment: "Your segment", similar: "Similar items", fallback: "Popular" };
+  return labels[result.mode] ?? result.mode;
 }
 
 export class Slot {
@@ -119,7 +123,7 @@ export class Slot {
       segment: result.segment ?? "",
     });
     this.root.setAttribute("aria-busy", "false");
-    this.badge.textContent = modeLabel(result.mode);
+    this.badge.textContent = modeLabel(result);
     this.badge.className = `badge badge-${result.mode}`;
     if (this.options.describeSegment) {
       this.heading.textContent = result.segment ? `Popular with ${result.segment}` : this.options.title;

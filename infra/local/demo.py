@@ -4,7 +4,7 @@ Starts the local stack from template.yaml, trains and publishes a model version 
 events (all but the latest: what the shop had before them), publishes the example rules document, replays the
 events into the Kinesis stream time-shifted so the last lands now (gaps kept), lets the real ingest handler fold
 them through a Lambda-shaped event source (archiving every accepted event through Firehose), starts the serve app
-under uvicorn, and prints a personalized and an anonymous fragment with their headers. It then runs the retraining
+under uvicorn, and prints a known user's and an anonymous fragment with their headers. It then runs the retraining
 job from the archive (a candidate on the whole window without its latest events, scored with the live version on
 them), prints the gate's decision with both versions' metrics, and shows the running serve switching to a promoted
 version without a restart. Then it starts the live loop (the ingest poller in the background, the event
@@ -77,7 +77,15 @@ def _cookie(headers: dict[str, str], name: str) -> str | None:
 def show(title: str, status: int, headers: dict[str, str], body: str) -> None:
     print(f"\n--- {title}: HTTP {status}")
     lowered = {name.lower(): value for name, value in headers.items()}
-    for name in ("X-Personalization", "X-Segment", "X-Model-Version", "Cache-Control", "Set-Cookie", "ETag"):
+    for name in (
+        "X-Personalization",
+        "X-Experiment-Variant",
+        "X-Segment",
+        "X-Model-Version",
+        "Cache-Control",
+        "Set-Cookie",
+        "ETag",
+    ):
         if name.lower() in lowered:
             print(f"{name}: {lowered[name.lower()]}")
     print(body.strip())
@@ -150,7 +158,7 @@ def run(events_path: Path, keep_running: bool = False) -> int:
             print(f"    features: {', '.join(f'{k}={v:.2f}' for k, v in list(vector.items())[:8])}, ...")
             token = sign_token(identity_key, pseudonym, int(time.time()) + 3600)
             personal = fetch(f"{serve.url}/v1/fragments/for-you?format=html&k=5", {"Cookie": f"pz_id={token}"})
-            show("personalized fragment (signed identity cookie)", *personal)
+            show("the most active user's fragment (signed identity cookie)", *personal)
             segment_cookie = _cookie(personal[1], "pz_seg")
             if segment_cookie:
                 show(
@@ -243,7 +251,7 @@ def visit_storefront(edge_url: str) -> None:
         answer = visitor.send(events)
         identity = f"Set-Cookie pz_id={visitor.identity[:14]}..." if visitor.identity else "no identity cookie"
         print(f"    POST /v1/events ({len(events)} events): HTTP {answer.status_code}, {identity}")
-        after, elapsed = visitor.wait_for("for-you", lambda seen: seen.personalized, timeout_s=10)
+        after, elapsed = visitor.wait_for("for-you", lambda seen: seen.personal, timeout_s=10)
         print(f"    after {elapsed:.1f} s:        for-you {after.summary()}")
     finally:
         visitor.close()

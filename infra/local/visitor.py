@@ -31,8 +31,10 @@ class FragmentSeen:
     items: list[dict[str, Any]]
 
     @property
-    def personalized(self) -> bool:
-        return self.personalization == "personalized"
+    def personal(self) -> bool:
+        """An answer for this person: the model's (`personalized`), or their experiment arm's baseline
+        (`experiment; strategy=...`, which says it is not the model's)."""
+        return self.personalization == "personalized" or self.personalization.startswith("experiment;")
 
     @property
     def ids(self) -> list[str]:

@@ -34,16 +34,22 @@ def test_the_demo_serves_a_personal_and_an_anonymous_fragment_and_stops_everythi
     )
     out = result.stdout
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "X-Personalization: personalized" in out
+    # The most active user's fragment says what answered it: the model, or the example experiment's popular arm
+    featured = re.search(r"X-Personalization: (.+)\nX-Experiment-Variant: recs-vs-popular:(\w+)\n", out)
+    assert featured is not None, out[-3000:]
+    mode = {"control": "personalized", "popular": "experiment; strategy=popular"}[featured[2]]
+    assert featured[1] == mode
     assert "X-Personalization: fallback; reason=anonymous" in out
     assert "Cache-Control: private" in out
     assert "X-Personalization: segment" in out
     assert "Set-Cookie: pz_seg=s1." in out
-    assert 'data-mode="personalized"' in out
+    assert f'data-mode="{mode.split(";")[0]}"' in out
     assert re.search(r"total\s+\d+\.\d", out)
     # The live loop: a new visitor's clicks through the local edge personalize their next fragment.
     assert "published rules " in out
-    assert re.search(r"after \d+\.\d s:\s+for-you personalized", out), out[-2000:]
+    live = re.search(r"after \d+\.\d s:\s+for-you (personalized|experiment; [^ ]+) \(.*variant ([^)]+)\)", out)
+    assert live is not None, out[-2000:]
+    assert live[1] == ("experiment; strategy=popular" if live[2].endswith(":popular") else "personalized")
     # Everything the demo started is gone: neither the AWS API server nor the serve app still listens.
     urls = re.findall(r"http://127\.0\.0\.1:\d+", out)
     assert len(urls) >= 2

@@ -66,6 +66,28 @@ def test_anonymous_visitors_get_a_cacheable_popular_fragment(serve: ServeProcess
     assert response.text.count('class="pz-item"') == 3
 
 
+def test_an_anonymous_because_you_viewed_is_labelled_as_the_models_similar_items(
+    serve: ServeProcess, world: World
+) -> None:
+    viewed = most_viewed_item(world)
+    response = get(serve, f"/v1/fragments/because-you-viewed?format=json&k=4&item={viewed}")
+    assert response.headers["x-personalization"] == "similar; source=item; reason=anonymous"
+    assert response.json()["mode"] == "similar"
+    assert viewed not in {item["id"] for item in response.json()["items"]}
+    # An item the model does not know has no similar items: the popular fallback, flagged as such
+    unknown = get(serve, "/v1/fragments/because-you-viewed?format=json&k=4&item=no-such-item")
+    assert unknown.headers["x-personalization"] == "fallback; reason=anonymous"
+    assert unknown.json()["mode"] == "fallback"
+
+
+def most_viewed_item(world: World) -> str:
+    counts: dict[str, int] = {}
+    for event in world.events:
+        if event.item_id:
+            counts[event.item_id] = counts.get(event.item_id, 0) + 1
+    return sorted(counts, key=lambda i: (-counts[i], i))[0]
+
+
 def test_a_user_id_in_the_query_is_never_trusted(serve: ServeProcess, world: World) -> None:
     alice, bob = most_active(world, 0), most_active(world, 1)
     as_alice = get(serve, "/v1/fragments/for-you?format=json", cookies={"pz_id": token_for(world, alice)})

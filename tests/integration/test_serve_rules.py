@@ -133,6 +133,9 @@ def test_experiment_variants_are_stable_and_every_personal_impression_is_logged(
         assert variant == again.headers["x-experiment-variant"]
         expected = assign(Experiment.model_validate(experiment), pseudonymize(world.pepper, user)).name
         assert variant == f"recs-vs-popular:{expected}"
+        # The popular arm answers without the model, and says so
+        mode = {"control": "personalized", "popular": "experiment; strategy=popular"}[expected]
+        assert first.headers["x-personalization"] == mode
         served[pseudonymize(world.pepper, user)] = (expected, [item["id"] for item in first.json()["items"]])
     assert {variant for variant, _ in served.values()} == {"control", "popular"}
     # Another slot is outside the experiment.

@@ -282,3 +282,15 @@ def test_visitors_keep_their_cookie_and_every_answer_is_recorded() -> None:
     assert {call.kind for call in result.calls} == {"collect", "serve"}
     assert all(isinstance(call, Call) and call.status in (200, 202) for call in result.calls)
     assert result.duration_s == pytest.approx(0.3, abs=0.5)
+
+
+def test_either_experiment_arm_is_a_personal_answer() -> None:
+    """The example experiment's popular arm says it is not the model; it is still served for the person (and
+    logged as an impression), so the warm-up stops at it and the impressions expected count it."""
+    from bench.load import personal
+
+    assert personal(PERSONALIZED)
+    assert personal("experiment; strategy=popular")
+    assert not personal("fallback; reason=anonymous")
+    assert not personal("similar; source=item; reason=anonymous")
+    assert not personal("segment")
