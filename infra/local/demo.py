@@ -4,7 +4,8 @@ Starts the local stack from template.yaml, trains and publishes a model version 
 events (all but the latest: what the shop had before them), publishes the example rules document, replays the
 events into the Kinesis stream time-shifted so the last lands now (gaps kept), lets the real ingest handler fold
 them through a Lambda-shaped event source (archiving every accepted event through Firehose), starts the serve app
-under uvicorn, and prints a known user's and an anonymous fragment with their headers. It then runs the retraining
+under uvicorn, and prints the featured person's fragment (the most active one the model answers, beside their
+top categories) and an anonymous fragment with their headers. It then runs the retraining
 job from the archive (a candidate on the whole window without its latest events, scored with the live version on
 them), prints the gate's decision with both versions' metrics, and shows the running serve switching to a promoted
 version without a restart. Then it starts the live loop (the ingest poller in the background, the event
@@ -16,6 +17,7 @@ starts, it stops.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -93,11 +95,13 @@ def show(title: str, status: int, headers: dict[str, str], body: str) -> None:
 
 def run(events_path: Path, keep_running: bool = False) -> int:
     # Imported here so `--help` answers instantly.
+    from infra.local.featured import choose_featured, compare
     from infra.local.scenario import RULES_EXAMPLE, LocalProduct, before_latest, load_events
     from model_export.catalog import build_catalog
     from personalization.features import FEATURE_NAMES, feature_vector
     from personalization.identity import pseudonymize, sign_token
     from personalization.profile import FoldSettings, affinities_at
+    from personalization.rules import parse_document
     from store.profiles import ProfileStore, TableSettings
 
     timings = Timings()
@@ -142,15 +146,22 @@ def run(events_path: Path, keep_running: bool = False) -> int:
             print(f"    {serve.url}")
 
         with timings.step("request fragments over HTTP"):
-            raw_user = str(frame["user_id"].value_counts().idxmax())
-            pseudonym = pseudonymize(pepper, raw_user)
-            stored = ProfileStore(TableSettings(serve_env["PROFILES_TABLE"], stack.region)).get(pseudonym)
-            assert stored is not None, "the most active user has no profile"
             now_ms = int(time.time() * 1000)
-            top = sorted(affinities_at(stored.profile, now_ms, FoldSettings()).items(), key=lambda kv: -kv[1])[:3]
+            experiments = parse_document(RULES_EXAMPLE.read_bytes()).experiments if RULES_EXAMPLE.exists() else []
+            featured = choose_featured(frame, lambda user: pseudonymize(pepper, user), experiments, now_ms)
+            raw_user, pseudonym = featured.user_id, featured.pseudonym
+            stored = ProfileStore(TableSettings(serve_env["PROFILES_TABLE"], stack.region)).get(pseudonym)
+            assert stored is not None, "the featured person has no profile"
+            affinities = affinities_at(stored.profile, now_ms, FoldSettings())
+            top = sorted(affinities.items(), key=lambda kv: -kv[1])[:3]
             print(
-                f"    user {raw_user} (pseudonym {pseudonym[:12]}...): {sum(stored.profile.counts.values())} events,"
-                f" top categories {', '.join(f'{c} ({s:.1f})' for c, s in top)}"
+                f"    featured: user {raw_user} (pseudonym {pseudonym[:12]}...), the most active person the model"
+                f" answers (variant {featured.variant or 'none: no experiment'})"
+                + (f"; {featured.note}" if featured.note else "")
+            )
+            print(
+                f"    {sum(stored.profile.counts.values())} events,"
+                f" top categories {', '.join(f'{c} ({s:.1f})' for c, s in top) or 'none (no categories)'}"
             )
             # The published version's catalog is built from the same frame: the prices serve compares with.
             prices = build_catalog(frame).relative_prices
@@ -158,7 +169,15 @@ def run(events_path: Path, keep_running: bool = False) -> int:
             print(f"    features: {', '.join(f'{k}={v:.2f}' for k, v in list(vector.items())[:8])}, ...")
             token = sign_token(identity_key, pseudonym, int(time.time()) + 3600)
             personal = fetch(f"{serve.url}/v1/fragments/for-you?format=html&k=5", {"Cookie": f"pz_id={token}"})
-            show("the most active user's fragment (signed identity cookie)", *personal)
+            show("the featured person's fragment (signed identity cookie)", *personal)
+            # The same request as JSON names each item's category: what they did beside what was recommended.
+            answer = json.loads(
+                fetch(f"{serve.url}/v1/fragments/for-you?format=json&k=5", {"Cookie": f"pz_id={token}"})[2]
+            )
+            their_items = frame.loc[frame["user_id"].astype(str) == raw_user, "item_id"].astype(str)
+            print("\n--- what the model learned, beside what they did")
+            for line in compare(affinities, their_items, answer["items"]).lines():
+                print(line)
             segment_cookie = _cookie(personal[1], "pz_seg")
             if segment_cookie:
                 show(

@@ -34,11 +34,22 @@ def test_the_demo_serves_a_personal_and_an_anonymous_fragment_and_stops_everythi
     )
     out = result.stdout
     assert result.returncode == 0, result.stderr[-3000:]
-    # The most active user's fragment says what answered it: the model, or the example experiment's popular arm
-    featured = re.search(r"X-Personalization: (.+)\nX-Experiment-Variant: recs-vs-popular:(\w+)\n", out)
+    # The featured person is one the model answers (the example experiment's control arm), never its popular arm
+    featured = re.search(
+        r"featured person's fragment .*\nX-Personalization: (.+)\nX-Experiment-Variant: recs-vs-popular:(\w+)\n", out
+    )
     assert featured is not None, out[-3000:]
-    mode = {"control": "personalized", "popular": "experiment; strategy=popular"}[featured[2]]
-    assert featured[1] == mode
+    assert (featured[1], featured[2]) == ("personalized", "control")
+    mode = "personalized"
+    # ... printed beside what they did: their top categories against the recommended ones, and the overlap.
+    learned = re.search(
+        r"what the model learned, beside what they did\n"
+        r"their top categories: (.+)\nrecommended categories: (.+)\noverlap: (.+)\n",
+        out,
+    )
+    assert learned is not None, out[-3000:]
+    assert re.match(r"[\w.:]+ \(\d+\.\d\)", learned[1])
+    assert learned[2] != "none"
     assert "X-Personalization: fallback; reason=anonymous" in out
     assert "Cache-Control: private" in out
     assert "X-Personalization: segment" in out
