@@ -255,12 +255,15 @@ def visit_storefront(edge_url: str) -> None:
     visitor = ScriptedVisitor(edge_url)
     try:
         catalog = visitor.catalog()
-        category = catalog["categories"][0]
         by_id = {item["id"]: item for item in catalog["items"]}
-        clicked = [by_id[item_id] for item_id in category["item_ids"][:3]]
+        # A dataset without categories lists none: the visitor then clicks the shop's first items.
+        category = catalog["categories"][0] if catalog["categories"] else None
+        listed = category["item_ids"] if category else list(by_id)
+        clicked = [by_id[item_id] for item_id in listed[:3]]
         print(
             f"    GET /shop/catalog.json: {len(catalog['items'])} items in {len(catalog['categories'])} categories;"
-            f" the visitor clicks 3 items of {category['name']} and adds one to the cart"
+            f" the visitor clicks {len(clicked)} items of {category['name'] if category else 'the shop'}"
+            " and adds one to the cart"
         )
         before = visitor.fragment("for-you")
         print(f"    before, no cookie:  for-you {before.summary()}")
