@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import main_of, median, percentile, table
+from bench.common import bundled_events, main_of, median, percentile, table
 from infra.local.poller import LocalLambdaContext, lambda_kinesis_record
 from infra.local.stack import LocalStack, conflicting_env_vars
 
@@ -51,9 +51,6 @@ if TYPE_CHECKING:
     from personalization.events import Event
     from personalization.profile import FoldSettings, Profile
 
-ROOT = Path(__file__).resolve().parents[1]
-DATASET = Path("/work/shared/datasets/rees46_multicategory_2019oct_head/events.csv")
-FALLBACK = ROOT / "tests" / "data" / "rees46_head2000.csv"
 BATCH = 1_000
 SHARD = "shardId-000000000000"
 # Kinesis sequence numbers are 56-digit decimals; the watermarks compare them as integers.
@@ -77,7 +74,7 @@ def load_events() -> tuple[list[Event], Path]:
     from model_export.__main__ import load_any
     from model_export.canonical import to_events
 
-    source = DATASET if DATASET.exists() else FALLBACK
+    source = bundled_events()
     # load_any converts a dataset beside its input file: work on a copy, never in the shared folder.
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / source.name

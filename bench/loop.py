@@ -46,7 +46,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import main_of, table
+from bench.common import bundled_events, main_of, table
 from infra.local.scenario import LOCAL_SERVE, LocalProduct
 from infra.local.serve_process import ServeProcess
 
@@ -55,9 +55,6 @@ if TYPE_CHECKING:
 
     from ingest.batch import BatchResult, Classified
 
-ROOT = Path(__file__).resolve().parents[1]
-DATASET = Path("/work/shared/datasets/rees46_multicategory_2019oct_head/events.csv")
-FALLBACK = ROOT / "tests" / "data" / "rees46_head2000.csv"
 ERASED_PEOPLE = 5
 SERVE_PROCESSES = 2
 SWITCH_TIMEOUT_S = 30.0
@@ -194,7 +191,7 @@ def run() -> dict[str, Any]:
     from infra.local.scenario import before_latest, load_events
     from model_export.training import train_models
 
-    source = DATASET if DATASET.exists() else FALLBACK
+    source = bundled_events()
     timings: dict[str, float] = {}
     with LocalProduct() as product, tempfile.TemporaryDirectory(prefix="bench-loop-") as scratch_dir:
         scratch = Path(scratch_dir)

@@ -38,12 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.common import main_of, table
+from bench.common import bundled_events, main_of, table
 from infra.local.stack import LocalStack, conflicting_env_vars
-
-ROOT = Path(__file__).resolve().parents[1]
-DATASET = Path("/work/shared/datasets/rees46_multicategory_2019oct_head/events.csv")
-FALLBACK = ROOT / "tests" / "data" / "rees46_head2000.csv"
 
 
 @contextmanager
@@ -100,7 +96,7 @@ def run(days: float, tolerance: float) -> dict[str, Any]:
     from store.artifacts import ArtifactStore
     from store.job_metrics import CloudWatchMetrics
 
-    source = DATASET if DATASET.exists() else FALLBACK
+    source = bundled_events()
     until = datetime.now(UTC).replace(microsecond=0)
     events = archived_events(source, until, days)
     objects = archive_objects(events)

@@ -57,7 +57,7 @@ os.environ.update(QUIET)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.common import main_of, median, percentile, table  # noqa: E402
+from bench.common import bundled_events, main_of, median, percentile, table  # noqa: E402
 from infra.local.stack import LocalStack, conflicting_env_vars  # noqa: E402
 
 if TYPE_CHECKING:
@@ -65,8 +65,6 @@ if TYPE_CHECKING:
     from store.profiles import StoredProfile
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASET = Path("/work/shared/datasets/rees46_multicategory_2019oct_head/events.csv")
-FALLBACK = ROOT / "tests" / "data" / "rees46_head2000.csv"
 TARGET_ITEMS = 55_000
 SYNTHETIC_PER_USER = 10
 PROFILES = 300
@@ -84,7 +82,7 @@ TARGETS = {"p99_ms": 5.0, "onnx_speedup": 3.0, "cold_start_ms": 600.0, "serve_zi
 def load_frame() -> tuple[pd.DataFrame, Path]:
     from model_export.__main__ import load_any
 
-    source = DATASET if DATASET.exists() else FALLBACK
+    source = bundled_events()
     with tempfile.TemporaryDirectory() as tmp:  # work on a copy, never in the shared folder
         copy = Path(tmp) / source.name
         shutil.copyfile(source, copy)
