@@ -189,7 +189,7 @@ def erase_and_purge(product: LocalProduct, frame: pd.DataFrame) -> tuple[list[st
 
 def run() -> dict[str, Any]:
     from infra.local.scenario import before_latest, load_events
-    from model_export.training import train_models
+    from model_export.training.training import train_models
 
     source = bundled_events()
     timings: dict[str, float] = {}

@@ -56,8 +56,8 @@ def stack_environment(stack: LocalStack) -> Iterator[None]:
 
 
 def archived_events(source: Path, until: datetime, days: float) -> list[Any]:
-    from model_export.canonical import normalize, to_events
-    from model_export.datasets import rees46
+    from model_export.data.canonical import normalize, to_events
+    from model_export.data.datasets import rees46
 
     frame = normalize(rees46(source))
     first, last = frame["timestamp"].min(), frame["timestamp"].max()
@@ -82,7 +82,7 @@ def archive_objects(events: list[Any], per_object: int = 1_000) -> dict[str, byt
 
 
 def shuffled_trainer(frame: pd.DataFrame) -> Any:
-    from model_export.training import train_models
+    from model_export.training.training import train_models
 
     order = np.random.default_rng(1).permutation(len(frame))
     columns = ["item_id", "category", "price"]

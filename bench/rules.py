@@ -60,9 +60,9 @@ VARIANT = "recs-vs-popular:control"
 
 def load_catalog() -> tuple[Catalog, int]:
     """The sample's catalog plus the synthetic tail; returns the catalog and how many items are real."""
-    from model_export.canonical import normalize
-    from model_export.catalog import build_catalog
-    from model_export.datasets import rees46
+    from model_export.data.canonical import normalize
+    from model_export.data.catalog import build_catalog
+    from model_export.data.datasets import rees46
 
     real = build_catalog(normalize(rees46(SAMPLE), str(SAMPLE)))
     rng = random.Random(0)

@@ -80,7 +80,7 @@ TARGETS = {"p99_ms": 5.0, "onnx_speedup": 3.0, "cold_start_ms": 600.0, "serve_zi
 
 
 def load_frame() -> tuple[pd.DataFrame, Path]:
-    from model_export.__main__ import load_any
+    from model_export.cli import load_any
 
     source = bundled_events()
     with tempfile.TemporaryDirectory() as tmp:  # work on a copy, never in the shared folder
@@ -113,7 +113,7 @@ def scaled(frame: pd.DataFrame, target_items: int) -> tuple[pd.DataFrame, int]:
 
 def train(frame: pd.DataFrame, out: Path) -> tuple[Path, Any, float]:
     """train_version, keeping the trainer's in-memory references (scikit-learn pipeline, numpy recommender)."""
-    import model_export.__main__ as cli
+    import model_export.cli as cli
 
     kept: list[Any] = []
     original = getattr(cli, "train_models")  # noqa: B009  # its name in train_version's module
@@ -154,7 +154,7 @@ def start_package_build(tmp: Path) -> subprocess.Popen[str]:
 def real_profiles(frame: pd.DataFrame, pepper: bytes, count: int) -> dict[str, Profile]:
     """The `count` most active real users' profiles after all their events, folded as ingest folds them."""
     from bench.ingest import offline_profiles
-    from model_export.canonical import to_events
+    from model_export.data.canonical import to_events
     from personalization.profile import FoldSettings
 
     shift = datetime.now(UTC) - frame["timestamp"].max().to_pydatetime()

@@ -1,1 +1,2 @@
-"""Offline side: dataset adapters, replay through the profile fold, training, ONNX export, evaluation, publish."""
+"""Offline side, one room per idea: data/ (canonical events, adapters, catalog, archive), training/, recommenders/,
+evaluation/, experiments/, publishing/ (versions, gate, retraining); `python -m model_export` runs cli.py."""

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from model_export.canonical import to_events
-from model_export.datasets import rees46
+from model_export.data.canonical import to_events
+from model_export.data.datasets import rees46
 from personalization.events import Consent, Event, EventType
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "rees46_head2000.csv"

@@ -97,7 +97,7 @@ def run(events_path: Path, keep_running: bool = False) -> int:
     # Imported here so `--help` answers instantly.
     from infra.local.featured import choose_featured, compare
     from infra.local.scenario import RULES_EXAMPLE, LocalProduct, before_latest, load_events
-    from model_export.catalog import build_catalog
+    from model_export.data.catalog import build_catalog
     from personalization.features import FEATURE_NAMES, feature_vector
     from personalization.identity import pseudonymize, sign_token
     from personalization.profile import FoldSettings, affinities_at

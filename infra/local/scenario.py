@@ -184,7 +184,7 @@ class LocalProduct:
 
     def publish_model(self, frame: pd.DataFrame) -> str:
         """Train on canonical events and publish the version to the artifact bucket (current points at it)."""
-        from model_export.__main__ import train_version
+        from model_export.cli import train_version
         from store.artifacts import ArtifactStore
 
         with tempfile.TemporaryDirectory() as models:
@@ -208,7 +208,7 @@ class LocalProduct:
     def replay(self, frame: pd.DataFrame, shift: timedelta, on_chunk: Callable[[int], None] = lambda n: None) -> None:
         """Put the events on the stream, time-shifted, partitioned by pseudonym (as the collector would)."""
         from infra.local.producer import put_events
-        from model_export.canonical import to_events
+        from model_export.data.canonical import to_events
 
         put_events(self.stack.client("kinesis"), self.stream, to_events(frame, shift), self.pepper, on_chunk)
 
@@ -233,7 +233,7 @@ class LocalProduct:
         """The retraining job's use case (what the Glue job runs) on the archive ingest wrote, over the whole span
         of `frame` (as replayed with `shift`), its latest HOLDOUT_SHARE held out; the gate decides."""
         from model_export.publishing.retrain import RetrainConfig, retrain
-        from model_export.training import train_models
+        from model_export.training.training import train_models
         from store.artifacts import ArtifactStore
         from store.profiles import ProfileStore, TableSettings
 
@@ -322,7 +322,7 @@ def before_latest(frame: pd.DataFrame) -> pd.DataFrame:
 
 def load_events(path: Path) -> tuple[pd.DataFrame, timedelta]:
     """Canonical events from any supported file, and the shift that makes the last one land now."""
-    from model_export.__main__ import load_any
+    from model_export.cli import load_any
 
     frame = load_any(path)
     return frame, datetime.now(UTC) - frame["timestamp"].max().to_pydatetime()

@@ -1,1 +1,2 @@
-"""What the trainer reads: the event archive (a window of days, de-duplicated, consent applied)."""
+"""What the trainer reads: the canonical event file, dataset adapters, the catalog, and the event archive (a window
+of days, de-duplicated, consent applied)."""

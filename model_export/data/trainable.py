@@ -69,7 +69,7 @@ def with_consent(events: Sequence[ArchivedEvent]) -> tuple[list[ArchivedEvent], 
 
 
 def canonical_rows(events: Sequence[ArchivedEvent]) -> pd.DataFrame:
-    """Behaviour events as canonical columns (model_export.canonical), ready for `normalize`."""
+    """Behaviour events as canonical columns (model_export.data.canonical), ready for `normalize`."""
     rows = [event for event in events if event.type not in NOT_BEHAVIOUR]
     return pd.DataFrame(
         {

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from model_export.canonical import normalize
 from model_export.data.archive import ArchiveStats, Window, open_archive, read_window
+from model_export.data.canonical import normalize
 from model_export.data.trainable import LeftOut, canonical_rows, with_consent
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 class ArchiveWindow:
     source: str
     window: Window
-    # Canonical and normalized (model_export.canonical), sorted by time.
+    # Canonical and normalized (model_export.data.canonical), sorted by time.
     frame: pd.DataFrame
     stats: ArchiveStats
     consent: LeftOut

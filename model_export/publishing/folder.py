@@ -7,10 +7,10 @@ from typing import Any
 
 import pandas as pd
 
-from model_export.artifacts import write_version
-from model_export.canonical import data_hash
+from model_export.data.canonical import data_hash
 from model_export.publishing.drift import distributions
-from model_export.training import Trained
+from model_export.training.artifacts import write_version
+from model_export.training.training import Trained
 
 
 def data_summary(frame: pd.DataFrame, source: str) -> dict[str, Any]:

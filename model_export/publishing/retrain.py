@@ -25,15 +25,15 @@ import pandas as pd
 
 from model_export.data.archive import Window
 from model_export.data.window import ArchiveWindow, load_window
-from model_export.parity import ParityError
-from model_export.protocols import Protocol as Questions
-from model_export.protocols import user_split
 from model_export.publishing.drift import Drift, drift
 from model_export.publishing.folder import write_trained
 from model_export.publishing.gate import Decision, decide, parity_refused
 from model_export.publishing.scoring import Scores, score_popularity, score_version
-from model_export.replay import replay
-from model_export.training import Trained, train_models
+from model_export.training.parity import ParityError
+from model_export.training.protocols import Protocol as Questions
+from model_export.training.protocols import user_split
+from model_export.training.replay import replay
+from model_export.training.training import Trained, train_models
 from personalization.models import ModelError
 from store.artifacts import ArtifactError, ModelVersion
 
@@ -182,7 +182,7 @@ def retrain(
     trainer: Trainer = train_models,
     erased: Collection[str] = (),
 ) -> RetrainResult:
-    """`trainer` trains a candidate from canonical rows (model_export.training.train_models: what `train` does);
+    """`trainer` trains a candidate from canonical rows (training.train_models: what `train` does);
     a benchmark passes one that corrupts its input, to show that the gate refuses a worse model. `erased` are
     the pseudonyms of people with a live erasure tombstone: left out even before the archive purge reaches them."""
     clock = _Clock()

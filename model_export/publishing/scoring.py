@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from model_export.evaluate import run_onnx
-from model_export.metrics import TopLists, interval, per_query, rank, summarize
-from model_export.protocols import Protocol, Queries, encode
+from model_export.evaluation.evaluate import run_onnx
+from model_export.evaluation.metrics import TopLists, interval, per_query, rank, summarize
+from model_export.training.protocols import Protocol, Queries, encode
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_SCHEMA_VERSION
 from personalization.models import ModelError, Models, load_models

@@ -1,11 +1,11 @@
 """One small base class every recommender family implements (the shape of benfred/implicit's
 recommender_base): fit on training data, score a batch or recommend for one history, export as recs.onnx.
 
-A family fits into the one exportable shape (model_export.recs.RecsModel: top-M neighbour lists, optional
+A family fits into the one exportable shape (model_export.training.recs.RecsModel: top-M neighbour lists, optional
 item factors, an optional category part, a popularity prior), so serve runs whichever family a shop's
 validation chose, with the same inputs and outputs. A family also says which hyperparameters it tries
 (`grid`), and may search them its own way (`search`); every trial is scored by the one criterion in
-model_export.tuning.
+model_export.training.tuning.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from model_export.onnx_graphs import recs_graph
-from model_export.recs import RecsData, RecsModel
+from model_export.training.onnx_graphs import recs_graph
+from model_export.training.recs import RecsData, RecsModel
 
 if TYPE_CHECKING:
-    from model_export.tuning import Trials
+    from model_export.training.tuning import Trials
 
 # How fast older recent items fade (per event back): 1.0 weighs a history evenly, 0.15 is almost "last item".
 DECAYS = (1.0, 0.7, 0.4, 0.15)

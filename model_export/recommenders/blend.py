@@ -16,10 +16,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from model_export.recommenders.base import Recommender
-from model_export.recs import Floats, RecsData, RecsModel
+from model_export.training.recs import Floats, RecsData, RecsModel
 
 if TYPE_CHECKING:
-    from model_export.tuning import Trial, Trials
+    from model_export.training.tuning import Trial, Trials
 
 SHARES = (0.25, 0.5, 0.75)
 # Items whose one-item histories set a model's scale: enough for a stable mean, cheap at any catalog size.

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from model_export.neighbors import top_m
 from model_export.recommenders.base import Recommender
-from model_export.recs import RecsData, RecsModel
+from model_export.training.neighbors import top_m
+from model_export.training.recs import RecsData, RecsModel
 
 NEIGHBORS = 100
 PRIOR = 0.001

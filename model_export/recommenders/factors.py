@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from model_export.recommenders.base import Recommender
-from model_export.recs import RecsData, RecsModel, no_neighbors
+from model_export.training.recs import RecsData, RecsModel, no_neighbors
 
 PRIOR = 0.001
 DIMENSIONS = (32, 64, 128)

@@ -18,12 +18,12 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from model_export.neighbors import top_m, unit_scale
 from model_export.recommenders.base import DECAYS, Recommender
-from model_export.recs import Floats, RecsData, RecsModel
+from model_export.training.neighbors import top_m, unit_scale
+from model_export.training.recs import Floats, RecsData, RecsModel
 
 if TYPE_CHECKING:
-    from model_export.tuning import Trials
+    from model_export.training.tuning import Trials
 
 SEARCH: dict[str, tuple[Any, ...]] = {
     "decay": DECAYS,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from model_export.recommenders.base import Recommender
-from model_export.recs import RecsData, RecsModel, no_neighbors
+from model_export.training.recs import RecsData, RecsModel, no_neighbors
 
 
 class Popularity(Recommender):

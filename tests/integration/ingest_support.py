@@ -17,8 +17,8 @@ from infra.local.poller import KinesisPoller, LocalLambdaContext
 from infra.local.producer import put_events
 from infra.local.stack import LocalStack
 from ingest.service import ingest_service
-from model_export.canonical import to_events
-from model_export.datasets import rees46
+from model_export.data.canonical import to_events
+from model_export.data.datasets import rees46
 from personalization.events import Event
 from store.profiles import ProfileStore, TableSettings
 from store.quarantine import QuarantineStore

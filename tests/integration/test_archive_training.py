@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from infra.local.stack import LocalStack
-from model_export.__main__ import main
+from model_export.cli import main
 from model_export.data.archive import Window
 from model_export.data.window import load_window
 from tests.archive_support import archive_objects, archived, sample_frame

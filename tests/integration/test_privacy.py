@@ -21,10 +21,10 @@ import pytest
 
 from erase.__main__ import main as erase_cli
 from ingest.service import ingest_service
-from model_export import __main__ as model_cli
-from model_export.canonical import data_hash, normalize
-from model_export.datasets import rees46
-from model_export.training import train_models
+from model_export import cli as model_cli
+from model_export.data.canonical import data_hash, normalize
+from model_export.data.datasets import rees46
+from model_export.training.training import train_models
 from personalization.events import Consent, Event, EventType
 from personalization.privacy import ErasurePath, ProfileView, describe
 from personalization.profile import FoldSettings

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from infra.local.stack import LocalStack
-from model_export.__main__ import main
+from model_export.cli import main
 from store.artifacts import ArtifactStore
 from tests.archive_support import archive_objects, shopping_events
 

@@ -13,7 +13,7 @@ import pytest
 from infra.local.producer import put_events
 from infra.local.stack import LocalStack
 from infra.local.stream_dump import dump_stream, shard_ids
-from model_export.experiment import analyze
+from model_export.experiments.experiment import analyze
 from personalization.events import Event
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from model_export.canonical import normalize
-from model_export.catalog import build_catalog
-from model_export.replay import feature_matrix, replay
+from model_export.data.canonical import normalize
+from model_export.data.catalog import build_catalog
+from model_export.training.replay import feature_matrix, replay
 from personalization.events import Context
 from personalization.features import FEATURE_NAMES, feature_vector
 from personalization.identity import pseudonymize

@@ -3,9 +3,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from model_export.canonical import CanonicalFormatError, read_events, to_events
-from model_export.catalog import build_catalog
-from model_export.datasets import detect, rees46
+from model_export.data.canonical import CanonicalFormatError, read_events, to_events
+from model_export.data.catalog import build_catalog
+from model_export.data.datasets import detect, rees46
 from personalization.events import EventType
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"

@@ -16,15 +16,22 @@ from typing import Any
 
 import pytest
 
-from model_export.experiment import (
+from model_export.experiments.experiment import (
     NO_EXPERIMENT,
     NO_VARIANT,
     ExperimentReport,
     analyze,
     parse_shares,
 )
-from model_export.experiment_report import PEPPER_ENV, add_arguments, markdown, pepper_bytes, run, table_text
-from model_export.experiment_stats import newcombe, two_proportion_p_value, wilson
+from model_export.experiments.experiment_report import (
+    PEPPER_ENV,
+    add_arguments,
+    markdown,
+    pepper_bytes,
+    run,
+    table_text,
+)
+from model_export.experiments.experiment_stats import newcombe, two_proportion_p_value, wilson
 from personalization.events import Event
 from personalization.identity import pseudonymize
 
@@ -533,7 +540,7 @@ def test_the_command_refuses_a_missing_file_with_a_message(tmp_path: Path) -> No
 
 
 def test_the_chi_square_p_value_matches_its_closed_forms() -> None:
-    from model_export.experiment_stats import chi_square_p_value
+    from model_export.experiments.experiment_stats import chi_square_p_value
 
     # 1 degree of freedom: P(chi2 > x) = erfc(sqrt(x / 2)); 480 vs 520 of 1,000 at 50/50 gives x = 1.6.
     assert chi_square_p_value([480, 520], [0.5, 0.5]) == pytest.approx(math.erfc(math.sqrt(0.8)))
@@ -613,7 +620,7 @@ def test_impressions_not_signed_by_serve_do_not_count_when_the_key_is_given(tmp_
 
 
 def impression_key_of(identity_key: str) -> bytes:
-    from model_export.experiment_report import identity_key_bytes
+    from model_export.experiments.experiment_report import identity_key_bytes
 
     key = identity_key_bytes(identity_key)
     assert key is not None

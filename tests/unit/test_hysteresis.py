@@ -9,7 +9,7 @@ from sklearn.cluster import KMeans
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from model_export.onnx_graphs import segment_graph
+from model_export.training.onnx_graphs import segment_graph
 from personalization.catalog import Catalog
 from personalization.hysteresis import nearest, sticky_segment
 from personalization.manifest import SegmentInfo

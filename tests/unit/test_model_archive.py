@@ -13,8 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_export.__main__ import main
-from model_export.canonical import normalize
+from model_export.cli import main
 from model_export.data.archive import (
     GZIP_MAGIC,
     ArchiveError,
@@ -24,6 +23,7 @@ from model_export.data.archive import (
     open_archive,
     read_window,
 )
+from model_export.data.canonical import normalize
 from model_export.data.trainable import with_consent
 from model_export.data.window import load_window
 from personalization.events import Consent, Event, EventType

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from model_export.__main__ import main
+from model_export.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
 METRICS = {"ndcg@10", "recall@20", "mrr", "coverage"}

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model_export.parity import ParityError
 from model_export.publishing.drift import binned_shares, distributions, drift, psi
 from model_export.publishing.gate import decide
 from model_export.publishing.retrain import RetrainConfig, RetrainError, RetrainResult, Trainer, retrain
 from model_export.publishing.scoring import Scores
 from model_export.publishing.versions import RollbackError, VersionRow, list_versions, rollback
-from model_export.training import Trained, train_models
+from model_export.training.parity import ParityError
+from model_export.training.training import Trained, train_models
 from personalization.events import Event
 from personalization.features import FEATURE_NAMES
 from store.artifacts import ArtifactError, ModelVersion

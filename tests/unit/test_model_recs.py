@@ -7,14 +7,14 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from model_export.canonical import normalize
-from model_export.datasets import rees46
-from model_export.metrics import top_k
-from model_export.onnx_graphs import recs_graph
-from model_export.parity import PARITY_USERS, check
+from model_export.data.canonical import normalize
+from model_export.data.datasets import rees46
+from model_export.evaluation.metrics import top_k
 from model_export.recommenders import Hybrid, RecsParams
-from model_export.recs import RecsData, RecsModel
-from model_export.training import Trained, train_models
+from model_export.training.onnx_graphs import recs_graph
+from model_export.training.parity import PARITY_USERS, check
+from model_export.training.recs import RecsData, RecsModel
+from model_export.training.training import Trained, train_models
 from personalization.recommend import (
     EXCLUDED_BELOW,
     OUTPUT_INDICES,

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model_export.canonical import normalize, to_events
-from model_export.catalog import build_catalog
-from model_export.datasets import rees46
-from model_export.protocols import time_cutoff
-from model_export.replay import SHARD, feature_matrix, replay, to_ms
+from model_export.data.canonical import normalize, to_events
+from model_export.data.catalog import build_catalog
+from model_export.data.datasets import rees46
+from model_export.training.protocols import time_cutoff
+from model_export.training.replay import SHARD, feature_matrix, replay, to_ms
 from personalization.features import FEATURE_NAMES, feature_vector
 from personalization.profile import PositionedEvent, Profile, fold
 

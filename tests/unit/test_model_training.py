@@ -12,8 +12,8 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from model_export.__main__ import main, train_version
-from model_export.datasets import rees46
+from model_export.cli import main, train_version
+from model_export.data.datasets import rees46
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 

@@ -12,7 +12,7 @@ import pytest
 
 from erase.service import InvalidEraseRequest, parse_request
 from ingest.batch import BatchWriter, Classifier, RawRecord
-from model_export.privacy import drop_erased
+from model_export.training.privacy import drop_erased
 from personalization.events import Consent, Event, EventType
 from personalization.identity import pseudonymize
 from personalization.privacy import ErasurePath, ErasureRecord, describe, erase_person

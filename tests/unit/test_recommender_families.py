@@ -8,14 +8,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from model_export.canonical import normalize
-from model_export.datasets import rees46
-from model_export.parity import MAX_SCORE_DIFF, only_ties, recs_parity
+from model_export.data.canonical import normalize
+from model_export.data.datasets import rees46
 from model_export.recommenders import FAMILIES, Blend, Factors, Hybrid, ItemKNN, Recommender, RecsParams
 from model_export.recommenders.blend import typical_gap
-from model_export.recs import QUANTUM, RecsData
-from model_export.replay import replay
-from model_export.tuning import Trials, validation
+from model_export.training.parity import MAX_SCORE_DIFF, only_ties, recs_parity
+from model_export.training.recs import QUANTUM, RecsData
+from model_export.training.replay import replay
+from model_export.training.tuning import Trials, validation
 from personalization.profile import Profile
 from personalization.recommend import OUTPUT_INDICES, OUTPUT_SCORES, onnx_feed
 

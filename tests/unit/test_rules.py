@@ -353,9 +353,9 @@ def test_example_document_validates_and_compiles_against_the_sample_catalog() ->
 
 
 def _sample_catalog() -> Catalog:
-    from model_export.canonical import normalize
-    from model_export.catalog import build_catalog
-    from model_export.datasets import rees46
+    from model_export.data.canonical import normalize
+    from model_export.data.catalog import build_catalog
+    from model_export.data.datasets import rees46
 
     path = ROOT / "tests" / "data" / "rees46_head2000.csv"
     return build_catalog(normalize(rees46(path), str(path)))

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from model_export.segment_names import name_segments
-from model_export.segments import fit_segments
+from model_export.training.segment_names import name_segments
+from model_export.training.segments import fit_segments
 from personalization.features import FEATURE_NAMES
 
 COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}

@@ -14,11 +14,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from model_export.canonical import normalize
-from model_export.interactions import ItemIndex
-from model_export.onnx_graphs import recs_graph
+from model_export.data.canonical import normalize
 from model_export.recommenders import Hybrid, RecsParams
-from model_export.recs import RecsData
+from model_export.training.interactions import ItemIndex
+from model_export.training.onnx_graphs import recs_graph
+from model_export.training.recs import RecsData
 from personalization.catalog import Catalog, CatalogItem
 from personalization.experiments import assign
 from personalization.fragments import Mode, Reason

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from model_export.__main__ import main
-from model_export.canonical import normalize
-from model_export.datasets import rees46
-from model_export.training import train_models
+from model_export.cli import main
+from model_export.data.canonical import normalize
+from model_export.data.datasets import rees46
+from model_export.training.training import train_models
 from personalization.events import Reason
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"

@@ -20,7 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from model_export.interactions import TYPE_CODE_BY_VALUE, positive_weights, session_keys
+from model_export.training.interactions import TYPE_CODE_BY_VALUE, positive_weights, session_keys
 from personalization.profile import Profile
 from personalization.recommend import RecentWeighting, recent_inputs
 
@@ -75,7 +75,7 @@ def _item_events(frame: pd.DataFrame) -> pd.DataFrame:
 def user_split(
     frame: pd.DataFrame, cutoff: pd.Timestamp, profiles: Mapping[str, Profile], limit: int = 20_000, seed: int = 0
 ) -> Protocol:
-    """`profiles` are replayed from the events before `cutoff` (model_export.replay.replay)."""
+    """`profiles` are replayed from the events before `cutoff` (model_export.training.replay.replay)."""
     touched = _item_events(frame)
     before = touched[touched["timestamp"] < cutoff]
     after = touched[touched["timestamp"] >= cutoff]

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import to_onnx
 from sklearn.pipeline import Pipeline
 
-from model_export.recs import QUANTUM, RecsModel
+from model_export.training.recs import QUANTUM, RecsModel
 from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.recommend import (
     EXCLUDE_PENALTY,
@@ -152,7 +152,7 @@ def recs_graph(model: RecsModel) -> bytes:
         initializers,
     )
     model_proto = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="model_export.onnx_graphs"
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="model_export.training.onnx_graphs"
     )
     model_proto.ir_version = 8
     model_proto.doc_string = "Recent items (indices, weights) + exclusions -> top-K catalog indices and scores."

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 
-from model_export.experiment_stats import chi_square_p_value, newcombe, two_proportion_p_value, wilson
+from model_export.experiments.experiment_stats import chi_square_p_value, newcombe, two_proportion_p_value, wilson
 from personalization.events import PEPPER_CONTEXT, Event, EventType
 from personalization.provenance import signed_by_serve
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 
-from model_export.segments import SegmentModel
+from model_export.training.segments import SegmentModel
 from personalization.features import FEATURE_NAMES
 
 PROJECTION_SAMPLE = 3_000

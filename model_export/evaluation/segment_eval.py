@@ -1,7 +1,7 @@
 """Are the segments useful? `segment_lift`: how well each segment's own best-sellers predict what its members
 touch next, against the shop-wide best-sellers, on the time split.
 
-For every segment, its members' user-split queries (model_export.protocols.user_split: the items a member
+For every segment, its members' user-split queries (model_export.training.protocols.user_split: the items a member
 touches after the cutoff that they had never touched) are ranked twice, with the member's past items
 excluded: by the segment's popularity among its members in the training period (the shop's popularity breaks
 ties and fills the tail, as serve's segment fragment does), and by the shop's popularity alone.
@@ -18,10 +18,10 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from model_export.interactions import positive_weights
-from model_export.metrics import per_query, rank
-from model_export.protocols import encode, user_split
-from model_export.training import Trained
+from model_export.evaluation.metrics import per_query, rank
+from model_export.training.interactions import positive_weights
+from model_export.training.protocols import encode, user_split
+from model_export.training.training import Trained
 from personalization.recommend import RecentWeighting
 
 # Shop-wide popularity only orders items the segment's members never touched (and breaks ties).

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from model_export.canonical import indexed_events
+from model_export.data.canonical import indexed_events
 from personalization.features import FEATURE_NAMES, PriceIndex, feature_vector
 from personalization.profile import PositionedEvent, Profile, fold
 

@@ -39,8 +39,8 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from model_export.interactions import positive_weights
-from model_export.segment_names import Defining, defining_features, name_segments
+from model_export.training.interactions import positive_weights
+from model_export.training.segment_names import Defining, defining_features, name_segments
 from personalization.features import FEATURE_NAMES
 
 K_RANGE = range(2, 9)

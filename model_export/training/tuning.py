@@ -21,13 +21,13 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from model_export.baselines import Baseline
-from model_export.metrics import Scorer, rank, summarize
-from model_export.protocols import Protocol, Queries, encode, session_next_item, time_cutoff, user_split
+from model_export.evaluation.baselines import Baseline
+from model_export.evaluation.metrics import Scorer, rank, summarize
 from model_export.recommenders import FAMILIES, Recommender
 from model_export.recommenders.base import DECAYS
-from model_export.recs import RecsData, RecsModel
-from model_export.replay import replay
+from model_export.training.protocols import Protocol, Queries, encode, session_next_item, time_cutoff, user_split
+from model_export.training.recs import RecsData, RecsModel
+from model_export.training.replay import replay
 from personalization.profile import Profile
 from personalization.recommend import RecentWeighting
 

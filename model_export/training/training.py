@@ -11,17 +11,17 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from model_export.canonical import screen
-from model_export.catalog import build_catalog
-from model_export.interactions import ItemIndex
-from model_export.onnx_graphs import OPSET, recs_graph, segment_graph
-from model_export.parity import ParityError, ParityReport, check
-from model_export.protocols import time_cutoff
+from model_export.data.canonical import screen
+from model_export.data.catalog import build_catalog
 from model_export.recommenders import BY_NAME, Hybrid, RecsParams
-from model_export.recs import RecsData, RecsModel
-from model_export.replay import feature_matrix, replay, to_ms
-from model_export.segments import MIN_SHARE, SegmentModel, fit_segments, segment_items
-from model_export.tuning import CRITERION, Selection, Validation, select, validation
+from model_export.training.interactions import ItemIndex
+from model_export.training.onnx_graphs import OPSET, recs_graph, segment_graph
+from model_export.training.parity import ParityError, ParityReport, check
+from model_export.training.protocols import time_cutoff
+from model_export.training.recs import RecsData, RecsModel
+from model_export.training.replay import feature_matrix, replay, to_ms
+from model_export.training.segments import MIN_SHARE, SegmentModel, fit_segments, segment_items
+from model_export.training.tuning import CRITERION, Selection, Validation, select, validation
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_NAMES, SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.profile import Profile

@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from model_export.catalog import build_catalog
+from model_export.data.catalog import build_catalog
 from personalization.catalog import Catalog
 from personalization.profile import AFFINITY_WEIGHTS, SESSION_TIMEOUT_MS, TYPE_CODES
 

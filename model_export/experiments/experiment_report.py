@@ -9,14 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model_export.experiment import (
+from model_export.experiments.experiment import (
     SRM_ALPHA,
     WINDOW_MINUTES,
     ExperimentReport,
     analyze,
     parse_shares,
 )
-from model_export.experiment_stats import CONFIDENCE
+from model_export.experiments.experiment_stats import CONFIDENCE
 from personalization.provenance import impression_key
 
 PEPPER_ENV = "PERSONALIZATION_PEPPER"

@@ -21,8 +21,8 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from model_export.interactions import ItemIndex, session_sequences, user_item_matrix
-from model_export.neighbors import (
+from model_export.training.interactions import ItemIndex, session_sequences, user_item_matrix
+from model_export.training.neighbors import (
     cosine,
     ease,
     ease_head,

@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from model_export.baselines import baselines
-from model_export.canonical import screen
-from model_export.metrics import CUTOFF, TopLists, interval, per_query, rank, summarize
-from model_export.parity import session
-from model_export.protocols import Protocol, Queries, encode, session_next_item, time_cutoff, user_split
-from model_export.segment_eval import segments_block
-from model_export.segments import MIN_SHARE
-from model_export.training import VALIDATION_FRACTION, Trained, train_models
-from model_export.tuning import select_baseline
+from model_export.data.canonical import screen
+from model_export.evaluation.baselines import baselines
+from model_export.evaluation.metrics import CUTOFF, TopLists, interval, per_query, rank, summarize
+from model_export.evaluation.segment_eval import segments_block
+from model_export.training.parity import session
+from model_export.training.protocols import Protocol, Queries, encode, session_next_item, time_cutoff, user_split
+from model_export.training.segments import MIN_SHARE
+from model_export.training.training import VALIDATION_FRACTION, Trained, train_models
+from model_export.training.tuning import select_baseline
 from personalization.recommend import OUTPUT_INDICES, RecentWeighting, onnx_feed
 
 TEST_FRACTION = 0.2
@@ -50,7 +50,7 @@ class Evaluation:
     chosen: dict[str, dict[str, Any]] = field(default_factory=dict)
     validation: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
-    # model_export.segment_eval.segments_block: the segment model's figures and segment_lift.
+    # model_export.evaluation.segment_eval.segments_block: the segment model's figures and segment_lift.
     segments: dict[str, Any] = field(default_factory=dict)
 
     def record(self, model: str, protocol: Protocol, lists: TopLists, queries: Queries) -> None:

@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from model_export.recs import RecsModel
-from model_export.segments import SegmentModel
+from model_export.training.recs import RecsModel
+from model_export.training.segments import SegmentModel
 from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.profile import Profile
 from personalization.recommend import OUTPUT_INDICES, OUTPUT_SCORES, exclusion_indices, onnx_feed, recent_inputs

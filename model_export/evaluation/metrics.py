@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from model_export.protocols import Queries
+from model_export.training.protocols import Queries
 
 CUTOFF = 20
 NDCG_AT = 10

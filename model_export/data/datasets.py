@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from model_export.canonical import REQUIRED
+from model_export.data.canonical import REQUIRED
 
 
 def rees46(path: Path) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from model_export.recs import EASE_MAX_ITEMS, RecsData
+from model_export.training.recs import EASE_MAX_ITEMS, RecsData
 
 Floats = npt.NDArray[np.float32]
 

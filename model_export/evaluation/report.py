@@ -10,9 +10,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a build machine
 import matplotlib.pyplot as plt
 
-from model_export.evaluate import ONNX, TARGET_RATIO, Evaluation
-from model_export.segment_report import plot_centres, plot_projection, segment_lines
-from model_export.tuning import CRITERION, FIGURES, figure
+from model_export.evaluation.evaluate import ONNX, TARGET_RATIO, Evaluation
+from model_export.evaluation.segment_report import plot_centres, plot_projection, segment_lines
+from model_export.training.tuning import CRITERION, FIGURES, figure
 
 METRICS = ("ndcg@10", "recall@20", "mrr", "coverage")
 PROTOCOLS = {"user": "User split (future items of known users)", "session": "Session next-item"}
@@ -120,7 +120,7 @@ def write_report(evaluation: Evaluation, out: Path, source: str) -> Path:
         f" (the last part of the timeline); the models were trained only on what came before it"
         f" ({len(trained.profiles):,} users, {len(trained.index):,} items) in {evaluation.train_s:.1f} s.",
         "Hyperparameters of every model, ours and the baselines, were chosen on a validation split carved from"
-        " the end of the training period (model_export/tuning.py), never on the test.",
+        " the end of the training period (model_export/training/tuning.py), never on the test.",
         "",
         "## Protocols",
         f"- **User split**: {len(user.queries):,} users with history before the cutoff, each asked once with the"

@@ -1,0 +1,235 @@
+"""The commands of `python -m model_export`: convert a dataset, train and export a model version, publish it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from model_export.data.canonical import normalize, read_events, screen, write_events
+from model_export.data.datasets import ADAPTERS, detect
+from model_export.publishing import commands
+from model_export.publishing.folder import data_summary, write_trained
+from model_export.training.segments import MIN_SHARE
+from model_export.training.training import train_models
+
+
+def load_any(path: Path) -> pd.DataFrame:
+    """A canonical file, or a known dataset converted on the fly (in memory: nothing is written beside the
+    source, so concurrent runs on one dataset cannot trip over each other's temporary files)."""
+    adapter = detect(path) if path.suffix == ".csv" else None
+    if adapter is None:
+        return read_events(path)
+    return normalize(ADAPTERS[adapter](path), str(path))
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    frame = ADAPTERS[args.dataset](Path(args.src))
+    write_events(frame, Path(args.out))
+    print(f"wrote {len(frame)} canonical events to {args.out}")
+    return 0
+
+
+def train_version(
+    frame: pd.DataFrame,
+    out: Path,
+    progress: bool = False,
+    data: dict[str, Any] | None = None,
+    min_segment_share: float = MIN_SHARE,
+) -> Path:
+    """Train segments and recommender on canonical events and write a versioned model folder under `out`."""
+    frame, _ = screen(normalize(frame))
+    trained = train_models(frame, progress=progress, min_segment_share=min_segment_share)
+    return write_trained(trained, frame, out, data)
+
+
+def refused_line(refused: dict[str, int]) -> str:
+    """One line for the terminal: how many rows were left out, by the reason ingest would quarantine them."""
+    total = sum(refused.values())
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(refused.items()))
+    return f"refused rows: {total}" + (f" ({reasons})" if reasons else "")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    data: dict[str, Any] | None = None
+    if args.archive:
+        from model_export.data.archive import Window
+        from model_export.data.window import load_window
+        from store.region import region_from
+
+        loaded = load_window(args.archive, Window.last_days(args.days, args.until), region_from(os.environ))
+        frame, data = loaded.frame, loaded.summary()
+        print(json.dumps(data, separators=(",", ":")), file=sys.stderr)
+    else:
+        frame = load_any(Path(args.events))
+        data = data_summary(frame, args.events)
+    if args.exclude_erased:
+        from model_export.training.privacy import exclude_erased_from_store
+
+        if not (args.profiles_table and args.pepper_parameter):
+            print("--exclude-erased needs --profiles-table and --pepper-parameter (or their env)", file=sys.stderr)
+            return 2
+        frame = exclude_erased_from_store(frame, args.profiles_table, args.pepper_parameter)
+    if frame.empty:
+        print("no events to train on", file=sys.stderr)
+        return 1
+    folder = train_version(frame, Path(args.out), progress=True, data=data, min_segment_share=args.min_segment_share)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    selection = manifest["parameters"]["selection"]
+    print(f"recommender: {selection['winner']} ({selection['reason']})")
+    print(refused_line(manifest["metrics"]["refused_rows"]))
+    print(folder)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from model_export.evaluation.evaluate import evaluate
+    from model_export.evaluation.report import table_text, write_report
+
+    frame = load_any(Path(args.events))
+    evaluation = evaluate(
+        frame,
+        test_fraction=args.test_fraction,
+        validation_fraction=args.validation_fraction,
+        max_queries=args.max_queries,
+        progress=True,
+        min_segment_share=args.min_segment_share,
+    )
+    report = write_report(evaluation, Path(args.out), args.events)
+    print(table_text(evaluation))
+    print(refused_line(evaluation.refused))
+    print(f"report: {report}")
+    # The last line is one JSON object, so any script can read the figures.
+    print(json.dumps(evaluation.summary(), separators=(",", ":")))
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from store.artifacts import ArtifactStore
+    from store.region import region_from
+
+    version = ArtifactStore(args.bucket, region_from(os.environ)).publish(Path(args.folder))
+    print(f"published {version} to s3://{args.bucket}")
+    return 0
+
+
+def cmd_publish_rules(args: argparse.Namespace) -> int:
+    """Validate a rules document (schema, then against the live catalog) and make it the one in force."""
+    from personalization.catalog import Catalog
+    from personalization.rules import RuleEngine, RulesError, parse_document
+    from store.artifacts import ArtifactError, ArtifactStore
+    from store.region import region_from
+    from store.rules_source import RulesSource
+
+    body = Path(args.file).read_bytes()
+    try:
+        document = parse_document(body)
+    except RulesError as exc:
+        print(f"rejected {args.file}:\n{exc}", file=sys.stderr)
+        return 2
+    region = region_from(os.environ)
+    try:
+        catalog = Catalog.from_dict(ArtifactStore(args.bucket, region).load().json("catalog.json"))
+    except ArtifactError:
+        catalog = Catalog([])
+        print("no model version published yet: item ids are not checked against a catalog", file=sys.stderr)
+    RuleEngine(document, catalog)  # compiles exactly as serve will
+    if len(catalog):
+        unknown = sorted(item for item in _named_items(document) if item not in catalog.by_id)
+        if unknown:
+            print(f"warning: {len(unknown)} item id(s) not in the live catalog, e.g. {unknown[:5]}", file=sys.stderr)
+    key = RulesSource(args.bucket, region, max_age_s=1).publish(document.version, body)
+    print(f"published rules {document.version} ({len(document.rules)} rules) to s3://{args.bucket}/{key}")
+    return 0
+
+
+def _named_items(document: Any) -> set[str]:
+    named: set[str] = set()
+    for rule in document.rules:
+        named.update(getattr(rule, "items", None) or [])
+        match = getattr(rule, "match", None)
+        named.update(getattr(match, "items", None) or [])
+    return named
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from model_export.experiments.experiment_report import run
+
+    return run(args)
+
+
+def _segment_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--min-segment-share",
+        type=float,
+        default=MIN_SHARE,
+        help=f"smallest share of people a segment may hold (default {MIN_SHARE}); below it a split is refused",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model_export")
+    sub = parser.add_subparsers(dest="command", required=True)
+    convert = sub.add_parser("convert", help="convert a dataset to the canonical event file")
+    convert.add_argument("--dataset", choices=sorted(ADAPTERS), required=True)
+    convert.add_argument("--src", required=True)
+    convert.add_argument("--out", required=True)
+    convert.set_defaults(run=cmd_convert)
+    train = sub.add_parser("train", help="train and export a versioned model folder")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", help="canonical CSV/Parquet, or a known dataset's CSV")
+    source.add_argument("--archive", help="the event archive: s3://BUCKET/PREFIX or a local folder")
+    commands.add_window_arguments(train)
+    train.add_argument("--out", required=True)
+    train.add_argument(
+        "--exclude-erased",
+        action="store_true",
+        help="leave out everyone with an erasure tombstone in the profiles table (needs AWS credentials)",
+    )
+    train.add_argument("--profiles-table", default=os.environ.get("PROFILES_TABLE"), help="default: $PROFILES_TABLE")
+    train.add_argument(
+        "--pepper-parameter", default=os.environ.get("PEPPER_PARAMETER"), help="SSM name; default: $PEPPER_PARAMETER"
+    )
+    _segment_arguments(train)
+    train.set_defaults(run=cmd_train)
+    evaluate = sub.add_parser("evaluate", help="train on the past, score every model on the future, write report.md")
+    evaluate.add_argument("--events", required=True, help="canonical CSV/Parquet, or a known dataset's CSV")
+    evaluate.add_argument("--out", required=True, help="folder for report.md and its plots")
+    evaluate.add_argument("--test-fraction", type=float, default=0.2, help="share of events (by time) held out")
+    evaluate.add_argument("--validation-fraction", type=float, default=0.2, help="share of training for selection")
+    evaluate.add_argument("--max-queries", type=int, default=20_000, help="questions per protocol (sampled)")
+    _segment_arguments(evaluate)
+    evaluate.set_defaults(run=cmd_evaluate)
+    publish = sub.add_parser("publish", help="upload a model folder and point 'current' at it")
+    publish.add_argument("--folder", required=True)
+    publish.add_argument("--bucket", required=True)
+    publish.set_defaults(run=cmd_publish)
+    retrain = sub.add_parser(
+        "retrain", help="train a candidate from the archive, evaluate it against the live version, promote or refuse"
+    )
+    commands.add_retrain_arguments(retrain)
+    retrain.set_defaults(run=commands.run_retrain)
+    versions = sub.add_parser("versions", help="list model versions with their evaluation; * marks the live one")
+    versions.add_argument("--bucket", required=True)
+    versions.set_defaults(run=commands.run_versions)
+    rollback = sub.add_parser("rollback", help="make an earlier version current again (checked as serve loads it)")
+    rollback.add_argument("version")
+    rollback.add_argument("--bucket", required=True)
+    rollback.set_defaults(run=commands.run_rollback)
+    rules = sub.add_parser("publish-rules", help="validate a rules document and make it the one serve applies")
+    rules.add_argument("--file", required=True, help="the rules document (JSON); see docs/rules.md")
+    rules.add_argument("--bucket", required=True)
+    rules.set_defaults(run=cmd_publish_rules)
+    from model_export.experiments.experiment_report import add_arguments as experiment_arguments
+
+    experiment = sub.add_parser("experiment", help="CTR per experiment variant from a dump of the event stream")
+    experiment_arguments(experiment)
+    experiment.set_defaults(run=cmd_experiment)
+    args = parser.parse_args(argv)
+    code: int = args.run(args)
+    return code
