@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.common import median, percentile, print_figures, table
+from names import IDENTITY_COOKIE, PERSONALIZATION_HEADER
 
 if TYPE_CHECKING:
     import httpx
@@ -92,11 +93,10 @@ HOME_CATEGORY_SHARE = 0.7
 CONSENT = {"analytics": True, "personalization": True}
 FRAGMENT_PATH = "/v1/fragments/for-you"
 FRAGMENT_QUERY = {"format": "json", "k": "8"}
-MODE = "x-personalization"
+MODE = PERSONALIZATION_HEADER
 PERSONALIZED = "personalized"
 # An experiment arm that answers a known person without the model (rules/example.json's popular arm).
 EXPERIMENT_ARM = "experiment;"
-IDENTITY_COOKIE = "pz_id"
 REQUEST_TIMEOUT_S = 10.0
 WARMUP_VISITOR = -1  # the warm-up visitor's number: their events are checked, not counted in the rates
 # Ingest folds within its batching window (1 s); a cold serve and a busy machine take a few seconds more.

@@ -42,7 +42,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,20 +170,22 @@ def ingest_all(product: LocalProduct, frame: pd.DataFrame, shift: timedelta) -> 
 
 def erase_and_purge(product: LocalProduct, frame: pd.DataFrame) -> tuple[list[str], int]:
     """Erase a few people by raw id, run the scheduled purge once; their pseudonyms and the lines it removed."""
-    from erase.service import EraseRequest, erase_service
+    from erase.usecase import EraseRequest, erase
+    from erase.wiring import erase_deps
     from personalization.identity import pseudonymize
     from personalization.privacy import ErasurePath
-    from purge.service import purge_service
+    from purge.usecase import purge
+    from purge.wiring import purge_deps
 
     os.environ.update({**product.stack.function_env("EraseFunction"), **product.stack.function_env("PurgeFunction")})
-    erase_service.cache_clear()
-    purge_service.cache_clear()
+    erase_deps.cache_clear()
+    purge_deps.cache_clear()
     counts = frame["user_id"].value_counts()
     candidates = sorted(str(user) for user in counts[counts >= 3].index)
     chosen = random.Random(SEED).sample(candidates, ERASED_PEOPLE)
     for user in chosen:
-        erase_service().erase(EraseRequest(user_id=user), ErasurePath.ADMIN)
-    receipt = purge_service().purge()
+        erase(EraseRequest(user_id=user), ErasurePath.ADMIN, erase_deps(), datetime.now(UTC))
+    receipt = purge(purge_deps(), datetime.now(UTC))
     return [pseudonymize(product.pepper, user) for user in chosen], receipt.events
 
 

@@ -12,7 +12,6 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import Cookie, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
@@ -29,15 +28,12 @@ from collect.intake import (
 from collect.models import CollectResponse, ErrorResponse, RejectedRecord
 from collect.service import Collected, Collector, collect, collector, unavailable
 from http_headers import install as install_standard_headers
-from observability import logger, metrics
+from names import IDENTITY_COOKIE, IDENTITY_HEADER, SEGMENT_COOKIE, expire_cookie, set_cookie
+from observability import count, logger
 
-# The same names serve reads the identity from; CloudFront forwards both to the collector.
-IDENTITY_COOKIE = "pz_id"
-IDENTITY_HEADER = "x-pz-token"
-SEGMENT_COOKIE = "pz_seg"
 # Serve's signed segment cookie, dropped as soon as an event withdraws (or lacks) personalization consent: the
 # segment fragments it keys must not follow a person who said no until their profile has caught up.
-EXPIRE_SEGMENT_COOKIE = f"{SEGMENT_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
+EXPIRE_SEGMENT_COOKIE = expire_cookie(SEGMENT_COOKIE)
 RETRY_AFTER_S = 1
 # The answer carries per-visitor results and sometimes a new identity cookie: no cache may keep it.
 NO_STORE = {"Cache-Control": "no-store"}
@@ -89,19 +85,16 @@ def _status(response: CollectResponse) -> int:
 
 
 def _identity_cookie(token: str, max_age_s: int) -> str:
-    return f"{IDENTITY_COOKIE}={token}; Path=/; Max-Age={max_age_s}; Secure; HttpOnly; SameSite=Lax"
+    return set_cookie(IDENTITY_COOKIE, token, max_age_s)
 
 
 def _record(collected: Collected) -> None:
     """One metric per outcome someone would alarm on; a request must never fail over a metric."""
     response = collected.response
-    try:
-        metrics.add_metric(name="EventsCollected", unit=MetricUnit.Count, value=response.accepted)
-        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=response.rejected)
-        metrics.add_metric(name="EventsThrottledRetried", unit=MetricUnit.Count, value=collected.retried)
-        metrics.add_metric(name="EventsFailed", unit=MetricUnit.Count, value=response.failed)
-    except Exception:
-        logger.exception("could not record collector metrics")
+    count("EventsCollected", response.accepted)
+    count("EventsRejected", response.rejected)
+    count("EventsThrottledRetried", collected.retried)
+    count("EventsFailed", response.failed)
     # Counts and reason codes only: never a user id, a token or an address.
     reasons = Counter(r.reason for r in response.results if isinstance(r, RejectedRecord))
     logger.info(
@@ -130,12 +123,12 @@ def _record(collected: Collected) -> None:
 def post_events(
     body: Annotated[bytes, Depends(request_body)],
     state: Annotated[Collector, Depends(collector)],
-    pz_id: Annotated[str | None, Cookie()] = None,
-    pz_seg: Annotated[str | None, Cookie()] = None,
-    x_pz_token: Annotated[str | None, Header()] = None,
+    identity_cookie: Annotated[str | None, Cookie(alias=IDENTITY_COOKIE)] = None,
+    segment_cookie: Annotated[str | None, Cookie(alias=SEGMENT_COOKIE)] = None,
+    identity_header: Annotated[str | None, Header(alias=IDENTITY_HEADER)] = None,
 ) -> JSONResponse:
     items = read_events(body)
-    collected, new_token = _collect(items, state, x_pz_token or pz_id, time.time())
+    collected, new_token = _collect(items, state, identity_header or identity_cookie, time.time())
     _record(collected)
     status = _status(collected.response)
     headers = dict(NO_STORE)
@@ -144,7 +137,7 @@ def post_events(
     result = JSONResponse(status_code=status, content=collected.response.model_dump(mode="json"), headers=headers)
     if new_token is not None:
         result.headers.append("set-cookie", _identity_cookie(new_token, state.config.anonymous_id_ttl_s))
-    if pz_seg and withdraws_targeting(items):
+    if segment_cookie and withdraws_targeting(items):
         result.headers.append("set-cookie", EXPIRE_SEGMENT_COOKIE)
     return result
 

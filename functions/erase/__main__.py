@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 
-from erase.service import EraseRequest, InvalidEraseRequest, erase_service, parse_request
+from erase.usecase import EraseRequest, InvalidEraseRequest, erase, parse_request
+from erase.wiring import erase_deps
 from personalization.privacy import ErasurePath
 
 
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidEraseRequest as exc:
         print(f"invalid request: {exc}", file=sys.stderr)
         return 2
-    record = erase_service().erase(request, ErasurePath.ADMIN)
+    record = erase(request, ErasurePath.ADMIN, erase_deps(), datetime.now(UTC))
     # The receipt names no one: it is safe in a ticket.
     print(record.model_dump_json())
     return 0

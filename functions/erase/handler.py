@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from erase.service import erase_service, parse_request
-from observability import logger, metrics
+from erase.usecase import erase, parse_request
+from erase.wiring import erase_deps
+from observability import count, logger, metrics
 from personalization.privacy import ErasurePath
 
 
@@ -16,8 +17,8 @@ from personalization.privacy import ErasurePath
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    record = erase_service().erase(parse_request(event), ErasurePath.ADMIN)
-    metrics.add_metric(name="Erasures", unit=MetricUnit.Count, value=1)
+    record = erase(parse_request(event), ErasurePath.ADMIN, erase_deps(), datetime.now(UTC))
+    count("Erasures")
     answer = record.model_dump(mode="json")
     logger.info("erased", extra=answer)
     return answer

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 
-from purge.service import purge_service
+from purge.usecase import purge
+from purge.wiring import purge_deps
 
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(
         prog="python -m purge", description="Rewrite the event archive without erased people's events."
     ).parse_args(argv)
-    print(purge_service().purge().model_dump_json())
+    print(purge(purge_deps(), datetime.now(UTC)).model_dump_json())
     return 0
 
 

@@ -11,6 +11,17 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from http_headers import install as install_standard_headers
+from names import (
+    EXPERIMENT_VARIANT_HEADER,
+    IDENTITY_COOKIE,
+    IDENTITY_HEADER,
+    MODEL_VERSION_HEADER,
+    PERSONALIZATION_HEADER,
+    RULES_VERSION_HEADER,
+    SEGMENT_COOKIE,
+    SEGMENT_HEADER,
+    set_cookie,
+)
 from observability import count, logger
 from personalization.fragments import (
     DEGRADED_REASONS,
@@ -23,9 +34,6 @@ from personalization.fragments import (
     render_json,
 )
 from personalization.identity import sign_segment, verify_segment, verify_token
-from serve.identity import IDENTITY_COOKIE as IDENTITY_COOKIE
-from serve.identity import IDENTITY_HEADER as IDENTITY_HEADER
-from serve.identity import SEGMENT_COOKIE as SEGMENT_COOKIE
 from serve.pipeline import PageContext, fallback, for_segment, personalize
 from serve.privacy import EXPIRE_SEGMENT_COOKIE
 from serve.privacy import router as privacy_router
@@ -35,7 +43,6 @@ from serve.state import ServeState, serve_state
 SEGMENT_COOKIE_MAX_AGE_S = 24 * 3600
 # Slots named segment* show the visitor's segment's best-sellers: shared by the segment, cached at the edge.
 SEGMENT_SLOT_PREFIX = "segment"
-KNOWN_VISITOR_HEADER = "x-pz-known"
 CACHE_KEY_QUERY = ("format", "k", "item", "journey")
 # Answers for one known person: never shared by a cache, and each one's exposure is logged for experiments.
 PERSONAL_MODES = frozenset({Mode.PERSONALIZED, Mode.EXPERIMENT})
@@ -96,11 +103,11 @@ def _headers(fragment: Fragment, public_max_age: int, swr: int, sets_cookie: boo
     # is one shaped by the visitor's experiment variant: the next visitor may be in another.
     personal = fragment.mode in PERSONAL_MODES or sets_cookie or fragment.variant is not None
     return {
-        "X-Personalization": fragment.label(),
-        "X-Model-Version": fragment.model_version,
-        "X-Segment": fragment.segment or "none",
-        "X-Rules-Version": fragment.rules_version,
-        "X-Experiment-Variant": f"{fragment.experiment}:{fragment.variant}" if fragment.variant else "none",
+        PERSONALIZATION_HEADER: fragment.label(),
+        MODEL_VERSION_HEADER: fragment.model_version,
+        SEGMENT_HEADER: fragment.segment or "none",
+        RULES_VERSION_HEADER: fragment.rules_version,
+        EXPERIMENT_VARIANT_HEADER: f"{fragment.experiment}:{fragment.variant}" if fragment.variant else "none",
         # A personal fragment must never sit in a shared cache; the browser may keep it and revalidate.
         "Cache-Control": "private, no-cache"
         if personal
@@ -134,7 +141,7 @@ def _segment_cookie(
     if key is None or fragment.segment_id is None or fragment.segment_id == known:
         return None
     value = sign_segment(key, fragment.segment_id, model_version)
-    return f"{SEGMENT_COOKIE}={value}; Path=/; Max-Age={SEGMENT_COOKIE_MAX_AGE_S}; Secure; HttpOnly; SameSite=Lax"
+    return set_cookie(SEGMENT_COOKIE, value, SEGMENT_COOKIE_MAX_AGE_S)
 
 
 @app.get(
@@ -154,9 +161,9 @@ def get_fragment(
     page: Text = None,
     item: Annotated[str | None, Query(max_length=128)] = None,
     journey: Annotated[str | None, Query(pattern=r"^[a-z0-9_-]{1,32}$")] = None,
-    pz_id: Annotated[str | None, Cookie(max_length=256)] = None,
-    pz_seg: Annotated[str | None, Cookie(max_length=64)] = None,
-    x_pz_token: Annotated[str | None, Header(max_length=256)] = None,
+    identity_cookie: Annotated[str | None, Cookie(alias=IDENTITY_COOKIE, max_length=256)] = None,
+    segment_cookie: Annotated[str | None, Cookie(alias=SEGMENT_COOKIE, max_length=64)] = None,
+    identity_header: Annotated[str | None, Header(alias=IDENTITY_HEADER, max_length=256)] = None,
     if_none_match: Annotated[str | None, Header(max_length=256)] = None,
 ) -> Response:
     serving = state.serving()  # once: every step of this request sees the same version
@@ -169,8 +176,8 @@ def get_fragment(
     pseudonym: str | None = None
     try:
         key = state.identity_key()
-        pseudonym = verify_token(key, x_pz_token or pz_id, int(now)) if key else None
-        known_segment = verify_segment(key, pz_seg, snapshot.version) if key else None
+        pseudonym = verify_token(key, identity_header or identity_cookie, int(now)) if key else None
+        known_segment = verify_segment(key, segment_cookie, snapshot.version) if key else None
         if slot.startswith(SEGMENT_SLOT_PREFIX):
             fragment = for_segment(serving, pseudonym, known_segment, slot, k, context, now_ms)
         else:
@@ -182,7 +189,7 @@ def get_fragment(
     if pseudonym is not None and key and fragment.mode in PERSONAL_MODES and state.impressions is not None:
         state.impressions.record(pseudonym, fragment, key)
     body = render_json(fragment) if format == "json" else render_html(fragment)
-    cookie = _segment_cookie(key, fragment, pz_seg, known_segment, snapshot.version)
+    cookie = _segment_cookie(key, fragment, segment_cookie, known_segment, snapshot.version)
     headers = _headers(
         fragment, state.config.public_max_age_s, state.config.stale_while_revalidate_s, cookie is not None
     )

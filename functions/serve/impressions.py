@@ -18,9 +18,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from aws_lambda_powertools.metrics import MetricUnit
-
-from observability import logger, metrics
+from observability import count, logger
 from personalization.events import Consent, Event, EventType, Impression
 from personalization.fragments import Fragment
 from personalization.provenance import impression_key, impression_signature
@@ -57,13 +55,6 @@ def impression_event(pseudonym: str, fragment: Fragment, now: datetime, identity
     return event.model_copy(update={"impression": event.impression.model_copy(update={"signature": signature})})
 
 
-def _count(name: str, value: int) -> None:
-    try:
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    except Exception:
-        logger.exception("could not record impression metrics")
-
-
 class ImpressionLog:
     def __init__(self, stream: EventStream, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._stream = stream
@@ -88,7 +79,7 @@ class ImpressionLog:
         except queue.Full:
             self._done(1)
             self.dropped += 1
-            _count("ImpressionsDropped", 1)
+            count("ImpressionsDropped")
         except Exception:
             logger.exception("impression not recorded")
 
@@ -134,5 +125,5 @@ class ImpressionLog:
             self.sent += len(batch) - failed
             self.failed += failed
             if failed:
-                _count("ImpressionsFailed", failed)
+                count("ImpressionsFailed", failed)
             self._done(len(batch))

@@ -7,50 +7,32 @@ answer is `Cache-Control: private, no-store`: what we hold about someone must no
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated
 
-from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Cookie, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from observability import logger, metrics
+from names import IDENTITY_COOKIE, IDENTITY_HEADER, SEGMENT_COOKIE, expire_cookie
+from observability import count, logger
 from personalization.identity import verify_token
-from personalization.privacy import ErasurePath, ErasureRecord, ProfileView, describe, erase_person
-from serve.config import ServeConfig
-from serve.identity import IDENTITY_COOKIE, SEGMENT_COOKIE
+from personalization.privacy import ErasurePath, ErasureRecord, ProfileView, describe
 from serve.state import serve_state
-from store.erasure_log import ErasureLogStore
-from store.profiles import ProfileStore, StoredProfile, TableSettings
-from store.quarantine import QuarantineStore
+from store.erasure import Eraser, connect_eraser
+from store.profiles import StoredProfile
 
 NO_STORE = "private, no-store"
 # Erasing a person also forgets who they were and their segment: the browser drops both signed cookies.
-EXPIRE_SEGMENT_COOKIE = f"{SEGMENT_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
-EXPIRE_IDENTITY_COOKIE = f"{IDENTITY_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
-
-
-@dataclass
-class PrivacyService:
-    config: ServeConfig
-    profiles: ProfileStore
-    quarantine: QuarantineStore
-    log: ErasureLogStore
+EXPIRE_SEGMENT_COOKIE = expire_cookie(SEGMENT_COOKIE)
+EXPIRE_IDENTITY_COOKIE = expire_cookie(IDENTITY_COOKIE)
 
 
 @lru_cache(maxsize=1)
-def privacy_service() -> PrivacyService:
-    config = serve_state().config
-    return PrivacyService(
-        config=config,
-        # Not the fragment path's 20 ms timeouts: a person asking for their data can wait for a sure answer.
-        profiles=ProfileStore(TableSettings(config.profiles_table, config.region)),
-        quarantine=QuarantineStore(config.quarantine_table, config.region),
-        log=ErasureLogStore(config.erasure_log_table, config.region, timedelta(days=config.erasure_log_retention_days)),
-    )
+def privacy_service() -> Eraser:
+    # Not the fragment path's 20 ms timeouts: a person asking for their data can wait for a sure answer.
+    return connect_eraser(serve_state().config)
 
 
 class PrivacyProblem(BaseModel):
@@ -67,7 +49,11 @@ def _problem(status: int, error: str, message: str) -> JSONResponse:
 
 
 def _unauthorized() -> JSONResponse:
-    return _problem(401, "unauthorized", "a valid identity token (pz_id cookie or x-pz-token header) is required")
+    return _problem(
+        401,
+        "unauthorized",
+        f"a valid identity token ({IDENTITY_COOKIE} cookie or {IDENTITY_HEADER} header) is required",
+    )
 
 
 def _unavailable(what: str) -> JSONResponse:
@@ -84,8 +70,10 @@ def _identify(cookie: str | None, header: str | None) -> str | JSONResponse:
 
 # No length limits here, unlike the fragment route: verify_token refuses anything over 200 characters, so
 # an oversized token is a 401 like any other invalid one, never a 422.
-IdentityCookie = Annotated[str | None, Cookie(description="The signed identity token")]
-IdentityHeader = Annotated[str | None, Header(description="The signed identity token (wins over the cookie)")]
+IdentityCookie = Annotated[str | None, Cookie(alias=IDENTITY_COOKIE, description="The signed identity token")]
+IdentityHeader = Annotated[
+    str | None, Header(alias=IDENTITY_HEADER, description="The signed identity token (wins over the cookie)")
+]
 ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": PrivacyProblem, "description": "No valid identity token"},
     503: {"model": PrivacyProblem, "description": "The identity key or the store is unavailable"},
@@ -100,8 +88,8 @@ router = APIRouter(tags=["privacy"])
     responses={**ERRORS, 404: {"model": PrivacyProblem, "description": "Nothing is held for this identity"}},
     summary="What we hold about the visitor, in readable form",
 )
-def get_profile(pz_id: IdentityCookie = None, x_pz_token: IdentityHeader = None) -> JSONResponse:
-    who = _identify(pz_id, x_pz_token)
+def get_profile(identity_cookie: IdentityCookie = None, identity_header: IdentityHeader = None) -> JSONResponse:
+    who = _identify(identity_cookie, identity_header)
     if isinstance(who, JSONResponse):
         return who
     try:
@@ -124,31 +112,19 @@ def get_profile(pz_id: IdentityCookie = None, x_pz_token: IdentityHeader = None)
     responses=ERRORS,
     summary="Erase everything held about the visitor (the receipt names no one)",
 )
-def delete_profile(pz_id: IdentityCookie = None, x_pz_token: IdentityHeader = None) -> JSONResponse:
-    who = _identify(pz_id, x_pz_token)
+def delete_profile(identity_cookie: IdentityCookie = None, identity_header: IdentityHeader = None) -> JSONResponse:
+    who = _identify(identity_cookie, identity_header)
     if isinstance(who, JSONResponse):
         return who
-    service = privacy_service()
     try:
-        record = erase_person(
-            who,
-            ErasurePath.SELF_SERVICE,
-            profiles=service.profiles,
-            quarantine=service.quarantine,
-            log=service.log,
-            now=datetime.now(UTC),
-            tombstone_for=timedelta(days=service.config.tombstone_days),
-        )
+        record = privacy_service().erase(who, ErasurePath.SELF_SERVICE, datetime.now(UTC))
     except Exception:
         # Every step is idempotent: the retry the person is asked for completes what this one began.
         logger.exception("erasure failed")
         return _unavailable("erasure")
     answer = record.model_dump(mode="json")
     logger.info("erased", extra=answer)
-    try:
-        metrics.add_metric(name="Erasures", unit=MetricUnit.Count, value=1)
-    except Exception:
-        logger.exception("could not record the erasure metric")
+    count("Erasures")
     response = JSONResponse(answer, headers={"Cache-Control": NO_STORE})
     response.headers.append("set-cookie", EXPIRE_IDENTITY_COOKIE)
     response.headers.append("set-cookie", EXPIRE_SEGMENT_COOKIE)

@@ -30,6 +30,15 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from names import (
+    EXPERIMENT_VARIANT_HEADER,
+    IDENTITY_COOKIE,
+    MODEL_VERSION_HEADER,
+    PERSONALIZATION_HEADER,
+    SEGMENT_COOKIE,
+    SEGMENT_HEADER,
+)
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -80,10 +89,10 @@ def show(title: str, status: int, headers: dict[str, str], body: str) -> None:
     print(f"\n--- {title}: HTTP {status}")
     lowered = {name.lower(): value for name, value in headers.items()}
     for name in (
-        "X-Personalization",
-        "X-Experiment-Variant",
-        "X-Segment",
-        "X-Model-Version",
+        PERSONALIZATION_HEADER,
+        EXPERIMENT_VARIANT_HEADER,
+        SEGMENT_HEADER,
+        MODEL_VERSION_HEADER,
         "Cache-Control",
         "Set-Cookie",
         "ETag",
@@ -168,17 +177,19 @@ def run(events_path: Path, keep_running: bool = False) -> int:
             vector = dict(zip(FEATURE_NAMES, feature_vector(stored.profile, now_ms, prices), strict=True))
             print(f"    features: {', '.join(f'{k}={v:.2f}' for k, v in list(vector.items())[:8])}, ...")
             token = sign_token(identity_key, pseudonym, int(time.time()) + 3600)
-            personal = fetch(f"{serve.url}/v1/fragments/for-you?format=html&k=5", {"Cookie": f"pz_id={token}"})
+            personal = fetch(
+                f"{serve.url}/v1/fragments/for-you?format=html&k=5", {"Cookie": f"{IDENTITY_COOKIE}={token}"}
+            )
             show("the featured person's fragment (signed identity cookie)", *personal)
             # The same request as JSON names each item's category: what they did beside what was recommended.
             answer = json.loads(
-                fetch(f"{serve.url}/v1/fragments/for-you?format=json&k=5", {"Cookie": f"pz_id={token}"})[2]
+                fetch(f"{serve.url}/v1/fragments/for-you?format=json&k=5", {"Cookie": f"{IDENTITY_COOKIE}={token}"})[2]
             )
             their_items = frame.loc[frame["user_id"].astype(str) == raw_user, "item_id"].astype(str)
             print("\n--- what the model learned, beside what they did")
             for line in compare(affinities, their_items, answer["items"]).lines():
                 print(line)
-            segment_cookie = _cookie(personal[1], "pz_seg")
+            segment_cookie = _cookie(personal[1], SEGMENT_COOKIE)
             if segment_cookie:
                 show(
                     "segment fragment (only the signed segment cookie serve set: cacheable per segment)",
@@ -222,7 +233,7 @@ def retrain_and_roll_out(product: LocalProduct, frame: pd.DataFrame, shift: time
 
     def version() -> str | None:
         headers = {name.lower(): value for name, value in fetch(url, {})[1].items()}
-        return headers.get("x-model-version")
+        return headers.get(MODEL_VERSION_HEADER.lower())
 
     before = version()
     with tempfile.TemporaryDirectory(prefix="demo-retrain-") as scratch:
@@ -271,7 +282,9 @@ def visit_storefront(edge_url: str) -> None:
         events += [visitor.event("view_product", item, page=f"/product/{item['id']}") for item in clicked]
         events.append(visitor.event("add_to_cart", clicked[0], page=f"/product/{clicked[0]['id']}"))
         answer = visitor.send(events)
-        identity = f"Set-Cookie pz_id={visitor.identity[:14]}..." if visitor.identity else "no identity cookie"
+        identity = (
+            f"Set-Cookie {IDENTITY_COOKIE}={visitor.identity[:14]}..." if visitor.identity else "no identity cookie"
+        )
         print(f"    POST /v1/events ({len(events)} events): HTTP {answer.status_code}, {identity}")
         after, elapsed = visitor.wait_for("for-you", lambda seen: seen.personal, timeout_s=10)
         print(f"    after {elapsed:.1f} s:        for-you {after.summary()}")

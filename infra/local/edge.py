@@ -37,13 +37,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infra.local.shop_catalog import shop_catalog
+from names import IDENTITY_COOKIE, KNOWN_VISITOR_HEADER
 from personalization.catalog import Catalog
 from store.artifacts import ArtifactError, ArtifactStore
 
 ROOT = Path(__file__).resolve().parents[2]
 STOREFRONT_DIR = ROOT / "storefront"
-IDENTITY_COOKIE = "pz_id"
-KNOWN_VISITOR_HEADER = "x-pz-known"
 # RFC 9110 7.6.1 hop-by-hop headers, plus what the proxy recomputes: length (httpx re-frames the body) and
 # encoding (the origin is asked for identity, so nothing here would decompress or recompress).
 _HOP_BY_HOP = frozenset(

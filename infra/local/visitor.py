@@ -17,7 +17,14 @@ from typing import Any
 
 import httpx
 
-IDENTITY_COOKIE = "pz_id"
+from names import (
+    EXPERIMENT_VARIANT_HEADER,
+    IDENTITY_COOKIE,
+    PERSONALIZATION_HEADER,
+    RULES_VERSION_HEADER,
+    SEGMENT_HEADER,
+)
+
 CONSENT_ALL = {"analytics": True, "personalization": True}
 
 
@@ -102,10 +109,10 @@ class ScriptedVisitor:
         body = response.json() if response.status_code == 200 else {}
         return FragmentSeen(
             response.status_code,
-            response.headers.get("x-personalization", "?"),
-            response.headers.get("x-segment", "none"),
-            response.headers.get("x-rules-version", "none"),
-            response.headers.get("x-experiment-variant", "none"),
+            response.headers.get(PERSONALIZATION_HEADER, "?"),
+            response.headers.get(SEGMENT_HEADER, "none"),
+            response.headers.get(RULES_VERSION_HEADER, "none"),
+            response.headers.get(EXPERIMENT_VARIANT_HEADER, "none"),
             list(body.get("items", [])),
         )
 

@@ -12,6 +12,7 @@ from pydantic import AliasChoices, AliasPath
 from pydantic_settings import BaseSettings
 from pynamodb.attributes import TTLAttribute
 
+import names
 from infra.local.template import Template
 from serve import app as serve_app
 from store.erasure_log import ErasureLogItem
@@ -137,14 +138,14 @@ def test_table_key_schemas_indexes_and_ttl_match_the_pynamodb_models(logical_id:
 def test_the_cache_key_is_exactly_what_serve_varies_on() -> None:
     config = properties("FragmentCachePolicy")["CachePolicyConfig"]
     key = config["ParametersInCacheKeyAndForwardedToOrigin"]
-    assert key["CookiesConfig"]["Cookies"] == [serve_app.SEGMENT_COOKIE]
-    assert key["HeadersConfig"]["Headers"] == [serve_app.KNOWN_VISITOR_HEADER]
+    assert key["CookiesConfig"]["Cookies"] == [names.SEGMENT_COOKIE]
+    assert key["HeadersConfig"]["Headers"] == [names.KNOWN_VISITOR_HEADER]
     assert tuple(key["QueryStringsConfig"]["QueryStrings"]) == serve_app.CACHE_KEY_QUERY
     # MinTTL 0: CloudFront then honours Cache-Control: private and never stores a personal fragment.
     assert config["MinTTL"] == 0
     # The identity must never be part of the key (one cache entry per person would be a leak waiting to happen
     # only if responses were public; they are private, and the key stays small).
-    assert serve_app.IDENTITY_COOKIE not in key["CookiesConfig"]["Cookies"]
+    assert names.IDENTITY_COOKIE not in key["CookiesConfig"]["Cookies"]
 
 
 def test_the_fragment_route_accepts_only_known_query_parameters() -> None:
@@ -156,16 +157,22 @@ def test_the_fragment_route_accepts_only_known_query_parameters() -> None:
 
 def test_the_origin_request_policy_forwards_the_identity_but_keeps_it_out_of_the_key() -> None:
     config = properties("FragmentOriginRequestPolicy")["OriginRequestPolicyConfig"]
-    assert config["CookiesConfig"]["Cookies"] == [serve_app.IDENTITY_COOKIE]
-    assert config["HeadersConfig"]["Headers"] == [serve_app.IDENTITY_HEADER]
+    assert config["CookiesConfig"]["Cookies"] == [names.IDENTITY_COOKIE]
+    assert config["HeadersConfig"]["Headers"] == [names.IDENTITY_HEADER]
 
 
 def test_the_viewer_request_function_is_the_one_in_infra_and_marks_known_visitors() -> None:
     code = properties("ViewerRequestFunction")["FunctionCode"]
     source = (ROOT / "infra/cloudfront/viewer_request.js").read_text()
     assert code.strip() == source.strip()
-    assert f'"{serve_app.IDENTITY_COOKIE}"' in source
-    assert f'"{serve_app.KNOWN_VISITOR_HEADER}"' in source
+    assert f'"{names.IDENTITY_COOKIE}"' in source
+    assert f'"{names.KNOWN_VISITOR_HEADER}"' in source
+
+
+def test_the_storefront_reads_the_debug_headers_serve_sends() -> None:
+    source = (ROOT / "storefront/slots.js").read_text()
+    [listed] = re.findall(r"^const DEBUG_HEADERS = \[(.*)\];$", source, re.M)
+    assert re.findall(r'"([^"]+)"', listed) == list(names.DEBUG_HEADERS)
 
 
 def _statements() -> list[dict[str, Any]]:
@@ -329,18 +336,22 @@ GLUE_PRUNED = ("fastapi", "mangum", "jinja2")
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 
 
-def test_the_collector_reads_the_identity_serve_reads() -> None:
+def test_the_collector_and_serve_read_the_identity_under_the_names_the_edge_forwards() -> None:
     from collect import app as collect_app
 
-    assert collect_app.IDENTITY_COOKIE == serve_app.IDENTITY_COOKIE
-    assert collect_app.IDENTITY_HEADER == serve_app.IDENTITY_HEADER
+    for app, path, method in (
+        (collect_app.app, "/v1/events", "post"),
+        (serve_app.app, "/v1/fragments/{slot}", "get"),
+        (serve_app.app, "/v1/profile", "delete"),
+    ):
+        route = app.openapi()["paths"][path][method]
+        read = {(p["in"], p["name"]) for p in route["parameters"]}
+        assert {("cookie", names.IDENTITY_COOKIE), ("header", names.IDENTITY_HEADER)} <= read
     source = (ROOT / "functions/collect/handler.py").read_text()
     assert re.search(r"^handler = metrics\.log_metrics\(Mangum\(app", source, re.M)
 
 
 def test_the_collector_is_reached_same_origin_uncached_with_the_identity_forwarded() -> None:
-    from collect import app as collect_app
-
     config = properties("Distribution")["DistributionConfig"]
     [behaviour] = [b for b in config["CacheBehaviors"] if b["PathPattern"] == "/v1/events"]
     [origin] = [o for o in config["Origins"] if o["Id"] == behaviour["TargetOriginId"]]
@@ -353,18 +364,16 @@ def test_the_collector_is_reached_same_origin_uncached_with_the_identity_forward
     policy = properties("CollectOriginRequestPolicy")["OriginRequestPolicyConfig"]
     assert policy["CookiesConfig"] == {"CookieBehavior": "all"}
     # The token header, and the body hash Origin Access Control signs a POST with
-    assert {collect_app.IDENTITY_HEADER, "x-amz-content-sha256"} <= set(policy["HeadersConfig"]["Headers"])
+    assert {names.IDENTITY_HEADER, "x-amz-content-sha256"} <= set(policy["HeadersConfig"]["Headers"])
 
 
 def test_the_collector_url_is_signed_by_cloudfront_and_allows_the_shop_origin() -> None:
-    from collect import app as collect_app
-
     url = properties("CollectFunction")["FunctionUrlConfig"]
     assert url["AuthType"] == "AWS_IAM"
     assert url["Cors"]["AllowOrigins"] == [{"Ref": "ShopOrigin"}]
     assert url["Cors"]["AllowCredentials"] is True
     assert url["Cors"]["AllowMethods"] == ["POST"]
-    assert {"content-type", collect_app.IDENTITY_HEADER} <= set(url["Cors"]["AllowHeaders"])
+    assert {"content-type", names.IDENTITY_HEADER} <= set(url["Cors"]["AllowHeaders"])
     for permission in ("CollectUrlInvokePermission", "CollectInvokePermission"):
         assert properties(permission)["Principal"] == "cloudfront.amazonaws.com"
         assert properties(permission)["FunctionName"] == {"Ref": "CollectFunction"}

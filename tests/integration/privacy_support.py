@@ -17,7 +17,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from fastapi.testclient import TestClient
 
-from erase.service import erase_service
+from erase.wiring import erase_deps
 from infra.local.poller import LocalLambdaContext
 from observability import logger
 from personalization.identity import pseudonymize, sign_token
@@ -144,11 +144,11 @@ def privacy(ingest: Ingest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Privacy
     env = {**ingest.env, **stack.function_env("ServeFunction"), **stack.function_env("EraseFunction")}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for cached in (serve_state, privacy_service, erase_service):
+    for cached in (serve_state, privacy_service, erase_deps):
         cached.cache_clear()
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
     identity_key = stack.secret_values[env["IDENTITY_KEY_PARAMETER"]].encode()
     with TestClient(app) as client:
         yield Privacy(ingest, client, identity_key, env)
-    for cached in (serve_state, privacy_service, erase_service):
+    for cached in (serve_state, privacy_service, erase_deps):
         cached.cache_clear()

@@ -12,7 +12,7 @@ import pytest
 from infra.local.poller import LocalLambdaContext
 from ingest.service import ingest_service
 from personalization.identity import pseudonymize
-from purge.service import purge_service
+from purge.wiring import purge_deps
 from store.erasure_log import ErasureLogStore
 from tests.integration.archive_support import FaultyAws, archived
 from tests.integration.ingest_support import Ingest, ingest, real_events
@@ -35,16 +35,16 @@ def raw_objects(ingest: Ingest) -> dict[str, bytes]:
 @pytest.fixture
 def functions(ingest: Ingest, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """The erase and purge functions' environments beside ingest's, as fresh containers."""
-    from erase.service import erase_service
+    from erase.wiring import erase_deps
 
     env = {**ingest.stack.function_env("EraseFunction"), **ingest.stack.function_env("PurgeFunction")}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    erase_service.cache_clear()
-    purge_service.cache_clear()
+    erase_deps.cache_clear()
+    purge_deps.cache_clear()
     yield env
-    erase_service.cache_clear()
-    purge_service.cache_clear()
+    erase_deps.cache_clear()
+    purge_deps.cache_clear()
 
 
 def erase(user_id: str) -> dict[str, Any]:

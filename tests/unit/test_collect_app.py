@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from collect.app import IDENTITY_COOKIE, app
+from collect.app import app
 from collect.config import CollectConfig
 from collect.intake import MAX_BODY_BYTES
 from collect.service import Collector, collector
+from names import IDENTITY_COOKIE
 from personalization.events import Event
 from personalization.identity import sign_token, verify_token
 from store.stream import NotWritten, PutResult, RecordOutcome, Written

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from erase.service import InvalidEraseRequest, parse_request
+from erase.usecase import InvalidEraseRequest, parse_request
 from ingest.batch import BatchWriter, Classifier, RawRecord
 from model_export.training.privacy import drop_erased
 from personalization.events import Consent, Event, EventType

@@ -3,42 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
 
-from personalization.purge import PurgeRecord, purge_archive
 from purge.config import PurgeConfig
 from store.archive import ArchiveBucket, ArchiveSettings, PurgeStateObject
 from store.erasure_log import ErasureLogStore
 from store.profiles import ProfileStore, TableSettings
 
 
-@dataclass
-class PurgeService:
-    config: PurgeConfig
+@dataclass(frozen=True)
+class PurgeDeps:
+    # Read for the tombstones: who is erased, and since when.
     profiles: ProfileStore
     archive: ArchiveBucket
     log: ErasureLogStore
     state: PurgeStateObject
 
-    def purge(self, now: datetime | None = None) -> PurgeRecord:
-        return purge_archive(
-            tombstones=self.profiles,
-            archive=self.archive,
-            log=self.log,
-            state=self.state,
-            now=now or datetime.now(UTC),
-        )
-
 
 @lru_cache(maxsize=1)
-def purge_service() -> PurgeService:
+def purge_deps() -> PurgeDeps:
     config = PurgeConfig.from_env()
     # No delivery stream: the purge only reads and rewrites the bucket. Botocore's standard retries (3 attempts)
     # for each read and write: a run has minutes, and the next run repeats whatever this one could not finish.
     settings = ArchiveSettings(delivery_stream="", bucket=config.archive_bucket, region=config.region)
-    return PurgeService(
-        config=config,
+    return PurgeDeps(
         profiles=ProfileStore(TableSettings(config.profiles_table, config.region)),
         archive=ArchiveBucket.connect(settings, retries=3),
         log=ErasureLogStore(config.erasure_log_table, config.region, config.erasure_log_retention),
