@@ -16,13 +16,7 @@ from typing import Any
 
 import pytest
 
-from model_export.experiments.experiment import (
-    NO_EXPERIMENT,
-    NO_VARIANT,
-    ExperimentReport,
-    analyze,
-    parse_shares,
-)
+from model_export.experiments.experiment import ExperimentReport, analyze, parse_shares
 from model_export.experiments.experiment_report import (
     PEPPER_ENV,
     add_arguments,
@@ -32,6 +26,7 @@ from model_export.experiments.experiment_report import (
     table_text,
 )
 from model_export.experiments.experiment_stats import newcombe, two_proportion_p_value, wilson
+from model_export.experiments.stream import NO_EXPERIMENT, NO_VARIANT
 from personalization.events import Event
 from personalization.identity import pseudonymize
 
