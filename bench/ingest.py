@@ -71,8 +71,8 @@ Item = Mapping[str, Mapping[str, Any]]
 
 def load_events() -> tuple[list[Event], Path]:
     """All bundled events, shifted so that the newest lands now, in time order."""
-    from model_export.cli import load_any
     from model_export.data.canonical import to_events
+    from model_export.data.datasets import load_any
 
     source = bundled_events()
     # load_any converts a dataset beside its input file: work on a copy, never in the shared folder.

@@ -80,7 +80,7 @@ TARGETS = {"p99_ms": 5.0, "onnx_speedup": 3.0, "cold_start_ms": 600.0, "serve_zi
 
 
 def load_frame() -> tuple[pd.DataFrame, Path]:
-    from model_export.cli import load_any
+    from model_export.data.datasets import load_any
 
     source = bundled_events()
     with tempfile.TemporaryDirectory() as tmp:  # work on a copy, never in the shared folder
@@ -113,22 +113,22 @@ def scaled(frame: pd.DataFrame, target_items: int) -> tuple[pd.DataFrame, int]:
 
 def train(frame: pd.DataFrame, out: Path) -> tuple[Path, Any, float]:
     """train_version, keeping the trainer's in-memory references (scikit-learn pipeline, numpy recommender)."""
-    import model_export.cli as cli
+    import model_export.publishing.folder as version_folder
 
     kept: list[Any] = []
-    original = getattr(cli, "train_models")  # noqa: B009  # its name in train_version's module
+    original = getattr(version_folder, "train_models")  # noqa: B009  # its name in train_version's module
 
     def keeping(*args: Any, **kwargs: Any) -> Any:
         trained = original(*args, **kwargs)
         kept.append(trained)
         return trained
 
-    setattr(cli, "train_models", keeping)  # noqa: B010
+    setattr(version_folder, "train_models", keeping)  # noqa: B010
     start = time.perf_counter()
     try:
-        folder = cli.train_version(frame, out)
+        folder = version_folder.train_version(frame, out)
     finally:
-        setattr(cli, "train_models", original)  # noqa: B010
+        setattr(version_folder, "train_models", original)  # noqa: B010
     return folder, kept[0], time.perf_counter() - start
 
 

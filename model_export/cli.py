@@ -9,23 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from model_export.data.canonical import normalize, read_events, screen, write_events
-from model_export.data.datasets import ADAPTERS, detect
+from model_export.data.canonical import write_events
+from model_export.data.datasets import ADAPTERS, load_any
 from model_export.publishing import commands
-from model_export.publishing.folder import data_summary, write_trained
+from model_export.publishing import rules as publish_rules
+from model_export.publishing.folder import data_summary, train_version
 from model_export.training.segments import MIN_SHARE
-from model_export.training.training import train_models
-
-
-def load_any(path: Path) -> pd.DataFrame:
-    """A canonical file, or a known dataset converted on the fly (in memory: nothing is written beside the
-    source, so concurrent runs on one dataset cannot trip over each other's temporary files)."""
-    adapter = detect(path) if path.suffix == ".csv" else None
-    if adapter is None:
-        return read_events(path)
-    return normalize(ADAPTERS[adapter](path), str(path))
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -33,19 +22,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     write_events(frame, Path(args.out))
     print(f"wrote {len(frame)} canonical events to {args.out}")
     return 0
-
-
-def train_version(
-    frame: pd.DataFrame,
-    out: Path,
-    progress: bool = False,
-    data: dict[str, Any] | None = None,
-    min_segment_share: float = MIN_SHARE,
-) -> Path:
-    """Train segments and recommender on canonical events and write a versioned model folder under `out`."""
-    frame, _ = screen(normalize(frame))
-    trained = train_models(frame, progress=progress, min_segment_share=min_segment_share)
-    return write_trained(trained, frame, out, data)
 
 
 def refused_line(refused: dict[str, int]) -> str:
@@ -118,45 +94,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_publish_rules(args: argparse.Namespace) -> int:
-    """Validate a rules document (schema, then against the live catalog) and make it the one in force."""
-    from personalization.catalog import Catalog
-    from personalization.rules import RuleEngine, RulesError, parse_document
-    from store.artifacts import ArtifactError, ArtifactStore
-    from store.region import region_from
-    from store.rules_source import RulesSource
-
-    body = Path(args.file).read_bytes()
-    try:
-        document = parse_document(body)
-    except RulesError as exc:
-        print(f"rejected {args.file}:\n{exc}", file=sys.stderr)
-        return 2
-    region = region_from(os.environ)
-    try:
-        catalog = Catalog.from_dict(ArtifactStore(args.bucket, region).load().json("catalog.json"))
-    except ArtifactError:
-        catalog = Catalog([])
-        print("no model version published yet: item ids are not checked against a catalog", file=sys.stderr)
-    RuleEngine(document, catalog)  # compiles exactly as serve will
-    if len(catalog):
-        unknown = sorted(item for item in _named_items(document) if item not in catalog.by_id)
-        if unknown:
-            print(f"warning: {len(unknown)} item id(s) not in the live catalog, e.g. {unknown[:5]}", file=sys.stderr)
-    key = RulesSource(args.bucket, region, max_age_s=1).publish(document.version, body)
-    print(f"published rules {document.version} ({len(document.rules)} rules) to s3://{args.bucket}/{key}")
-    return 0
-
-
-def _named_items(document: Any) -> set[str]:
-    named: set[str] = set()
-    for rule in document.rules:
-        named.update(getattr(rule, "items", None) or [])
-        match = getattr(rule, "match", None)
-        named.update(getattr(match, "items", None) or [])
-    return named
-
-
 def cmd_experiment(args: argparse.Namespace) -> int:
     from model_export.experiments.experiment_report import run
 
@@ -224,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     rules = sub.add_parser("publish-rules", help="validate a rules document and make it the one serve applies")
     rules.add_argument("--file", required=True, help="the rules document (JSON); see docs/rules.md")
     rules.add_argument("--bucket", required=True)
-    rules.set_defaults(run=cmd_publish_rules)
+    rules.set_defaults(run=publish_rules.run_publish_rules)
     from model_export.experiments.experiment_report import add_arguments as experiment_arguments
 
     experiment = sub.add_parser("experiment", help="CTR per experiment variant from a dump of the event stream")

@@ -184,7 +184,7 @@ class LocalProduct:
 
     def publish_model(self, frame: pd.DataFrame) -> str:
         """Train on canonical events and publish the version to the artifact bucket (current points at it)."""
-        from model_export.cli import train_version
+        from model_export.publishing.folder import train_version
         from store.artifacts import ArtifactStore
 
         with tempfile.TemporaryDirectory() as models:
@@ -322,7 +322,7 @@ def before_latest(frame: pd.DataFrame) -> pd.DataFrame:
 
 def load_events(path: Path) -> tuple[pd.DataFrame, timedelta]:
     """Canonical events from any supported file, and the shift that makes the last one land now."""
-    from model_export.cli import load_any
+    from model_export.data.datasets import load_any
 
     frame = load_any(path)
     return frame, datetime.now(UTC) - frame["timestamp"].max().to_pydatetime()

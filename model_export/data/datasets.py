@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from model_export.data.canonical import REQUIRED
+from model_export.data.canonical import REQUIRED, normalize, read_events
 
 
 def rees46(path: Path) -> pd.DataFrame:
@@ -48,3 +48,12 @@ def detect(path: Path) -> str | None:
     if {"event_time", "product_id", "user_session"} <= header:
         return "rees46"
     raise ValueError(f"{path}: neither canonical nor a known dataset (columns: {sorted(header)})")
+
+
+def load_any(path: Path) -> pd.DataFrame:
+    """A canonical file, or a known dataset converted on the fly (in memory: nothing is written beside the
+    source, so concurrent runs on one dataset cannot trip over each other's temporary files)."""
+    adapter = detect(path) if path.suffix == ".csv" else None
+    if adapter is None:
+        return read_events(path)
+    return normalize(ADAPTERS[adapter](path), str(path))

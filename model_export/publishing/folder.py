@@ -7,10 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-from model_export.data.canonical import data_hash
+from model_export.data.canonical import data_hash, normalize, screen
 from model_export.publishing.drift import distributions
 from model_export.training.artifacts import write_version
-from model_export.training.training import Trained
+from model_export.training.segments import MIN_SHARE
+from model_export.training.training import Trained, train_models
 
 
 def data_summary(frame: pd.DataFrame, source: str) -> dict[str, Any]:
@@ -46,3 +47,16 @@ def write_trained(
             **(extra or {}),
         },
     )
+
+
+def train_version(
+    frame: pd.DataFrame,
+    out: Path,
+    progress: bool = False,
+    data: dict[str, Any] | None = None,
+    min_segment_share: float = MIN_SHARE,
+) -> Path:
+    """Train segments and recommender on canonical events and write a versioned model folder under `out`."""
+    frame, _ = screen(normalize(frame))
+    trained = train_models(frame, progress=progress, min_segment_share=min_segment_share)
+    return write_trained(trained, frame, out, data)

@@ -16,9 +16,9 @@ from infra.local.producer import put_events
 from infra.local.serve_process import ServeProcess
 from infra.local.stack import LocalStack, conflicting_env_vars
 from ingest.service import ingest_service
-from model_export.cli import train_version
 from model_export.data.canonical import to_events
 from model_export.data.datasets import rees46
+from model_export.publishing.folder import train_version
 from personalization.events import Event
 from store.artifacts import ArtifactStore
 from tests.integration.ingest_support import SAMPLE

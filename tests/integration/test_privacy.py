@@ -24,6 +24,7 @@ from ingest.service import ingest_service
 from model_export import cli as model_cli
 from model_export.data.canonical import data_hash, normalize
 from model_export.data.datasets import rees46
+from model_export.publishing import folder as version_folder
 from model_export.training.training import train_models
 from personalization.events import Consent, Event, EventType
 from personalization.privacy import ErasurePath, ProfileView, describe
@@ -370,7 +371,7 @@ def test_the_erase_cli_and_the_next_training_leave_the_erased_person_out(
         seen.append(frame)
         return real_train(frame, progress=progress, **options)
 
-    monkeypatch.setattr(model_cli, "train_models", recording)
+    monkeypatch.setattr(version_folder, "train_models", recording)
     out = tmp_path / "models"
     assert model_cli.main(["train", "--events", str(events_file), "--out", str(out), "--exclude-erased"]) == 0
 

@@ -12,8 +12,9 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from model_export.cli import main, train_version
+from model_export.cli import main
 from model_export.data.datasets import rees46
+from model_export.publishing.folder import train_version
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 
