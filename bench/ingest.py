@@ -322,17 +322,17 @@ def run() -> dict[str, Any]:
     history, batch = events[:-BATCH], events[-BATCH:]
     with LocalStack() as stack:
         env = point_environment_at(stack)
-        from ingest.batch import BatchResult, Classified
+        from ingest.batch import Classified, IngestResult
         from ingest.handler import lambda_handler
-        from ingest.service import ingest_service
+        from ingest.wiring import ingest_deps
 
         loopback = Loopback(stack, env)
-        service = ingest_service()
-        pepper, retention, settings = service.pepper, service.config.retention, service.writer.fold_settings
-        results: list[BatchResult] = []
+        service = ingest_deps()
+        pepper, retention, settings = service.pepper(), service.retention, service.writer.fold_settings
+        results: list[IngestResult] = []
         write = service.writer.write
 
-        def recording(classified: Sequence[Classified]) -> BatchResult:
+        def recording(classified: Sequence[Classified]) -> IngestResult:
             result = write(classified)
             results.append(result)
             return result

@@ -53,7 +53,7 @@ from infra.local.serve_process import ServeProcess
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ingest.batch import BatchResult, Classified
+    from ingest.batch import Classified, IngestResult
 
 ERASED_PEOPLE = 5
 SERVE_PROCESSES = 2
@@ -142,14 +142,14 @@ def archive_lines(product: LocalProduct) -> list[bytes]:
 
 def ingest_all(product: LocalProduct, frame: pd.DataFrame, shift: timedelta) -> set[str]:
     """Replay the events through the stream and the real handler; the event ids ingest accepted."""
-    from ingest.service import ingest_service
+    from ingest.wiring import ingest_deps
     from personalization.profile import PositionedEvent
 
     accepted: set[str] = set()
-    writer = ingest_service().writer
+    writer = ingest_deps().writer
     write = writer.write
 
-    def recording(classified: Sequence[Classified]) -> BatchResult:
+    def recording(classified: Sequence[Classified]) -> IngestResult:
         result = write(classified)
         failed = set(result.failed_seqs)
         accepted.update(

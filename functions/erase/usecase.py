@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from personalization.events import MAX_ID_LEN, PSEUDONYM_PATTERN
 from personalization.identity import pseudonymize
 from personalization.privacy import ErasurePath, ErasureRecord
-
-if TYPE_CHECKING:
-    from erase.wiring import EraseDeps
+from store.erasure import Eraser
 
 
 class InvalidEraseRequest(ValueError):
@@ -44,6 +43,13 @@ def parse_request(event: Any) -> EraseRequest:
             f"{'.'.join(str(p) for p in error['loc']) or 'request'}: {error['msg']}" for error in exc.errors()
         )
         raise InvalidEraseRequest(problems) from None
+
+
+@dataclass(frozen=True)
+class EraseDeps:
+    eraser: Eraser
+    # Read through the powertools cache on each call, so a rotated pepper is picked up within its TTL.
+    pepper: Callable[[], bytes]
 
 
 def pseudonym_of(request: EraseRequest, pepper: Callable[[], bytes]) -> str:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache, partial
 
 from erase.config import EraseConfig
-from store.erasure import Eraser, connect_eraser
+from erase.usecase import EraseDeps
+from store.erasure import connect_eraser
 from store.parameters import get_secret
-
-
-@dataclass(frozen=True)
-class EraseDeps:
-    eraser: Eraser
-    # Read through the powertools cache on each call, so a rotated pepper is picked up within its TTL.
-    pepper: Callable[[], bytes]
 
 
 @lru_cache(maxsize=1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,8 +65,18 @@ class RawRecord:
     arrived: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RecordFailure:
+    """A record to report in batchItemFailures (Lambda redelivers the shard from the lowest), and why."""
+
+    seq: str
+    error: Exception
+
+
 @dataclass(slots=True)
-class BatchResult:
+class IngestResult:
+    """What one batch did: counts for metrics and logs, and the records that must come back."""
+
     applied: int = 0
     skipped: int = 0
     dropped_no_consent: int = 0
@@ -77,8 +87,13 @@ class BatchResult:
     users: int = 0
     writes: int = 0
     conflicts: int = 0
-    failed_seqs: list[str] = field(default_factory=list)
+    failures: list[RecordFailure] = field(default_factory=list)
     archive: ArchiveOutcome = field(default_factory=ArchiveOutcome)
+
+    @property
+    def failed_seqs(self) -> list[str]:
+        """The sequence numbers to report, in the order their records failed."""
+        return [failure.seq for failure in self.failures]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +154,9 @@ class BatchWriter:
     max_write_workers: int = 16
     # None: no archive (a deployment without one, and tests of the fold alone).
     archiver: Archiver | None = None
-    on_failure: Callable[[RawRecord, Exception], None] = lambda record, exc: None
 
-    def write(self, classified: Sequence[Classified]) -> BatchResult:
-        result = BatchResult()
+    def write(self, classified: Sequence[Classified]) -> IngestResult:
+        result = IngestResult()
         by_user: dict[str, list[tuple[RawRecord, PositionedEvent]]] = defaultdict(list)
         bad: list[tuple[RawRecord, QuarantinedRecord]] = []
         for item in classified:
@@ -168,7 +182,7 @@ class BatchWriter:
         self._archive(classified, failed_users | erased, result)
         return result
 
-    def _archive(self, classified: Sequence[Classified], left_out: set[str], result: BatchResult) -> None:
+    def _archive(self, classified: Sequence[Classified], left_out: set[str], result: IngestResult) -> None:
         """The accepted events of everyone not `left_out` (erased people, failed writes) to the archive, in order."""
         if self.archiver is None:
             return
@@ -186,7 +200,7 @@ class BatchWriter:
         self,
         by_user: dict[str, list[tuple[RawRecord, PositionedEvent]]],
         bad: list[tuple[RawRecord, QuarantinedRecord]],
-        result: BatchResult,
+        result: IngestResult,
     ) -> dict[str, StoredProfile | Erased] | None:
         """One BatchGetItem for every person the batch names (bad records too: they may be erased)."""
         users = set(by_user) | {entry.user for _, entry in bad if entry.user is not None}
@@ -207,7 +221,7 @@ class BatchWriter:
     def _not_erased(
         bad: list[tuple[RawRecord, QuarantinedRecord]],
         stored: dict[str, StoredProfile | Erased],
-        result: BatchResult,
+        result: IngestResult,
     ) -> list[tuple[RawRecord, QuarantinedRecord]]:
         kept = []
         for record, entry in bad:
@@ -217,7 +231,7 @@ class BatchWriter:
                 kept.append((record, entry))
         return kept
 
-    def _quarantine(self, bad: list[tuple[RawRecord, QuarantinedRecord]], result: BatchResult) -> None:
+    def _quarantine(self, bad: list[tuple[RawRecord, QuarantinedRecord]], result: IngestResult) -> None:
         if not bad:
             return
         try:
@@ -234,7 +248,7 @@ class BatchWriter:
         self,
         by_user: dict[str, list[tuple[RawRecord, PositionedEvent]]],
         stored: dict[str, StoredProfile | Erased],
-        result: BatchResult,
+        result: IngestResult,
     ) -> set[str]:
         """Fold and write every user's events; return the users whose write failed (their records are reported)."""
         result.users = len(by_user)
@@ -297,6 +311,6 @@ class BatchWriter:
             return UserOutcome(applied, len(events) - applied, 1, conflicts)
         raise VersionConflict(f"gave up after {self.max_conflict_retries} conflicting writes")
 
-    def _fail(self, record: RawRecord, exc: Exception, result: BatchResult) -> None:
-        result.failed_seqs.append(record.seq)
-        self.on_failure(record, exc)
+    @staticmethod
+    def _fail(record: RawRecord, exc: Exception, result: IngestResult) -> None:
+        result.failures.append(RecordFailure(record.seq, exc))

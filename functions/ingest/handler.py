@@ -1,20 +1,22 @@
-"""Lambda handler for the Kinesis event source: parse records, fold them into profiles, report failures."""
+"""Lambda handler for the Kinesis event source: parse the records, call `ingest_batch`, report what failed.
+
+The response is the partial batch response of ReportBatchItemFailures. When every record failed, the invocation
+fails instead (as powertools' BatchProcessor does), and Lambda retries the whole batch.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ingest.batch import BatchResult, Classified, Classifier, RawRecord, cyclic_gc_paused
-from ingest.service import ingest_service
-from observability import logger, metrics
-
-processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+from ingest.usecase import IngestResult, RawRecord, ingest_batch
+from ingest.wiring import ingest_deps
+from observability import count, logger, metrics
 
 
 def _raw(record: KinesisStreamRecord) -> RawRecord:
@@ -26,61 +28,63 @@ def _raw(record: KinesisStreamRecord) -> RawRecord:
     )
 
 
-def _publish(received: int, result: BatchResult) -> None:
-    metrics.add_metric(name="RecordsReceived", unit=MetricUnit.Count, value=received)
-    metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=result.applied)
-    metrics.add_metric(name="EventsSkippedAsDuplicate", unit=MetricUnit.Count, value=result.skipped)
-    metrics.add_metric(name="EventsDroppedNoConsent", unit=MetricUnit.Count, value=result.dropped_no_consent)
-    metrics.add_metric(name="EventsDroppedErased", unit=MetricUnit.Count, value=result.dropped_erased)
-    metrics.add_metric(name="ImpressionsSeen", unit=MetricUnit.Count, value=result.impressions)
-    metrics.add_metric(name="ProfileWrites", unit=MetricUnit.Count, value=result.writes)
-    metrics.add_metric(name="VersionConflicts", unit=MetricUnit.Count, value=result.conflicts)
-    metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(result.failed_seqs))
-    metrics.add_metric(name="RecordsQuarantined", unit=MetricUnit.Count, value=sum(result.quarantined.values()))
+def batch_response(received: int, result: IngestResult) -> dict[str, Any]:
+    """`batchItemFailures` naming every failed record; raises when all of them failed."""
+    if result.failures and len(result.failures) == received:
+        raise BatchProcessingError(
+            msg=f"All records failed processing. {received} individual errors logged separately below.",
+            child_exceptions=[(type(f.error), f.error, f.error.__traceback__) for f in result.failures],
+        )
+    return {"batchItemFailures": [{"itemIdentifier": seq} for seq in result.failed_seqs]}
+
+
+def _publish(received: int, result: IngestResult) -> None:
+    count("RecordsReceived", received)
+    count("EventsApplied", result.applied)
+    count("EventsSkippedAsDuplicate", result.skipped)
+    count("EventsDroppedNoConsent", result.dropped_no_consent)
+    count("EventsDroppedErased", result.dropped_erased)
+    count("ImpressionsSeen", result.impressions)
+    count("ProfileWrites", result.writes)
+    count("VersionConflicts", result.conflicts)
+    count("RecordsFailed", len(result.failures))
+    count("RecordsQuarantined", sum(result.quarantined.values()))
     archive = result.archive
-    metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=archive.delivered)
-    metrics.add_metric(name="ArchiveRecordsResent", unit=MetricUnit.Count, value=archive.retried)
-    metrics.add_metric(name="ArchiveFallbackEvents", unit=MetricUnit.Count, value=archive.fallback_events)
-    metrics.add_metric(name="ArchiveFailedEvents", unit=MetricUnit.Count, value=len(archive.failed))
-    for reason, count in result.quarantined.items():
-        metrics.add_metric(name=f"Quarantined_{reason.value}", unit=MetricUnit.Count, value=count)
+    count("EventsArchived", archive.delivered)
+    count("ArchiveRecordsResent", archive.retried)
+    count("ArchiveFallbackEvents", archive.fallback_events)
+    count("ArchiveFailedEvents", len(archive.failed))
+    for reason, quarantined in result.quarantined.items():
+        count(f"Quarantined_{reason.value}", quarantined)
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    service = ingest_service()
-    classifier = Classifier(service.pepper, datetime.now(UTC), service.config.retention)
-    records = event["Records"]
-    by_seq = {raw["kinesis"]["sequenceNumber"]: raw for raw in records}
-
-    def handle(record: KinesisStreamRecord) -> Classified:
-        return classifier.classify(_raw(record))
-
-    def report(failed: RawRecord, exc: Exception) -> None:
-        processor.failure_handler(KinesisStreamRecord(by_seq[failed.seq]), (type(exc), exc, exc.__traceback__))
-
-    with cyclic_gc_paused(), processor(records=records, handler=handle, lambda_context=context):
-        outcomes = processor.process()
-        classified = [result for status, result, _ in outcomes if status == "success"]
-        service.writer.on_failure = report
-        result = service.writer.write(classified)
-    _publish(len(records), result)
+def _log(received: int, result: IngestResult) -> None:
+    for failure in result.failures:
+        logger.debug("record reported for redelivery", extra={"seq": failure.seq, "error": repr(failure.error)})
     logger.info(
         "batch folded",
         extra={
-            "records": len(records),
+            "records": received,
             "users": result.users,
             "applied": result.applied,
             "skipped": result.skipped,
             "quarantined": {r.value: n for r, n in result.quarantined.items()},
             "dropped_no_consent": result.dropped_no_consent,
             "dropped_erased": result.dropped_erased,
-            "failed": len(result.failed_seqs),
+            "failed": len(result.failures),
             "archived": result.archive.delivered,
             "archive_fallback": result.archive.fallback_events,
             "archive_failed": len(result.archive.failed),
             "archive_error": result.archive.error,
         },
     )
-    return dict(processor.response())
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    records = [_raw(record) for record in KinesisStreamEvent(event).records]
+    result = ingest_batch(records, datetime.now(UTC), ingest_deps())
+    _publish(len(records), result)
+    _log(len(records), result)
+    return batch_response(len(records), result)

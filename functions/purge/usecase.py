@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from personalization.purge import PurgeRecord, purge_archive
-from purge.wiring import PurgeDeps
+from store.archive import ArchiveBucket, PurgeStateObject
+from store.erasure_log import ErasureLogStore
+from store.profiles import ProfileStore
+
+
+@dataclass(frozen=True)
+class PurgeDeps:
+    # Read for the tombstones: who is erased, and since when.
+    profiles: ProfileStore
+    archive: ArchiveBucket
+    log: ErasureLogStore
+    state: PurgeStateObject
 
 
 def purge(deps: PurgeDeps, now: datetime) -> PurgeRecord:

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 from purge.config import PurgeConfig
+from purge.usecase import PurgeDeps
 from store.archive import ArchiveBucket, ArchiveSettings, PurgeStateObject
 from store.erasure_log import ErasureLogStore
 from store.profiles import ProfileStore, TableSettings
-
-
-@dataclass(frozen=True)
-class PurgeDeps:
-    # Read for the tombstones: who is erased, and since when.
-    profiles: ProfileStore
-    archive: ArchiveBucket
-    log: ErasureLogStore
-    state: PurgeStateObject
 
 
 @lru_cache(maxsize=1)

@@ -124,10 +124,10 @@ class LocalProduct:
         # stack (a test session), which must not inherit this one's.
         from aws_lambda_powertools.utilities import parameters
 
-        from ingest.service import ingest_service
+        from ingest.wiring import ingest_deps
         from store.tables import forget_bindings
 
-        ingest_service.cache_clear()
+        ingest_deps.cache_clear()
         forget_bindings()
         parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
 

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities import parameters
 from infra.local.poller import KinesisPoller, LocalLambdaContext
 from infra.local.producer import put_events
 from infra.local.stack import LocalStack
-from ingest.service import ingest_service
+from ingest.wiring import ingest_deps
 from model_export.data.canonical import to_events
 from model_export.data.datasets import rees46
 from personalization.events import Event
@@ -109,6 +109,6 @@ def ingest(clean_stack: LocalStack, stack_env: LocalStack, monkeypatch: pytest.M
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     # A fresh container: config, stores and the cached pepper are built again from this environment.
-    ingest_service.cache_clear()
+    ingest_deps.cache_clear()
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
     return Ingest(clean_stack, env)

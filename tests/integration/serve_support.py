@@ -15,7 +15,7 @@ from infra.local.poller import KinesisPoller
 from infra.local.producer import put_events
 from infra.local.serve_process import ServeProcess
 from infra.local.stack import LocalStack, conflicting_env_vars
-from ingest.service import ingest_service
+from ingest.wiring import ingest_deps
 from model_export.data.canonical import to_events
 from model_export.data.datasets import rees46
 from model_export.publishing.folder import train_version
@@ -45,7 +45,7 @@ def build_world(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> World:
     ingest_env = stack.function_env("IngestFunction")
     for name, value in ingest_env.items():
         monkeypatch.setenv(name, value)
-    ingest_service.cache_clear()
+    ingest_deps.cache_clear()
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
     serve_env = stack.function_env("ServeFunction")
 

@@ -12,7 +12,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from infra.local.poller import lambda_kinesis_record
-from ingest.service import ingest_service
+from ingest.wiring import ingest_deps
 from personalization.events import Consent, Event, EventType, Impression
 from personalization.identity import pseudonymize
 from tests.integration.archive_support import FaultyAws, archived
@@ -50,7 +50,7 @@ def through(ingest: Ingest, faulty: FaultyAws, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("AWS_ENDPOINT_URL_FIREHOSE", faulty.url)
     if s3:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.url)
-    ingest_service.cache_clear()
+    ingest_deps.cache_clear()
 
 
 def test_every_accepted_event_is_archived_once_under_its_pseudonym_and_nothing_else(ingest: Ingest) -> None:

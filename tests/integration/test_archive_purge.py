@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra.local.poller import LocalLambdaContext
-from ingest.service import ingest_service
+from ingest.wiring import ingest_deps
 from personalization.identity import pseudonymize
 from purge.wiring import purge_deps
 from store.erasure_log import ErasureLogStore
@@ -72,7 +72,7 @@ def test_erased_peoples_archived_events_are_purged_and_nobody_elses(
     ingest.poller(batch_size=500).drain()
     with FaultyAws(ingest.stack.endpoint_url, firehose_down=1000) as faulty:
         monkeypatch.setenv("AWS_ENDPOINT_URL_FIREHOSE", faulty.url)
-        ingest_service.cache_clear()
+        ingest_deps.cache_clear()
         ingest.publish(events[450:])
         # (the poller reads from the trim horizon: the first 450 come again, and are archived again)
         ingest.poller(batch_size=500).drain()

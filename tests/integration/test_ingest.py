@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ingest.service import ingest_service
+from ingest.wiring import ingest_deps
 from personalization.identity import pseudonymize
 from personalization.profile import Profile
 from store.profiles import ProfileStore
@@ -80,11 +80,11 @@ def test_a_failed_write_is_reported_redelivered_and_ends_as_one_clean_run(ingest
 
     # And a fresh stack where one user's first write will fail
     clean_stack.reset()
-    ingest_service.cache_clear()
+    ingest_deps.cache_clear()
     victim_raw = events[len(events) // 2].user_id
     victim = pseudonymize(ingest.pepper, victim_raw)
-    service = ingest_service()
-    service.writer.profiles = FlakyProfiles(service.writer.profiles, victim)
+    deps = ingest_deps()
+    deps.writer.profiles = FlakyProfiles(deps.writer.profiles, victim)
     ingest.publish(events)
 
     # When the batch is delivered, the handler reports the victim's records

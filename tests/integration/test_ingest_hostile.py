@@ -31,7 +31,7 @@ import pytest
 
 from infra.local.poller import KinesisPoller, PollStats
 from infra.local.stack import LocalStack
-from ingest.service import ingest_service
+from ingest.wiring import ingest_deps
 from personalization.events import MAX_ID_LEN, MAX_RECORD_BYTES, MAX_TEXT_LEN, Event, Reason
 from personalization.identity import pseudonymize
 from personalization.profile import PositionedEvent, Profile, fold
@@ -697,7 +697,7 @@ def assert_profiles_are_the_offline_fold_of_the_good_events(ingest: Ingest, plac
             user = pseudonymize(pepper, p.record.event.user_id)
             event = p.record.event.model_copy(update={"user_id": user})
             by_user[user].append(PositionedEvent(event, p.shard, int(p.seq)))
-    settings = ingest_service().writer.fold_settings
+    settings = ingest_deps().writer.fold_settings
     expected = {user: fold(None, user, events, settings)[0] for user, events in by_user.items()}
     assert sum(sum(profile.counts.values()) for profile in expected.values()) == GOOD_COUNT
 
@@ -732,7 +732,7 @@ def test_ten_thousand_hostile_records_are_quarantined_with_their_reason_and_neve
     ingest: Ingest,
 ) -> None:
     # Given 10,000 seeded bad records (analytics consent given) shuffled among 1,000 real events
-    mix = Mix(ingest.pepper, ingest_service().config.retention)
+    mix = Mix(ingest.pepper, ingest_deps().retention)
     records = mix.shuffled(mix.good(), mix.bad(BAD_COUNT))
 
     # When they go through the stream, the poller and the real handler
@@ -768,7 +768,7 @@ def test_ten_thousand_hostile_records_are_quarantined_with_their_reason_and_neve
 def test_consent_less_records_leave_no_trace_even_when_malformed(ingest: Ingest) -> None:
     # Given a few hundred records without analytics consent (valid, malformed, oversized, with NaN tokens;
     # consent false, absent, or only truthy-looking) shuffled among 1,000 real events
-    mix = Mix(ingest.pepper, ingest_service().config.retention)
+    mix = Mix(ingest.pepper, ingest_deps().retention)
     records = mix.shuffled(mix.good(), mix.no_consent(NO_CONSENT_COUNT))
 
     # When they go through the stream, the poller and the real handler

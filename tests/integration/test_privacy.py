@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from erase.__main__ import main as erase_cli
-from ingest.service import ingest_service
+from ingest.wiring import ingest_deps
 from model_export import cli as model_cli
 from model_export.data.canonical import data_hash, normalize
 from model_export.data.datasets import rees46
@@ -284,7 +284,7 @@ def test_an_admin_erasure_sticks_through_a_replay_of_the_whole_stream(
     assert [entry.path for entry in privacy.erasure_log.all()] == [ErasurePath.ADMIN]
 
     # When the whole stream is delivered again from the trim horizon through the real handler
-    ingest_service.cache_clear()  # a new container, as after a deployment
+    ingest_deps.cache_clear()  # a new container, as after a deployment
     replay = privacy.ingest.poller().drain()
 
     # Then the person stays erased, their events and bad record are dropped and counted, everyone else is
@@ -338,8 +338,8 @@ def test_an_erasure_wins_the_race_against_an_ingest_write(privacy: Privacy) -> N
     poller = privacy.ingest.poller()
     poller.drain()  # positions at the end of the stream
     privacy.ingest.publish(as_user(sample[5:], ALICE))
-    service = ingest_service()
-    service.writer.profiles = EraseAfterRead(service.writer.profiles, privacy.pseudonym(ALICE))
+    deps = ingest_deps()
+    deps.writer.profiles = EraseAfterRead(deps.writer.profiles, privacy.pseudonym(ALICE))
 
     # When the batch is delivered
     stats = poller.drain()

@@ -1,30 +1,18 @@
-"""Wiring for the ingest function: config, stores and secrets, built once per container."""
+"""Wiring for the ingest function: config, stores and the pepper, built once per container."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from ingest.archiving import Archiver
 from ingest.batch import BatchWriter
 from ingest.config import IngestConfig
+from ingest.usecase import IngestDeps
 from personalization.profile import FoldSettings
 from store.archive import ArchiveBucket, ArchiveSettings, FirehoseArchive
 from store.parameters import get_secret
 from store.profiles import ProfileStore, TableSettings
 from store.quarantine import QuarantineStore
-
-
-@dataclass
-class IngestService:
-    config: IngestConfig
-    writer: BatchWriter
-
-    @property
-    def pepper(self) -> bytes:
-        # Read through the powertools cache on every batch, so a rotated pepper is picked up within its TTL.
-        return get_secret(self.config.pepper_parameter)
-
 
 # Profiles written side by side per batch, and as many pooled connections to carry them.
 WRITE_WORKERS = 16
@@ -39,7 +27,7 @@ def archiver(config: IngestConfig) -> Archiver | None:
 
 
 @lru_cache(maxsize=1)
-def ingest_service() -> IngestService:
+def ingest_deps() -> IngestDeps:
     config = IngestConfig.from_env()
     writer = BatchWriter(
         profiles=ProfileStore(TableSettings(config.profiles_table, config.region, max_pool_connections=WRITE_WORKERS)),
@@ -50,4 +38,4 @@ def ingest_service() -> IngestService:
         max_write_workers=WRITE_WORKERS,
         archiver=archiver(config),
     )
-    return IngestService(config, writer)
+    return IngestDeps(writer=writer, pepper=partial(get_secret, config.pepper_parameter), retention=config.retention)
