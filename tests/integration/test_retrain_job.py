@@ -24,7 +24,7 @@ UNTIL = datetime.now(UTC).replace(microsecond=0)
 
 def job_arguments(stack: LocalStack) -> list[str]:
     """The job's own DefaultArguments resolved against the local names, with what Glue adds to every run."""
-    resolver = stack.template.resolver(stack.refs, parameter_overrides=stack.parameter_overrides)
+    resolver = stack.resolver()
     argv = ["--JOB_NAME", "retrain", "--JOB_ID", "j_local", "--JOB_RUN_ID", "jr_local", "--TempDir", "s3://tmp/x"]
     argv += ["--job-bookmark-option", "job-bookmark-disable", "--enable-continuous-cloudwatch-log", "true"]
     for key, value in JOB["DefaultArguments"].items():
