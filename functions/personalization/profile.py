@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from hashlib import sha256
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 from personalization.consent_record import ConsentRecord, latest_record
 from personalization.events import Event, EventType
+from personalization.field_types import copier
 
 HISTORY_LIMIT = 50
 PURCHASED_LIMIT = 100
@@ -133,39 +134,47 @@ class Session:
     last_type: str
 
 
+def _stored(key: str, *, history: bool = True) -> dict[str, Any]:
+    """A profile field's metadata: `key` is its name in the stored form (short: DynamoDB bills every byte of
+    every write); `history` says it is what the person did, forgotten when consent is withdrawn (not consent
+    state or the exactly-once bookkeeping). The codec, the fold's copy, `_forget` and `has_history` read it."""
+    return {"key": key, "history": history}
+
+
 @dataclass(slots=True)
 class Profile:
-    user_id: str
-    first_seen_ms: int | None = None
-    counts: dict[str, int] = field(default_factory=dict)
-    last_seen_ms: dict[str, int] = field(default_factory=dict)
+    user_id: str  # the item's key, not stored in the state
+    first_seen_ms: int | None = field(default=None, metadata=_stored("f"))
+    counts: dict[str, int] = field(default_factory=dict, metadata=_stored("n"))
+    last_seen_ms: dict[str, int] = field(default_factory=dict, metadata=_stored("l"))
     # Category scores as of affinity_at_ms, which trails the newest event by less than one half-life.
-    affinity: dict[str, float] = field(default_factory=dict)
-    affinity_at_ms: int = 0
-    monetary: float = 0.0
+    affinity: dict[str, float] = field(default_factory=dict, metadata=_stored("a"))
+    affinity_at_ms: int = field(default=0, metadata=_stored("at"))
+    monetary: float = field(default=0.0, metadata=_stored("m"))
     # (item, type code, ts ms), oldest first, at most HISTORY_LIMIT.
-    recent: list[tuple[str, str, int]] = field(default_factory=list)
-    cart: dict[str, int] = field(default_factory=dict)
-    purchased: dict[str, int] = field(default_factory=dict)
-    session: Session | None = None
+    recent: list[tuple[str, str, int]] = field(default_factory=list, metadata=_stored("r"))
+    cart: dict[str, int] = field(default_factory=dict, metadata=_stored("c"))
+    purchased: dict[str, int] = field(default_factory=dict, metadata=_stored("p"))
+    session: Session | None = field(default=None, metadata=_stored("s"))
     # Sessions started, orders (purchases less than EPISODE_GAP_MS apart are one) and cart episodes (likewise
     # for adds to cart): visit and purchase frequency, and cart abandonment as episodes not followed by orders.
-    visits: int = 0
-    orders: int = 0
-    cart_episodes: int = 0
+    visits: int = field(default=0, metadata=_stored("vi"))
+    orders: int = field(default=0, metadata=_stored("o"))
+    cart_episodes: int = field(default=0, metadata=_stored("ce"))
     # Events per local time of day (DAYPARTS order) and per device class (DEVICE_CLASSES), halved at MIX_CAP.
-    dayparts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    devices: dict[str, int] = field(default_factory=dict)
+    dayparts: list[int] = field(default_factory=lambda: [0, 0, 0, 0], metadata=_stored("h"))
+    devices: dict[str, int] = field(default_factory=dict, metadata=_stored("d"))
     # Whether serve may personalize for this person: analytics and personalization consent, as last given.
-    personalization: bool = True
+    personalization: bool = field(default=True, metadata=_stored("ok", history=False))
     # Analytics consent as last given (events without it never reach the fold; a consent event can say so).
-    analytics: bool = True
+    analytics: bool = field(default=True, metadata=_stored("an", history=False))
     # The latest time the person was seen without personalization consent; events stamped at or before it
     # never build history.
-    withdrawn_ms: int | None = None
-    consent_record: ConsentRecord | None = None  # the latest banner answer (personalization.consent_record)
-    watermarks: dict[str, int] = field(default_factory=dict)
-    event_ids: list[str] = field(default_factory=list)
+    withdrawn_ms: int | None = field(default=None, metadata=_stored("wd", history=False))
+    # The latest banner answer (personalization.consent_record).
+    consent_record: ConsentRecord | None = field(default=None, metadata=_stored("cr", history=False))
+    watermarks: dict[str, int] = field(default_factory=dict, metadata=_stored("w", history=False))
+    event_ids: list[str] = field(default_factory=list, metadata=_stored("e", history=False))
 
     @property
     def last_event_ms(self) -> int | None:
@@ -174,23 +183,16 @@ class Profile:
     @property
     def has_history(self) -> bool:
         """Whether anything about the person's behaviour is held (consent and bookkeeping are not history)."""
-        return bool(
-            self.first_seen_ms is not None
-            or self.counts
-            or self.last_seen_ms
-            or self.affinity
-            or self.affinity_at_ms
-            or self.monetary
-            or self.recent
-            or self.cart
-            or self.purchased
-            or self.session is not None
-            or self.visits
-            or self.orders
-            or self.cart_episodes
-            or any(self.dayparts)
-            or self.devices
-        )
+        return any(getattr(self, name) != default for name, default in _HISTORY_DEFAULTS)
+
+
+# The stored fields and the history among them, read off the field declarations above.
+STORED_FIELDS = tuple(f for f in fields(Profile) if "key" in f.metadata)
+_BLANK = Profile(user_id="")  # the default of every field; only compared with, never changed
+_HISTORY_DEFAULTS = tuple((f.name, getattr(_BLANK, f.name)) for f in STORED_FIELDS if f.metadata["history"])
+# A copy sharing nothing mutable: positional, from one attrgetter call (dataclasses.replace took a fifth of a
+# typical fold, one or two events onto a stored profile).
+_copy: Callable[[Profile], Profile] = cast(Callable[[Profile], Profile], copier(Profile))
 
 
 def to_ms(event: Event) -> int:
@@ -210,40 +212,6 @@ def affinities_at(profile: Profile, now_ms: int, settings: FoldSettings) -> dict
     """Category affinities decayed to `now_ms` (stored scores are as of `affinity_at_ms`)."""
     factor = decay_factor(now_ms - profile.affinity_at_ms, settings.affinity_half_life_ms)
     return {category: score * factor for category, score in profile.affinity.items()}
-
-
-def _copy(profile: Profile) -> Profile:
-    # Spelled out: dataclasses.replace took a fifth of a typical fold (one or two events onto a stored
-    # profile). Every field is listed, so a field added to Profile must be added here too.
-    session = profile.session
-    return Profile(
-        user_id=profile.user_id,
-        first_seen_ms=profile.first_seen_ms,
-        counts=dict(profile.counts),
-        last_seen_ms=dict(profile.last_seen_ms),
-        affinity=dict(profile.affinity),
-        affinity_at_ms=profile.affinity_at_ms,
-        monetary=profile.monetary,
-        recent=list(profile.recent),
-        cart=dict(profile.cart),
-        purchased=dict(profile.purchased),
-        session=None
-        if session is None
-        else Session(
-            session.id, session.start_ms, session.last_ms, session.events, list(session.items), session.last_type
-        ),
-        visits=profile.visits,
-        orders=profile.orders,
-        cart_episodes=profile.cart_episodes,
-        dayparts=list(profile.dayparts),
-        devices=dict(profile.devices),
-        personalization=profile.personalization,
-        analytics=profile.analytics,
-        withdrawn_ms=profile.withdrawn_ms,
-        consent_record=profile.consent_record,
-        watermarks=dict(profile.watermarks),
-        event_ids=list(profile.event_ids),
-    )
 
 
 def _add_affinity(profile: Profile, category: str, weight: float, ts_ms: int, half_life_ms: int) -> None:
@@ -331,21 +299,9 @@ _position = itemgetter(2, 1)  # sequence order: the key (p.seq, p.shard), withou
 
 def _forget(profile: Profile) -> None:
     """Drop every piece of per-person history; keep consent state and the exactly-once bookkeeping."""
-    profile.first_seen_ms = None
-    profile.counts = {}
-    profile.last_seen_ms = {}
-    profile.affinity = {}
-    profile.affinity_at_ms = 0
-    profile.monetary = 0.0
-    profile.recent = []
-    profile.cart = {}
-    profile.purchased = {}
-    profile.session = None
-    profile.visits = 0
-    profile.orders = 0
-    profile.cart_episodes = 0
-    profile.dayparts = [0, 0, 0, 0]
-    profile.devices = {}
+    blank = Profile(profile.user_id)
+    for name, _ in _HISTORY_DEFAULTS:
+        setattr(profile, name, getattr(blank, name))
 
 
 def device_class(device: str) -> str:
