@@ -40,7 +40,8 @@ def values_of(tp: Any) -> st.SearchStrategy[Any]:
     if origin is tuple:
         return st.tuples(*(values_of(arg) for arg in args))
     if dataclasses.is_dataclass(tp):
-        return st.builds(tp, *(values_of(hint) for _, hint in field_hints(typing.cast(type, tp))))
+        cls = typing.cast(type, tp)
+        return st.builds(cls, *(values_of(hint) for _, hint in field_hints(cls)))
     raise AssertionError(f"no strategy for {tp}")
 
 
