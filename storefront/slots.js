@@ -4,7 +4,8 @@ import { categoryLabel, describe, formatPrice, hue, itemTitle, tileMark } from "
 import { currentConsent, storedConsent } from "./consent.js";
 import { fill, h } from "./dom.js";
 
-const DEBUG_HEADERS = ["X-Personalization", "X-Segment", "X-Model-Version", "X-Rules-Version", "X-Experiment-Variant"];
+// names.DEBUG_HEADERS, in its order (tests/infrastructure checks); X-Context is the viewer context serve derived.
+const DEBUG_HEADERS = ["X-Personalization", "X-Segment", "X-Model-Version", "X-Rules-Version", "X-Experiment-Variant", "X-Context"];
 const DEBOUNCE_MS = 250;
 // Ingest lags an event by about a second (batching window + fold): after an action, look again a few times
 // until the fragment changes, then stop.

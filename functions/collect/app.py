@@ -30,6 +30,7 @@ from collect.service import Collected, Collector, collect, collector, unavailabl
 from http_headers import install as install_standard_headers
 from names import IDENTITY_COOKIE, IDENTITY_HEADER, SEGMENT_COOKIE, expire_cookie, set_cookie
 from observability import count, logger
+from personalization.context import UNKNOWN, RequestContext, request_context
 
 # Serve's signed segment cookie, dropped as soon as an event withdraws (or lacks) personalization consent: the
 # segment fragments it keys must not follow a person who said no until their profile has caught up.
@@ -121,6 +122,7 @@ def _record(collected: Collected) -> None:
     openapi_extra={"requestBody": _EVENT_BODY},
 )
 def post_events(
+    request: Request,
     body: Annotated[bytes, Depends(request_body)],
     state: Annotated[Collector, Depends(collector)],
     identity_cookie: Annotated[str | None, Cookie(alias=IDENTITY_COOKIE)] = None,
@@ -128,7 +130,11 @@ def post_events(
     identity_header: Annotated[str | None, Header(alias=IDENTITY_HEADER)] = None,
 ) -> JSONResponse:
     items = read_events(body)
-    collected, new_token = _collect(items, state, identity_header or identity_cookie, time.time())
+    now = time.time()
+    # From the CloudFront viewer headers, never from the events: what the tracker says of its device, country
+    # or clock is replaced wherever the edge said otherwise.
+    context = request_context(request.headers, now)
+    collected, new_token = _collect(items, state, identity_header or identity_cookie, now, context)
     _record(collected)
     status = _status(collected.response)
     headers = dict(NO_STORE)
@@ -142,7 +148,9 @@ def post_events(
     return result
 
 
-def _collect(items: list[Any], state: Collector, token: str | None, now: float) -> tuple[Collected, str | None]:
+def _collect(
+    items: list[Any], state: Collector, token: str | None, now: float, context: RequestContext = UNKNOWN
+) -> tuple[Collected, str | None]:
     """The collected events, and the new identity token to set as a cookie, if any."""
     try:
         key = state.identity_key()
@@ -153,7 +161,9 @@ def _collect(items: list[Any], state: Collector, token: str | None, now: float) 
         return Collected(unavailable(items), retried=0, consented=False), None
     visitor = identify(key, token, int(now), state.config.anonymous_id_ttl_s)
     try:
-        collected = collect(items, visitor, datetime.fromtimestamp(now, UTC), state.config.retention, state.stream)
+        collected = collect(
+            items, visitor, datetime.fromtimestamp(now, UTC), state.config.retention, state.stream, context
+        )
     except Exception:
         logger.exception("collecting failed; reporting every event failed")
         return Collected(unavailable(items), retried=0, consented=False), None

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from personalization.context import UNKNOWN, RequestContext
 from personalization.events import (
     BROWSER_EVENT_TYPES,
     Event,
@@ -134,12 +135,15 @@ def _refusal(rejected: Rejected) -> Refusal:
     return Refusal(rejected.field or "event", rejected.reason.value, rejected.message)
 
 
-def admit(item: Any, pseudonym: str, now: datetime, retention: timedelta) -> Event | Refusal:
+def admit(
+    item: Any, pseudonym: str, now: datetime, retention: timedelta, context: RequestContext = UNKNOWN
+) -> Event | Refusal:
     """One client event as the stream will carry it (under the visitor's pseudonym), or why it is refused.
 
     The client may omit user_id, event_id and ts: the collector sets the pseudonym (whatever user_id was
     sent), a random event_id and the time of receipt. A client that sends its own event_id makes its retries
-    idempotent: ingest skips an event id a profile has seen.
+    idempotent: ingest skips an event id a profile has seen. The event's context is stamped with what the
+    edge derived (device, country, UTC offset, channel), in place of what the tracker claimed for those.
     """
     if not isinstance(item, dict):
         return Refusal("event", Reason.NOT_OBJECT.value, f"expected an event object, got a JSON {_json_type(item)}")
@@ -151,7 +155,7 @@ def admit(item: Any, pseudonym: str, now: datetime, retention: timedelta) -> Eve
     # A consent event is the exception: a withdrawal must reach the profile to take effect.
     if item.get("type") != EventType.CONSENT.value and not has_analytics_consent(item):
         return Refusal("consent.analytics", NO_CONSENT, "analytics consent was not given; the event was not kept")
-    fields = {**item, "user_id": pseudonym, "pseudonymous": True}
+    fields = {**item, "user_id": pseudonym, "pseudonymous": True, "context": context.stamp(item.get("context"))}
     if fields.get("event_id") is None:
         fields["event_id"] = uuid.uuid4().hex
     if fields.get("ts") is None:

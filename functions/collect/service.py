@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from collect.config import CollectConfig
 from collect.intake import Refusal, Visitor, admit
 from collect.models import AcceptedRecord, CollectResponse, FailedRecord, RejectedRecord
+from personalization.context import UNKNOWN, RequestContext
 from personalization.events import Event
 from store.parameters import get_secret
 from store.stream import EventStream, PutResult, Written
@@ -46,12 +47,20 @@ class Collected:
     consented: bool
 
 
-def collect(items: list[Any], visitor: Visitor, now: datetime, retention: timedelta, sink: EventSink) -> Collected:
-    """Admit each item under the visitor's pseudonym, write the admitted ones in one go, answer per item."""
+def collect(
+    items: list[Any],
+    visitor: Visitor,
+    now: datetime,
+    retention: timedelta,
+    sink: EventSink,
+    context: RequestContext = UNKNOWN,
+) -> Collected:
+    """Admit each item under the visitor's pseudonym, stamped with the request's viewer context, write the
+    admitted ones in one go, answer per item."""
     results: list[AcceptedRecord | RejectedRecord | FailedRecord | None] = [None] * len(items)
     admitted: list[tuple[int, Event]] = []
     for index, item in enumerate(items):
-        decision = admit(item, visitor.pseudonym, now, retention)
+        decision = admit(item, visitor.pseudonym, now, retention, context)
         if isinstance(decision, Refusal):
             results[index] = RejectedRecord(
                 index=index, field=decision.field, reason=decision.reason, message=decision.message

@@ -90,6 +90,7 @@ ECHOED_FIELDS = frozenset(
         "context.device",
         "context.country",
         "context.page",
+        "context.channel",
         "impression.slot",
         "impression.experiment",
         "impression.variant",
@@ -125,6 +126,8 @@ class Context(BaseModel):
     # Minutes the visitor's clock is ahead of UTC (JavaScript: -new Date().getTimezoneOffset()): the profile
     # keeps a local time-of-day mix, and the UTC ts alone cannot say what time it was for the visitor.
     utc_offset_min: Annotated[int, Field(ge=-12 * 60, le=14 * 60)] | None = None
+    # How the visitor came (personalization.context.Channel), stamped by the collector from the Referer.
+    channel: Literal["search", "social", "email", "campaign", "referral", "direct"] | None = None
 
 
 class Consent(BaseModel):

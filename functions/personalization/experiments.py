@@ -23,6 +23,8 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from personalization.context import UNKNOWN, ContextScope, RequestContext
+
 NAME_PATTERN = r"^[a-z0-9_-]{1,32}$"
 # Shares are typed by people ("0.333"); a millionth is loose enough for thirds, tight enough to catch typos.
 SHARE_TOLERANCE = 1e-6
@@ -47,7 +49,10 @@ class Variant(BaseModel):
     strategy: Literal["model", "popular"] | None = None
 
 
-class Experiment(BaseModel):
+class Experiment(ContextScope):
+    """An A/B test on some slots; it may target a viewer context too (devices, countries, dayparts, channels),
+    so that, say, only mobile visitors in the morning take part."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Name
@@ -82,13 +87,16 @@ class Experiment(BaseModel):
         self._end_ms = None if self.end is None else to_ms(self.end)
         return self
 
-    def covers(self, slot: str, now_ms: int) -> bool:
-        """Whether a request for `slot` at `now_ms` takes part: the slot is in scope and start <= now < end."""
+    def covers(self, slot: str, now_ms: int, context: RequestContext = UNKNOWN, daypart: str | None = None) -> bool:
+        """Whether a request for `slot` at `now_ms` takes part: the slot is in scope, start <= now < end and
+        the viewer's context (`daypart`: the document's name for the viewer's local hour) is targeted."""
         if self.slots is not None and slot not in self.slots:
             return False
         if self._start_ms is not None and now_ms < self._start_ms:
             return False
-        return self._end_ms is None or now_ms < self._end_ms
+        if self._end_ms is not None and now_ms >= self._end_ms:
+            return False
+        return self.admits_context(context, daypart)
 
     def key(self, variant: Variant) -> str:
         """How rules name a variant in `when.variants`, and what serve puts in RuleRequest.variants."""
@@ -125,9 +133,16 @@ def assign(experiment: Experiment, pseudonym: str) -> Variant:
     return experiment.variants[-1]
 
 
-def active_experiment(experiments: Sequence[Experiment], slot: str, now_ms: int) -> Experiment | None:
-    """The first experiment in document order that covers the slot and whose [start, end) holds now."""
-    return next((experiment for experiment in experiments if experiment.covers(slot, now_ms)), None)
+def active_experiment(
+    experiments: Sequence[Experiment],
+    slot: str,
+    now_ms: int,
+    context: RequestContext = UNKNOWN,
+    daypart: str | None = None,
+) -> Experiment | None:
+    """The first experiment in document order that covers the slot, whose [start, end) holds now and which
+    targets the viewer's context (or none)."""
+    return next((experiment for experiment in experiments if experiment.covers(slot, now_ms, context, daypart)), None)
 
 
 def assignment(experiments: Sequence[Experiment], slot: str, now_ms: int, pseudonym: str) -> Assignment | None:

@@ -14,7 +14,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from personalization.profile import CODE_TYPES, DAYPARTS, DEVICE_NAMES, FoldSettings, Profile, affinities_at
+from personalization.context import DEVICE_NAMES
+from personalization.profile import CODE_TYPES, DAYPARTS, FoldSettings, Profile, affinities_at
 
 
 class ErasurePath(StrEnum):
@@ -154,6 +155,8 @@ class MixView(BaseModel):
 
     time_of_day: dict[str, int]
     devices: dict[str, int]
+    # The country of the newest event that named one (as the CDN placed the visitor).
+    last_country: str | None = None
 
 
 class TechnicalView(BaseModel):
@@ -238,6 +241,7 @@ def describe(
         mix=MixView(
             time_of_day=dict(zip(DAYPARTS, profile.dayparts, strict=True)),
             devices={DEVICE_NAMES.get(code, code): count for code, count in profile.devices.items()},
+            last_country=profile.last_country,
         ),
         recent=[
             RecentEntry(item_id=item, event_type=_type_name(code), at=_at(ts)) for item, code, ts in profile.recent

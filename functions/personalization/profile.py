@@ -25,6 +25,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
 from personalization.consent_record import ConsentRecord, latest_record
+from personalization.context import DEVICE_CODES, device_class
 from personalization.events import Event, EventType
 from personalization.field_types import copier
 
@@ -45,14 +46,6 @@ MIX_CAP = 256
 DAYPARTS = ("night", "morning", "afternoon", "evening")
 _MS_PER_MINUTE = 60_000
 _MS_PER_DAYPART = 6 * 3600 * 1000
-# What a tracker may call a device, in one-letter classes; anything else is "o" (other).
-DEVICE_CLASSES = ("m", "d", "t", "o")
-DEVICE_NAMES = {"m": "mobile", "d": "desktop", "t": "tablet", "o": "other"}
-DEVICE_CODES: dict[str, str] = {
-    **dict.fromkeys(("mobile", "phone", "smartphone", "android", "ios", "iphone"), "m"),
-    **dict.fromkeys(("desktop", "pc", "laptop", "computer", "mac", "windows", "linux"), "d"),
-    **dict.fromkeys(("tablet", "ipad"), "t"),
-}
 # Scores below this are noise and would only cost bytes in every write.
 AFFINITY_FLOOR = 1e-4
 
@@ -164,6 +157,8 @@ class Profile:
     # Events per local time of day (DAYPARTS order) and per device class (DEVICE_CLASSES), halved at MIX_CAP.
     dayparts: list[int] = field(default_factory=lambda: [0, 0, 0, 0], metadata=_stored("h"))
     devices: dict[str, int] = field(default_factory=dict, metadata=_stored("d"))
+    # The country (ISO 3166-1 alpha-2) of the newest event that named one (the edge's, via the collector).
+    last_country: str | None = field(default=None, metadata=_stored("lc"))
     # Whether serve may personalize for this person: analytics and personalization consent, as last given.
     personalization: bool = field(default=True, metadata=_stored("ok", history=False))
     # Analytics consent as last given (events without it never reach the fold; a consent event can say so).
@@ -304,24 +299,6 @@ def _forget(profile: Profile) -> None:
         setattr(profile, name, getattr(blank, name))
 
 
-def device_class(device: str) -> str:
-    """A tracker's device string as one of DEVICE_CLASSES (exact names first; then by what it contains)."""
-    code = DEVICE_CODES.get(device)
-    if code is not None:
-        return code
-    lowered = device.lower()
-    code = DEVICE_CODES.get(lowered)
-    if code is not None:
-        return code
-    if "tablet" in lowered or "ipad" in lowered:
-        return "t"
-    if "mobile" in lowered or "phone" in lowered:
-        return "m"
-    if "desktop" in lowered:
-        return "d"
-    return "o"
-
-
 def daypart(ts_ms: int, utc_offset_min: int | None) -> int:
     """Index into DAYPARTS of the local time of day: UTC plus the tracker's offset (UTC when it sent none).
 
@@ -402,6 +379,10 @@ def _apply(profile: Profile, event: Event, ts_ms: int, half_life_ms: int) -> Non
         devices[code] = mixed
         if mixed >= MIX_CAP:
             profile.devices = {key: half for key, value in devices.items() if (half := value // 2)}
+    country = context.country
+    # The newest event's country, whatever order events arrive in (a late one from an earlier trip keeps out).
+    if country is not None and country != profile.last_country and ts_ms >= max(last_seen.values()):
+        profile.last_country = country
     category = event.category
     if category and weight > 0:
         _add_affinity(profile, category, weight, ts_ms, half_life_ms)

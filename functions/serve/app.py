@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from http_headers import install as install_standard_headers
 from names import (
+    CONTEXT_HEADER,
     EXPERIMENT_VARIANT_HEADER,
     IDENTITY_COOKIE,
     IDENTITY_HEADER,
@@ -23,6 +24,7 @@ from names import (
     set_cookie,
 )
 from observability import count, logger
+from personalization.context import RequestContext, request_context
 from personalization.fragments import (
     DEGRADED_REASONS,
     UNTARGETABLE_REASONS,
@@ -34,6 +36,7 @@ from personalization.fragments import (
     render_json,
 )
 from personalization.identity import sign_segment, verify_segment, verify_token
+from serve.edge_context import keyed_right, shared_lifetime, vary
 from serve.pipeline import PageContext, fallback, for_segment, personalize
 from serve.privacy import EXPIRE_SEGMENT_COOKIE
 from serve.privacy import router as privacy_router
@@ -44,6 +47,8 @@ SEGMENT_COOKIE_MAX_AGE_S = 24 * 3600
 # Slots named segment* show the visitor's segment's best-sellers: shared by the segment, cached at the edge.
 SEGMENT_SLOT_PREFIX = "segment"
 CACHE_KEY_QUERY = ("format", "k", "item", "journey")
+# What every answer varies on: the identity (cookie or token header) and the signed segment cookie.
+BASE_VARY = f"Cookie, {IDENTITY_HEADER}"
 # Answers for one known person: never shared by a cache, and each one's exposure is logged for experiments.
 PERSONAL_MODES = frozenset({Mode.PERSONALIZED, Mode.EXPERIMENT})
 
@@ -54,7 +59,7 @@ app = FastAPI(
 )
 app.include_router(privacy_router)
 # Every answer depends on who asks: the identity (cookie or token header) and the signed segment cookie.
-install_standard_headers(app, vary=f"Cookie, {IDENTITY_HEADER}")
+install_standard_headers(app, vary=BASE_VARY)
 
 Slot = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Which fragment slot, e.g. 'for-you'")]
 Text = Annotated[str | None, Query(max_length=256)]
@@ -98,10 +103,13 @@ def health(state: State) -> dict[str, str | int | None]:
     }
 
 
-def _headers(fragment: Fragment, public_max_age: int, swr: int, sets_cookie: bool) -> dict[str, str]:
+def _headers(
+    fragment: Fragment, public_max_age: int, swr: int, sets_cookie: bool, keyed: bool = True
+) -> dict[str, str]:
     # A response that sets a cookie is never shared: a cache would hand that cookie to the next visitor. Nor
-    # is one shaped by the visitor's experiment variant: the next visitor may be in another.
-    personal = fragment.mode in PERSONAL_MODES or sets_cookie or fragment.variant is not None
+    # is one shaped by the visitor's experiment variant: the next visitor may be in another. Nor one the edge
+    # did not key by the context the rules read (`keyed`): it would reach visitors of another context.
+    personal = fragment.mode in PERSONAL_MODES or sets_cookie or fragment.variant is not None or not keyed
     return {
         PERSONALIZATION_HEADER: fragment.label(),
         MODEL_VERSION_HEADER: fragment.model_version,
@@ -144,6 +152,10 @@ def _segment_cookie(
     return set_cookie(SEGMENT_COOKIE, value, SEGMENT_COOKIE_MAX_AGE_S)
 
 
+def _describe(viewer: RequestContext, daypart: str | None) -> str:
+    return f"{viewer.describe()}; daypart={daypart or '-'}"
+
+
 @app.get(
     "/v1/fragments/{slot}",
     response_model=Fragment,
@@ -154,6 +166,7 @@ def _segment_cookie(
     },
 )
 def get_fragment(
+    request: Request,
     state: State,
     slot: Slot,
     format: Annotated[Literal["html", "json"], Query()] = "html",
@@ -168,8 +181,10 @@ def get_fragment(
 ) -> Response:
     serving = state.serving()  # once: every step of this request sees the same version
     snapshot = serving.snapshot
-    context = PageContext(page=page, item=item, journey=journey)
     now = time.time()
+    # From the CloudFront viewer headers only: no query parameter can claim a device, country or clock.
+    viewer = request_context(request.headers, now)
+    context = PageContext(page=page, item=item, journey=journey, viewer=viewer)
     now_ms = int(now * 1000)
     key: bytes | None = None
     known_segment: int | None = None
@@ -190,9 +205,19 @@ def get_fragment(
         state.impressions.record(pseudonym, fragment, key)
     body = render_json(fragment) if format == "json" else render_html(fragment)
     cookie = _segment_cookie(key, fragment, segment_cookie, known_segment, snapshot.version)
-    headers = _headers(
-        fragment, state.config.public_max_age_s, state.config.stale_while_revalidate_s, cookie is not None
+    rules = snapshot.rules
+    dimensions = rules.dimensions if rules is not None else frozenset[str]()
+    max_age, swr = shared_lifetime(
+        state.config.public_max_age_s,
+        state.config.stale_while_revalidate_s,
+        rules.document if rules is not None else None,
+        dimensions,
+        viewer,
+        now,
     )
+    headers = _headers(fragment, max_age, swr, cookie is not None, keyed_right(request.headers, dimensions))
+    headers["Vary"] = vary(BASE_VARY, dimensions)
+    headers[CONTEXT_HEADER] = _describe(viewer, rules.document.daypart_at(viewer.local_hour) if rules else None)
     if cookie is not None:
         headers["Set-Cookie"] = cookie
     headers["ETag"] = etag(body)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from observability import logger
+from personalization.context import UNKNOWN, RequestContext
 from personalization.experiments import Experiment, Variant, active_experiment, assign
 from personalization.features import feature_vector
 from personalization.fragments import Fragment, Labels, Mode, Reason, build
@@ -31,6 +32,8 @@ class PageContext:
     page: str | None = None
     item: str | None = None
     journey: str | None = None
+    # The viewer's context, from the CloudFront viewer headers (never from the query).
+    viewer: RequestContext = UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +59,15 @@ class Decision:
         )
 
 
-def decide(state: Serving, pseudonym: str | None, slot: str, now_ms: int) -> Decision:
+def decide(state: Serving, pseudonym: str | None, slot: str, now_ms: int, viewer: RequestContext = UNKNOWN) -> Decision:
     """The live rules, and the variant of the slot's running experiment for a known visitor (anonymous
     visitors have no stable id to assign, so they see control's default behaviour and are not counted)."""
     engine = state.snapshot.rules
     if engine is None or pseudonym is None:
         return Decision(engine)
-    experiment = active_experiment(engine.document.experiments, slot, now_ms)
+    document = engine.document
+    daypart = document.daypart_at(viewer.local_hour)
+    experiment = active_experiment(document.experiments, slot, now_ms, viewer, daypart)
     if experiment is None:
         return Decision(engine)
     return Decision(engine, experiment, assign(experiment, pseudonym))
@@ -94,6 +99,7 @@ def _plan(
             now_ms=now_ms,
             purchased=purchased or {},
             cart=cart,
+            context=context.viewer,
         )
     )
 
@@ -222,7 +228,7 @@ def personalize(
 ) -> Fragment:
     """`current_segment`: the visitor's segment as the signed cookie carries it (of the live model version),
     kept until another is clearly nearer (hysteresis), so the segment does not flip between requests."""
-    decision = decide(state, pseudonym, slot, now_ms)
+    decision = decide(state, pseudonym, slot, now_ms, context.viewer)
     if state.snapshot.error:
         return fallback(state, slot, k, context, state.snapshot.error, now_ms, decision)
     if pseudonym is None:

@@ -5,8 +5,12 @@ Routing, as the distribution's behaviours would do it:
 - `/shop/catalog.json` -> the storefront's product list, cut from the live model version (shop_catalog.py);
 - everything else -> the static storefront (`storefront/`).
 
-Every proxied request goes through the viewer-request rule of infra/cloudfront/viewer_request.js: a client's
-own `x-pz-known` is replaced by `1` when the `pz_id` cookie is present, else `0`. Method, path, query, body,
+Every proxied request gets the viewer headers CloudFront would add (`CloudFront-Is-*-Viewer` from the
+User-Agent, `CloudFront-Viewer-Country` from the configured country or the Accept-Language region,
+`CloudFront-Viewer-Time-Zone` as configured), replacing any a client sent, then goes through the viewer-request
+rule of infra/cloudfront/viewer_request.js: `x-pz-known` is `1` when the `pz_id` cookie is present, else `0`;
+`x-pz-host` is the viewer's Host; `x-pz-ctx` is the context key for the dimensions the live rules document
+reads (read from the artifact bucket, as the key value store holds them in AWS). Method, path, query, body,
 cookies and end-to-end headers are forwarded; status, body and headers come back, every Set-Cookie included.
 
 Not emulated: caching (every request reaches its origin, so the live loop is visible at once; the cache key
@@ -37,9 +41,22 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infra.local.shop_catalog import shop_catalog
-from names import IDENTITY_COOKIE, KNOWN_VISITOR_HEADER
+from names import (
+    CONTEXT_KEY_HEADER,
+    IDENTITY_COOKIE,
+    KNOWN_VISITOR_HEADER,
+    MOBILE_VIEWER_HEADER,
+    SMART_TV_VIEWER_HEADER,
+    TABLET_VIEWER_HEADER,
+    VIEWER_COUNTRY_HEADER,
+    VIEWER_HOST_HEADER,
+    VIEWER_TIME_ZONE_HEADER,
+)
 from personalization.catalog import Catalog
+from personalization.context import context_key
+from personalization.rules import parse_document
 from store.artifacts import ArtifactError, ArtifactStore
+from store.rules_source import RulesSource
 
 ROOT = Path(__file__).resolve().parents[2]
 STOREFRONT_DIR = ROOT / "storefront"
@@ -71,19 +88,78 @@ SECURITY_HEADERS: Mapping[str, str] = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'",
 }
 CATALOG_RECHECK_S = 5.0
+RULES_RECHECK_S = 5.0
+# What the viewer-request function sets: a viewer's own values never pass.
+_EDGE_SET = frozenset({KNOWN_VISITOR_HEADER, CONTEXT_KEY_HEADER, VIEWER_HOST_HEADER})
 
 
-def viewer_request(headers: Mapping[str, str], cookies: Mapping[str, str]) -> dict[str, str]:
-    """infra/cloudfront/viewer_request.js in Python: mark whether the identity cookie is present (never read)."""
-    marked = {name: value for name, value in headers.items() if name.lower() != KNOWN_VISITOR_HEADER}
+def device_from_user_agent(user_agent: str) -> str:
+    """The device class CloudFront's User-Agent detection gives, to the precision the demo needs."""
+    agent = user_agent.lower()
+    if any(word in agent for word in ("smart-tv", "smarttv", "googletv", "appletv", "hbbtv", "crkey")):
+        return "tv"
+    if "ipad" in agent or "tablet" in agent or ("android" in agent and "mobile" not in agent):
+        return "tablet"
+    if "mobi" in agent or "iphone" in agent or "ipod" in agent or "android" in agent:
+        return "mobile"
+    return "desktop"
+
+
+def country_from_accept_language(value: str | None) -> str | None:
+    """The region of the first language tag that names one: `de-DE,de;q=0.9` -> DE (no GeoIP on loopback)."""
+    for tag in (value or "").split(","):
+        parts = tag.split(";")[0].strip().replace("_", "-").split("-")
+        if len(parts) >= 2 and len(parts[-1]) == 2 and parts[-1].isascii() and parts[-1].isalpha():
+            return parts[-1].upper()
+    return None
+
+
+def cloudfront_headers(headers: Mapping[str, str], country: str | None, time_zone: str) -> dict[str, str]:
+    """The viewer headers CloudFront adds when the origin request policy asks for them (template.yaml): the
+    mobile and tablet flags (a smart TV's own flag too, though the policies leave it out), country, zone."""
+    device = device_from_user_agent(headers.get("user-agent", ""))
+    added = {
+        MOBILE_VIEWER_HEADER: "true" if device in ("mobile", "tablet") else "false",
+        TABLET_VIEWER_HEADER: "true" if device == "tablet" else "false",
+        VIEWER_TIME_ZONE_HEADER: time_zone,
+    }
+    if device == "tv":
+        added[SMART_TV_VIEWER_HEADER] = "true"
+    found = country or country_from_accept_language(headers.get("accept-language"))
+    if found:
+        added[VIEWER_COUNTRY_HEADER] = found
+    return added
+
+
+def viewer_request(
+    headers: Mapping[str, str], cookies: Mapping[str, str], dimensions: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """infra/cloudfront/viewer_request.js in Python: mark whether the identity cookie is present (never read),
+    pass the viewer's Host on, and key the request on the context dimensions the live rules read."""
+    marked = {name: value for name, value in headers.items() if name.lower() not in _EDGE_SET}
+    lowered = {name.lower(): value for name, value in marked.items()}
     marked[KNOWN_VISITOR_HEADER] = "1" if cookies.get(IDENTITY_COOKIE) else "0"
+    marked[VIEWER_HOST_HEADER] = lowered.get("host", "")
+    marked[CONTEXT_KEY_HEADER] = context_key(lowered, dimensions)
     return marked
 
 
-def origin_request_headers(request: Request) -> dict[str, str]:
+def origin_request_headers(
+    request: Request,
+    country: str | None = None,
+    time_zone: str = "UTC",
+    dimensions: frozenset[str] = frozenset(),
+) -> dict[str, str]:
     """The viewer's end-to-end headers (cookies included) as the origin should see them."""
-    forwarded = {name: value for name, value in request.headers.items() if name.lower() not in _HOP_BY_HOP}
-    forwarded = viewer_request(forwarded, request.cookies)
+    forwarded = {
+        name: value
+        for name, value in request.headers.items()
+        if name.lower() not in _HOP_BY_HOP and not name.lower().startswith("cloudfront-")
+    }
+    forwarded["host"] = request.headers.get("host", "")
+    forwarded.update(cloudfront_headers(request.headers, country, time_zone))
+    forwarded = viewer_request(forwarded, request.cookies, dimensions)
+    del forwarded["host"]  # httpx sets the origin's own, as CloudFront does
     client = request.client.host if request.client else "127.0.0.1"
     prior = request.headers.get("x-forwarded-for")
     forwarded["x-forwarded-for"] = f"{prior}, {client}" if prior else client
@@ -112,6 +188,9 @@ class EdgeSettings:
     artifact_bucket: str | None = None
     region: str = "us-east-1"
     timeout_s: float = 10.0
+    # What CloudFront would say of every viewer: a fixed country (else the Accept-Language region) and zone.
+    country: str | None = None
+    time_zone: str = "UTC"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> EdgeSettings:
@@ -121,6 +200,8 @@ class EdgeSettings:
             storefront_dir=Path(env.get("EDGE_STOREFRONT_DIR") or STOREFRONT_DIR),
             artifact_bucket=env.get("ARTIFACT_BUCKET") or None,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            country=env.get("EDGE_COUNTRY") or None,
+            time_zone=env.get("EDGE_TIME_ZONE") or "UTC",
         )
 
 
@@ -149,6 +230,29 @@ class ShopCatalogSource:
                 self._body = shop_catalog(Catalog.from_dict(model.json("catalog.json")), model.version)
                 self._version = version
             return self._body
+
+
+class LiveDimensions:
+    """The context dimensions the live rules document reads: what the key value store tells the viewer
+    function in AWS, read here from the published document itself (re-read every few seconds)."""
+
+    def __init__(self, bucket: str, region: str, recheck_s: float = RULES_RECHECK_S) -> None:
+        self._source = RulesSource(bucket, region, max_age_s=0)
+        self._recheck_s = recheck_s
+        self._lock = threading.Lock()
+        self._dimensions: frozenset[str] = frozenset()
+        self._checked: float | None = None
+
+    def __call__(self) -> frozenset[str]:
+        with self._lock:
+            if self._checked is not None and time.monotonic() - self._checked < self._recheck_s:
+                return self._dimensions
+            self._checked = time.monotonic()
+            try:
+                self._dimensions = parse_document(self._source.fetch()).context_dimensions()
+            except Exception:  # nothing published, unreadable or invalid: serve keeps context answers private
+                self._dimensions = frozenset()
+            return self._dimensions
 
 
 class Storefront(StaticFiles):
@@ -186,8 +290,10 @@ def create_app(
     settings: EdgeSettings,
     catalog: Callable[[], dict[str, Any] | None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    dimensions: Callable[[], frozenset[str]] | None = None,
 ) -> Starlette:
-    """The edge; `catalog` answers /shop/catalog.json, `transport` replaces the network (tests)."""
+    """The edge; `catalog` answers /shop/catalog.json, `dimensions` says what the live rules read, `transport`
+    replaces the network (tests)."""
     client: httpx.AsyncClient | None = None
 
     @asynccontextmanager
@@ -208,7 +314,9 @@ def create_app(
                 origin + request.url.path,
                 params=request.url.query or None,
                 content=await request.body(),
-                headers=origin_request_headers(request),
+                headers=origin_request_headers(
+                    request, settings.country, settings.time_zone, dimensions() if dimensions else frozenset()
+                ),
             )
         except httpx.HTTPError as exc:
             return JSONResponse({"error": "bad_gateway", "message": type(exc).__name__}, status_code=502)
@@ -244,5 +352,10 @@ def create_app(
 def app_from_env() -> Starlette:
     """The uvicorn factory: settings from the environment the local scenario gives the edge process."""
     settings = EdgeSettings.from_env()
-    source = ShopCatalogSource(settings.artifact_bucket, settings.region) if settings.artifact_bucket else None
-    return create_app(settings, source)
+    if settings.artifact_bucket is None:
+        return create_app(settings)
+    return create_app(
+        settings,
+        ShopCatalogSource(settings.artifact_bucket, settings.region),
+        dimensions=LiveDimensions(settings.artifact_bucket, settings.region),
+    )

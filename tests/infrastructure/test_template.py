@@ -14,6 +14,7 @@ from pynamodb.attributes import TTLAttribute
 
 import names
 from infra.local.template import Template
+from personalization.context import VIEWER_HEADERS
 from serve import app as serve_app
 from store.erasure_log import ErasureLogItem
 from store.profiles import ProfileItem
@@ -139,7 +140,7 @@ def test_the_cache_key_is_exactly_what_serve_varies_on() -> None:
     config = properties("FragmentCachePolicy")["CachePolicyConfig"]
     key = config["ParametersInCacheKeyAndForwardedToOrigin"]
     assert key["CookiesConfig"]["Cookies"] == [names.SEGMENT_COOKIE]
-    assert key["HeadersConfig"]["Headers"] == [names.KNOWN_VISITOR_HEADER]
+    assert key["HeadersConfig"]["Headers"] == [names.KNOWN_VISITOR_HEADER, names.CONTEXT_KEY_HEADER]
     assert tuple(key["QueryStringsConfig"]["QueryStrings"]) == serve_app.CACHE_KEY_QUERY
     # MinTTL 0: CloudFront then honours Cache-Control: private and never stores a personal fragment.
     assert config["MinTTL"] == 0
@@ -158,7 +159,8 @@ def test_the_fragment_route_accepts_only_known_query_parameters() -> None:
 def test_the_origin_request_policy_forwards_the_identity_but_keeps_it_out_of_the_key() -> None:
     config = properties("FragmentOriginRequestPolicy")["OriginRequestPolicyConfig"]
     assert config["CookiesConfig"]["Cookies"] == [names.IDENTITY_COOKIE]
-    assert config["HeadersConfig"]["Headers"] == [names.IDENTITY_HEADER]
+    # The token, and the viewer's host and headers serve derives the context from (never part of the key)
+    assert config["HeadersConfig"]["Headers"] == [names.IDENTITY_HEADER, names.VIEWER_HOST_HEADER, *VIEWER_HEADERS]
 
 
 def test_the_viewer_request_function_is_the_one_in_infra_and_marks_known_visitors() -> None:

@@ -47,8 +47,10 @@ def edge(origins: Origins, tmp_path: Path) -> Iterator[TestClient]:
 def test_the_viewer_rule_marks_only_the_presence_of_the_identity_cookie() -> None:
     assert viewer_request({}, {"pz_id": "anything"})["x-pz-known"] == "1"
     assert viewer_request({}, {"pz_seg": "s1.1.x"})["x-pz-known"] == "0"
-    # A viewer cannot claim to be known: its own header is replaced, whatever its case.
-    assert viewer_request({"X-PZ-Known": "1"}, {}) == {"x-pz-known": "0"}
+    # A viewer cannot claim to be known (nor a context, nor a host): its own headers are replaced, whatever
+    # their case.
+    claimed = {"X-PZ-Known": "1", "X-Pz-Ctx": "device=mobile", "X-PZ-Host": "evil.test"}
+    assert viewer_request(claimed, {}) == {"x-pz-known": "0", "x-pz-host": "", "x-pz-ctx": ""}
     # The same rule as the CloudFront function the template deploys.
     assert 'request.cookies["pz_id"] ? "1" : "0"' in VIEWER_JS.read_text()
 
@@ -66,6 +68,62 @@ def test_fragments_go_to_serve_with_path_query_cookies_and_the_known_mark(edge: 
     assert request.headers["if-none-match"] == '"e"'
     assert request.headers["x-forwarded-proto"] == "http"
     assert request.headers["accept-encoding"] == "identity"
+
+
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+IPAD = "Mozilla/5.0 (iPad; CPU OS 18_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+PIXEL = "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 Chrome/131.0 Mobile Safari/537.36"
+ANDROID_TABLET = "Mozilla/5.0 (Linux; Android 15; SM-X710) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+DESKTOP = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+
+
+@pytest.mark.parametrize(
+    ("agent", "flags"),
+    [
+        (IPHONE, ("true", "false", "false")),
+        (PIXEL, ("true", "false", "false")),
+        (IPAD, ("true", "true", "false")),
+        (ANDROID_TABLET, ("true", "true", "false")),
+        (DESKTOP, ("false", "false", "true")),
+    ],
+)
+def test_the_edge_adds_cloudfronts_viewer_headers_and_replaces_a_clients_own(
+    edge: TestClient, origins: Origins, agent: str, flags: tuple[str, str, str]
+) -> None:
+    edge.get(
+        "/v1/fragments/for-you",
+        headers={
+            "user-agent": agent,
+            "accept-language": "es-ES,es;q=0.9,en;q=0.5",
+            "cloudfront-viewer-country": "US",  # a client's claim: replaced
+            "cloudfront-is-desktop-viewer": "true",
+        },
+    )
+    (request,) = origins.seen
+    seen = (request.headers["cloudfront-is-mobile-viewer"], request.headers["cloudfront-is-tablet-viewer"])
+    assert seen == flags[:2]
+    assert "cloudfront-is-desktop-viewer" not in request.headers  # a client's claim is dropped
+    assert request.headers["cloudfront-viewer-country"] == "ES"
+    assert request.headers["cloudfront-viewer-time-zone"] == "UTC"
+    assert request.headers["x-pz-host"] == "edge.test"
+    # No rules document read: nothing to key on
+    assert request.headers["x-pz-ctx"] == ""
+
+
+def test_a_configured_country_and_zone_and_the_live_rules_dimensions_key_the_request(
+    origins: Origins, tmp_path: Path
+) -> None:
+    (tmp_path / "index.html").write_text("")
+    settings = EdgeSettings(SERVE, COLLECT, tmp_path, country="DE", time_zone="Europe/Berlin")
+    dimensions = frozenset({"device", "timezone", "channel"})
+    app = create_app(settings, transport=httpx.MockTransport(origins), dimensions=lambda: dimensions)
+    with TestClient(app, base_url="http://edge.test") as client:
+        client.get("/v1/fragments/for-you", headers={"user-agent": IPHONE, "referer": "https://www.google.com/"})
+        client.get("/v1/fragments/for-you", headers={"user-agent": DESKTOP, "referer": "http://edge.test/p/1"})
+    mobile, desktop = origins.seen
+    assert mobile.headers["cloudfront-viewer-country"] == "DE"
+    assert mobile.headers["x-pz-ctx"] == "device=mobile;timezone=Europe/Berlin;channel=search"
+    assert desktop.headers["x-pz-ctx"] == "device=desktop;timezone=Europe/Berlin;channel=direct"
 
 
 def test_events_go_to_the_collector_and_every_set_cookie_comes_back(edge: TestClient, origins: Origins) -> None:

@@ -88,10 +88,11 @@ def test_the_access_view_is_the_stored_profile_in_readable_form() -> None:
         "orders": 1,
         "cart_episodes": 1,
     }
-    # T0 is midnight UTC and the events say no device: three events in the night, no device mix
+    # T0 is midnight UTC and the events say no device nor country: three events in the night, no device mix
     assert view.mix.model_dump() == {
         "time_of_day": {"night": 3, "morning": 0, "afternoon": 0, "evening": 0},
         "devices": {},
+        "last_country": None,
     }
     assert view.session is not None
     assert view.session.items == ["i1", "i2", "i3"]

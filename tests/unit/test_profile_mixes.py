@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from personalization.catalog import PRICE_RATIO_CLIP, Catalog, CatalogItem
+from personalization.context import device_class
 from personalization.events import Consent, Context, Event, EventType
 from personalization.features import FEATURE_NAMES, feature_vector
-from personalization.profile import MIX_CAP, PositionedEvent, Profile, daypart, device_class, fold, to_ms
+from personalization.profile import MIX_CAP, PositionedEvent, Profile, daypart, fold, to_ms
 from store import codec
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday, 00:00 UTC
@@ -184,3 +185,42 @@ def test_price_sensitivity_is_against_the_median_of_the_same_category() -> None:
     assert features["viewed_price_index"] == -1.0
     assert features["bought_price_index"] == 0.0
     assert vector(profile, 10, {})["viewed_price_index"] == 0.0
+
+
+def located(n: int, minutes: float, country: str | None) -> PositionedEvent:
+    positioned = event(n, minutes=minutes)
+    context = Context(country=country)
+    return PositionedEvent(positioned.event.model_copy(update={"context": context}), "shard", n)
+
+
+def test_the_last_country_is_the_newest_events_whatever_the_arrival_order() -> None:
+    profile, _ = fold(None, USER, [located(1, 0, "DE"), located(2, 10, "ES"), located(3, 20, None)])
+    assert profile.last_country == "ES"
+    # A late event from before (an earlier trip) does not move it back
+    late, _ = fold(profile, USER, [located(4, 5, "FR")])
+    assert late.last_country == "ES"
+    assert codec.decode(USER, codec.encode(late)) == late
+    # And a withdrawal forgets it with the rest of the history
+    after, _ = fold(late, USER, [event(5, minutes=30, consent=WITHDRAWN)])
+    assert after.last_country is None
+    assert not after.has_history
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(["DE", "ES", "FR", None])), min_size=1, max_size=12))
+def test_the_last_country_does_not_depend_on_how_the_events_are_batched(
+    stamped: list[tuple[int, str | None]],
+) -> None:
+    events = [located(n, minutes, country) for n, (minutes, country) in enumerate(stamped)]
+    whole, _ = fold(None, USER, events)
+    one_by_one = None
+    for positioned in events:
+        one_by_one, _ = fold(one_by_one, USER, [positioned])
+    assert one_by_one is not None
+    assert one_by_one.last_country == whole.last_country
+    # The newest event, when it alone is the newest and names a country, decides
+    newest = max(minutes for minutes, _ in stamped)
+    at_newest = [country for minutes, country in stamped if minutes == newest]
+    if len(at_newest) == 1 and at_newest[0] is not None:
+        assert whole.last_country == at_newest[0]
+    assert whole.last_country in {None, *(country for _, country in stamped)}

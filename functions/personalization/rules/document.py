@@ -6,20 +6,32 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
+from personalization.context import DIMENSION_OF_FIELD, ContextScope, Daypart
 from personalization.experiments import Experiment
 
 RULE_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+DAYPART_NAME = r"^[a-z0-9_-]{1,32}$"
 DAY_MS = 24 * 3600 * 1000
 
 NonEmptyStrings = Annotated[list[str], Field(min_length=1)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class Scope(BaseModel):
-    """Where and when a rule applies; a field left out (None) does not restrict."""
+class Scope(ContextScope):
+    """Where and when a rule applies; a field left out (None) does not restrict. The viewer's context (devices,
+    countries, dayparts, channels) comes from ContextScope, shared with experiments."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -130,20 +142,78 @@ class RulesDocument(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Annotated[str, Field(min_length=1, max_length=64)]
+    # Named ranges of the visitor's local hours, for `when.dayparts`: {"morning": {"start": 6, "end": 12}}.
+    dayparts: Annotated[dict[Annotated[str, Field(pattern=DAYPART_NAME)], Daypart], Field(max_length=12)] = {}
     rules: list[Rule]
     experiments: list[Experiment] = []
+
+    # Hour 0-23 -> its daypart's name (or None): one index per request instead of a scan of the ranges.
+    _daypart_of_hour: tuple[str | None, ...] = PrivateAttr(default=(None,) * 24)
 
     @model_validator(mode="after")
     def _consistent(self) -> RulesDocument:
         problems = _duplicates("rule", "rules", [rule.id for rule in self.rules])
         problems += _duplicates("experiment", "experiments", [experiment.id for experiment in self.experiments])
         problems += _unknown_variants(self.rules, self.experiments)
+        problems += _overlapping_dayparts(self.dayparts)
+        problems += _unknown_dayparts("rule", "rules", [(r.id, r.when.dayparts) for r in self.rules], self.dayparts)
+        problems += _unknown_dayparts(
+            "experiment", "experiments", [(e.id, e.dayparts) for e in self.experiments], self.dayparts
+        )
+        table: list[str | None] = [None] * 24
+        for name, part in self.dayparts.items():
+            for hour in part.hours():
+                table[hour] = table[hour] or name
+        self._daypart_of_hour = tuple(table)
         if problems:
             # A custom error carries the problems as a list, so parse_document reports each on its own.
             raise PydanticCustomError(
                 "rules_document", "{summary}", {"problems": problems, "summary": "; ".join(problems)}
             )
         return self
+
+    def daypart_at(self, hour: int | None) -> str | None:
+        """The daypart a local hour falls in (dayparts never overlap), None outside all or when unknown."""
+        return None if hour is None else self._daypart_of_hour[hour]
+
+    def context_dimensions(self) -> frozenset[str]:
+        """The cache key dimensions (personalization.context.DIMENSIONS) the enabled rules tell apart: what
+        the edge must key shared fragments on. Experiments are left out: they only ever answer a known
+        visitor, whose fragment is private."""
+        return frozenset(
+            DIMENSION_OF_FIELD[name]
+            for rule in self.rules
+            if rule.enabled
+            for name in DIMENSION_OF_FIELD
+            if getattr(rule.when, name) is not None
+        )
+
+
+def _overlapping_dayparts(dayparts: Mapping[str, Daypart]) -> list[str]:
+    owner: dict[int, str] = {}
+    problems = []
+    for name, part in dayparts.items():
+        clash = sorted({owner[hour] for hour in part.hours() if hour in owner})
+        if clash:
+            problems.append(f"dayparts.{name}: overlaps {', '.join(clash)} (an hour belongs to one daypart at most)")
+        owner.update(dict.fromkeys(part.hours(), name))
+    return problems
+
+
+def _unknown_dayparts(
+    noun: str, section: str, named: Sequence[tuple[str, list[str] | None]], dayparts: Mapping[str, Daypart]
+) -> list[str]:
+    problems = []
+    for index, (entry_id, names) in enumerate(named):
+        field = "when.dayparts" if section == "rules" else "dayparts"
+        for position, name in enumerate(names or ()):
+            if name not in dayparts:
+                choices = ", ".join(dayparts) or "none: the document defines no dayparts"
+                problems.append(
+                    f"{noun} '{entry_id}' ({section}[{index}]) {field}[{position}]: "
+                    f"'{name}' names no daypart of the document (defined: {choices})"
+                )
+    return problems
 
 
 def _duplicates(noun: str, section: str, ids: Sequence[str]) -> list[str]:

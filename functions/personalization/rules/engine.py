@@ -118,6 +118,12 @@ class RuleEngine:
         self._journeys = frozenset[str]().union(*(scope.journeys or () for scope in scopes))
         self._segments = frozenset[str]().union(*(scope.segments or () for scope in scopes))
         self._variants = frozenset[str]().union(*(scope.variants or () for scope in scopes))
+        self._devices = frozenset[str]().union(*(scope.devices or () for scope in scopes))
+        self._countries = frozenset[str]().union(*(scope.countries or () for scope in scopes))
+        self._dayparts = frozenset[str]().union(*(scope.dayparts or () for scope in scopes))
+        self._channels = frozenset[str]().union(*(scope.channels or () for scope in scopes))
+        # What the edge must key shared fragments on (personalization.context.context_key).
+        self.dimensions = document.context_dimensions()
         self._cache: dict[_Key, _Selection] = {}
         self._cache_size = cache_size
 
@@ -143,6 +149,9 @@ class RuleEngine:
     def _key(self, request: RuleRequest) -> _Key:
         """The request as far as scopes can tell it apart: names no rule uses all look alike."""
         segment_id = None if request.segment_id is None else str(request.segment_id)
+        context = request.context
+        device = None if context.device is None else context.device.value
+        daypart = self.document.daypart_at(context.local_hour) if self._dayparts else None
         return _Key(
             request.slot if request.slot in self._slots else None,
             request.journey if request.journey in self._journeys else None,
@@ -151,6 +160,10 @@ class RuleEngine:
             request.variants & self._variants,
             # Between two consecutive start/end instants, no rule's window opens or closes.
             bisect.bisect_right(self._bounds, request.now_ms),
+            device if device in self._devices else None,
+            context.country if context.country in self._countries else None,
+            daypart if daypart in self._dayparts else None,
+            context.channel.value if context.channel.value in self._channels else None,
         )
 
     def _select(self, key: _Key, now_ms: int) -> _Selection:

@@ -9,6 +9,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from personalization.catalog import CatalogItem
+from personalization.context import UNKNOWN, RequestContext
 from personalization.experiments import to_ms
 from personalization.ranking import Scored
 from personalization.rules.document import Scope
@@ -26,6 +27,8 @@ class RuleRequest:
     # item -> purchase time (ms), as the profile keeps it.
     purchased: Mapping[str, int]
     cart: Collection[str]
+    # The viewer's context as the edge saw it (device, country, local hour, channel).
+    context: RequestContext = UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,10 @@ class _Key(NamedTuple):
     segment_id: str | None
     variants: frozenset[str]
     epoch: int
+    device: str | None = None
+    country: str | None = None
+    daypart: str | None = None
+    channel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +84,14 @@ class _Scope:
     variants: frozenset[str] | None
     start_ms: int | None
     end_ms: int | None
+    devices: frozenset[str] | None = None
+    countries: frozenset[str] | None = None
+    dayparts: frozenset[str] | None = None
+    channels: frozenset[str] | None = None
 
     @classmethod
     def of(cls, scope: Scope) -> _Scope:
-        def maybe(values: list[str] | None) -> frozenset[str] | None:
+        def maybe(values: Sequence[str] | None) -> frozenset[str] | None:
             return None if values is None else frozenset(values)
 
         return cls(
@@ -90,6 +101,10 @@ class _Scope:
             maybe(scope.variants),
             None if scope.start is None else to_ms(scope.start),
             None if scope.end is None else to_ms(scope.end),
+            maybe(scope.devices),
+            maybe(scope.countries),
+            maybe(scope.dayparts),
+            maybe(scope.channels),
         )
 
     def admits(self, key: _Key, now_ms: int) -> bool:
@@ -100,6 +115,14 @@ class _Scope:
         if self.segments is not None and key.segment not in self.segments and key.segment_id not in self.segments:
             return False
         if self.variants is not None and self.variants.isdisjoint(key.variants):
+            return False
+        if self.devices is not None and key.device not in self.devices:
+            return False
+        if self.countries is not None and key.country not in self.countries:
+            return False
+        if self.dayparts is not None and key.daypart not in self.dayparts:
+            return False
+        if self.channels is not None and key.channel not in self.channels:
             return False
         if self.start_ms is not None and now_ms < self.start_ms:
             return False
