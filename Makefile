@@ -18,7 +18,7 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov
 CHECKOV_VERSION := 3.3.30
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo storefront browser test test-fast lint requirements build validate glue glue-publish clean
+.PHONY: demo storefront browser test test-unit test-integration test-e2e lint requirements build validate glue glue-publish clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -70,9 +70,17 @@ build: $(SYNCED) $(SAM)
 test: lint browser
 	$(PY) -m pytest
 
-# Unit tests only: no servers, a few seconds.
-test-fast: $(SYNCED)
+# Each layer of `make test` on its own. Unit (tests/unit, tests/infrastructure): no servers, about a minute.
+test-unit: $(SYNCED)
 	$(PY) -m pytest -m "not integration"
+
+# Integration (tests/integration): moto_server, uvicorn and the functions on loopback, started by the tests.
+test-integration: $(SYNCED)
+	$(PY) -m pytest tests/integration
+
+# End to end (tests/e2e): the demo, and the storefront in headless Chromium.
+test-e2e: $(SYNCED) browser
+	$(PY) -m pytest tests/e2e
 
 # Each function's deployment dependencies, exported from the lock (a test checks they are current).
 requirements: $(SYNCED)

@@ -229,7 +229,7 @@ def cold_start(env: dict[str, str], token: str, pycache: Path | None) -> dict[st
         "t2 = time.perf_counter()\n"
         "import json\n"
         "from infra.local.poller import LocalLambdaContext\n"
-        "from tests.events import load_event\n"
+        "from tests.helpers.events import load_event\n"
         "event = load_event('serve_function_url_fragment.json')\n"
         "event['headers'] = {**event.get('headers', {}), 'x-pz-token': TOKEN}\n"
         "t2b = time.perf_counter()  # the test-support imports above are not serve's\n"

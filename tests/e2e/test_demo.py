@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.data import REES46_SAMPLE
+
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "tests" / "data" / "rees46_head2000.csv"
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ def listening(url: str) -> bool:
 
 def test_the_demo_serves_a_personal_and_an_anonymous_fragment_and_stops_everything() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "infra.local.demo", "--events", str(SAMPLE)],
+        [sys.executable, "-m", "infra.local.demo", "--events", str(REES46_SAMPLE)],
         cwd=ROOT,
         capture_output=True,
         text=True,

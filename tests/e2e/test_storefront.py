@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from infra.local.scenario import RULES_EXAMPLE, LocalProduct, storefront
-from tests.e2e.browser import chromium, missing
+from tests.helpers.browser import chromium, missing
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver

@@ -9,23 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from infra.glue.bundle import BUNDLE, build
-from infra.local.template import Template
 from model_export.publishing.commands import JOB_DIMENSIONS, add_retrain_arguments
 from model_export.publishing.retrain import RetrainResult
+from tests.helpers.glue_job import GLUE_ARGUMENTS, JOB, TEMPLATE
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = Template.load(ROOT / "template.yaml")
-JOB = dict(TEMPLATE.resource("RetrainJob").properties)
-# Arguments Glue itself reads; every other one is the job's own.
-GLUE_ARGUMENTS = {
-    "--job-language",
-    "--job-bookmark-option",
-    "--enable-continuous-cloudwatch-log",
-    "--continuous-log-logGroup",
-    "--extra-py-files",
-    "--additional-python-modules",
-    "--python-modules-installer-option",
-}
 
 
 def test_the_job_is_glue_5_running_the_entry_script_on_a_schedule() -> None:

@@ -15,10 +15,8 @@ from infra.local.poller import lambda_kinesis_record
 from ingest.wiring import ingest_deps
 from personalization.events import Consent, Event, EventType, Impression
 from personalization.identity import pseudonymize
-from tests.integration.archive_support import FaultyAws, archived
-from tests.integration.ingest_support import Ingest, ingest, real_events
-
-__all__ = ["ingest"]
+from tests.helpers.archive_bucket import FaultyAws, archived
+from tests.helpers.ingest import Ingest, real_events
 
 PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
 FALLBACK_KEY = re.compile(r"^events/dt=\d{4}-\d{2}-\d{2}/ingest-[0-9a-f]{32}\.gz$")

@@ -14,10 +14,8 @@ from ingest.wiring import ingest_deps
 from personalization.identity import pseudonymize
 from purge.wiring import purge_deps
 from store.erasure_log import ErasureLogStore
-from tests.integration.archive_support import FaultyAws, archived
-from tests.integration.ingest_support import Ingest, ingest, real_events
-
-__all__ = ["ingest"]
+from tests.helpers.archive_bucket import FaultyAws, archived
+from tests.helpers.ingest import Ingest, real_events
 
 
 def raw_objects(ingest: Ingest) -> dict[str, bytes]:
@@ -56,7 +54,7 @@ def erase(user_id: str) -> dict[str, Any]:
 
 def run_purge(event: dict[str, Any] | None = None) -> dict[str, Any]:
     from purge.handler import lambda_handler
-    from tests.events import load_event
+    from tests.helpers.events import load_event
 
     answer: dict[str, Any] = lambda_handler(event or load_event("purge_schedule.json"), LocalLambdaContext("Purge"))
     return answer

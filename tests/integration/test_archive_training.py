@@ -12,7 +12,7 @@ from infra.local.stack import LocalStack
 from model_export.cli import main
 from model_export.data.archive import Window
 from model_export.data.window import load_window
-from tests.archive_support import archive_objects, archived, sample_frame
+from tests.helpers.archive import archive_objects, archived, sample_frame
 
 UNTIL = datetime.now(UTC).replace(microsecond=0)
 

@@ -15,17 +15,8 @@ import pytest
 from infra.local.serve_process import ServeProcess, free_port
 from infra.local.stack import LocalStack
 from personalization.identity import sign_token, verify_token
-from tests.integration.collect_support import (
-    FaultyKinesis,
-    collect_env,
-    collector,
-    identity_key,
-    start_collector,
-    streamed,
-)
-from tests.integration.ingest_support import Ingest, ingest
-
-__all__ = ["collector", "identity_key", "ingest"]
+from tests.helpers.collector import FaultyKinesis, collect_env, start_collector, streamed
+from tests.helpers.ingest import Ingest
 
 COOKIE = re.compile(r"pz_id=([^;]+); Path=/; Max-Age=(\d+); Secure; HttpOnly; SameSite=Lax")
 

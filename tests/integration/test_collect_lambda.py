@@ -14,8 +14,8 @@ from collect.service import collector
 from infra.local.poller import LocalLambdaContext
 from infra.local.stack import LocalStack
 from personalization.identity import verify_token
-from tests.events import EVENTS_DIR, load_event
-from tests.integration.collect_support import streamed
+from tests.helpers.collector import streamed
+from tests.helpers.events import EVENTS_DIR, load_event
 
 FUNCTION_URL_EVENTS = sorted(p.name for p in EVENTS_DIR.glob("collect_function_url_*.json"))
 

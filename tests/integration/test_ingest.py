@@ -10,11 +10,9 @@ from ingest.wiring import ingest_deps
 from personalization.identity import pseudonymize
 from personalization.profile import Profile
 from store.profiles import ProfileStore
-from tests.events import load_event, restamp_kinesis
-from tests.integration.ingest_support import Ingest, ingest, real_events
-from tests.integration.privacy_support import NOTHING, CapturedLogs, Privacy, captured_logs, personal_data, privacy
-
-__all__ = ["captured_logs", "ingest", "privacy"]
+from tests.helpers.events import load_event, restamp_kinesis
+from tests.helpers.ingest import Ingest, real_events
+from tests.helpers.privacy import NOTHING, CapturedLogs, Privacy, personal_data
 
 
 def test_the_sample_batch_applies_the_valid_record_and_quarantines_the_invalid_one(ingest: Ingest) -> None:

@@ -36,9 +36,7 @@ from personalization.events import MAX_ID_LEN, MAX_RECORD_BYTES, MAX_TEXT_LEN, E
 from personalization.identity import pseudonymize
 from personalization.profile import PositionedEvent, Profile, fold
 from store.quarantine import RAW_BYTES_KEPT
-from tests.integration.ingest_support import Ingest, ingest, real_events, stored_text
-
-__all__ = ["ingest"]
+from tests.helpers.ingest import Ingest, real_events, stored_text
 
 SEED = 20_261_124
 BAD_COUNT = 10_000

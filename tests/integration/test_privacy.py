@@ -23,7 +23,6 @@ from erase.__main__ import main as erase_cli
 from ingest.wiring import ingest_deps
 from model_export import cli as model_cli
 from model_export.data.canonical import data_hash, normalize
-from model_export.data.datasets import rees46
 from model_export.publishing import folder as version_folder
 from model_export.training.training import train_models
 from personalization.events import Consent, Event, EventType
@@ -31,18 +30,10 @@ from personalization.privacy import ErasurePath, ProfileView, describe
 from personalization.profile import FoldSettings
 from store import codec
 from store.profiles import Erased, ProfileStore, StoredProfile
-from tests.events import load_event, restamp_kinesis
-from tests.integration.ingest_support import SAMPLE, ingest, real_events, stored_text
-from tests.integration.privacy_support import (
-    NOTHING,
-    CapturedLogs,
-    Privacy,
-    captured_logs,
-    personal_data,
-    privacy,
-)
-
-__all__ = ["captured_logs", "ingest", "privacy"]
+from tests.helpers.data import rees46_sample
+from tests.helpers.events import load_event, restamp_kinesis
+from tests.helpers.ingest import real_events, stored_text
+from tests.helpers.privacy import NOTHING, CapturedLogs, Privacy, personal_data
 
 ALICE = "alice@example.com"
 BOB = "bob.jones+shop@example.org"
@@ -353,7 +344,7 @@ def test_the_erase_cli_and_the_next_training_leave_the_erased_person_out(
     privacy: Privacy, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # Given a canonical event file with raw ids, and one of its people erased through the CLI
-    frame = rees46(SAMPLE)
+    frame = rees46_sample()
     victim = frame["user_id"].value_counts().index[0]
     RAW_IDS.update(frame["user_id"])
     events_file = tmp_path / "events.csv"

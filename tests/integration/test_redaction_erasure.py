@@ -12,11 +12,8 @@ from hypothesis import strategies as st
 
 from personalization.events import Consent, Event, EventType
 from personalization.identity import pseudonymize
-from tests.hostile_ids import HostileRecord, hostile_records, leaked
-from tests.integration.ingest_support import ingest
-from tests.integration.privacy_support import Privacy, captured_logs, privacy
-
-__all__ = ["captured_logs", "ingest", "privacy"]
+from tests.helpers.hostile_ids import HostileRecord, hostile_records, leaked
+from tests.helpers.privacy import Privacy
 
 CONSENTED = {"analytics": True, "personalization": True}
 NOW = datetime.now(UTC)

@@ -11,7 +11,7 @@ import pytest
 from infra.local.stack import LocalStack
 from model_export.cli import main
 from store.artifacts import ArtifactStore
-from tests.archive_support import archive_objects, shopping_events
+from tests.helpers.archive import archive_objects, shopping_events
 
 UNTIL = datetime.now(UTC).replace(microsecond=0)
 NAMESPACE = "Personalization"

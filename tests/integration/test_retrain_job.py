@@ -14,8 +14,8 @@ from infra.glue.bundle import build
 from infra.local.stack import LocalStack
 from store.artifacts import ArtifactStore
 from store.profiles import ProfileStore, TableSettings
-from tests.archive_support import archive_objects, pseudonym, shopping_events
-from tests.infrastructure.test_retrain_job import GLUE_ARGUMENTS, JOB
+from tests.helpers.archive import archive_objects, pseudonym, shopping_events
+from tests.helpers.glue_job import GLUE_ARGUMENTS, JOB
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / JOB["Command"]["ScriptLocation"]

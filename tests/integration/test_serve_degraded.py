@@ -21,9 +21,7 @@ from infra.local.serve_process import free_port
 from personalization.identity import pseudonymize, sign_token
 from serve.state import serve_state
 from store.artifacts import POINTER, PREFIX
-from tests.integration.serve_support import World, world
-
-__all__ = ["world"]
+from tests.helpers.serve import World
 
 
 class Blackhole:

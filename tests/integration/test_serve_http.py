@@ -8,21 +8,7 @@ import httpx
 import pytest
 
 from infra.local.serve_process import ServeProcess
-from personalization.identity import pseudonymize, sign_token
-from tests.integration.serve_support import World, serve, world
-
-__all__ = ["serve", "world"]
-
-
-def most_active(world: World, rank: int = 0) -> str:
-    counts: dict[str, int] = {}
-    for event in world.events:
-        counts[event.user_id] = counts.get(event.user_id, 0) + 1
-    return sorted(counts, key=lambda u: (-counts[u], u))[rank]
-
-
-def token_for(world: World, raw_user: str, ttl: int = 3600, key: bytes | None = None) -> str:
-    return sign_token(key or world.identity_key, pseudonymize(world.pepper, raw_user), int(time.time()) + ttl)
+from tests.helpers.serve import World, most_active, token_for
 
 
 def get(serve: ServeProcess, path: str, **kwargs: object) -> httpx.Response:

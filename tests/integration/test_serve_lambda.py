@@ -10,10 +10,8 @@ import pytest
 
 from infra.local.poller import LocalLambdaContext
 from serve.state import serve_state
-from tests.events import EVENTS_DIR, load_event
-from tests.integration.serve_support import World, world
-
-__all__ = ["world"]
+from tests.helpers.events import EVENTS_DIR, load_event
+from tests.helpers.serve import World
 
 FUNCTION_URL_EVENTS = sorted(p.name for p in EVENTS_DIR.glob("serve_function_url_*.json"))
 

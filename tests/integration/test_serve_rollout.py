@@ -17,11 +17,8 @@ from infra.local.serve_process import ServeProcess
 from serve.state import serve_state
 from store.artifacts import POINTER, PREFIX
 from store.rules_source import CURRENT as RULES_KEY
-from tests.events import load_event
-from tests.integration.serve_support import World, world
-from tests.integration.test_serve_http import most_active, token_for
-
-__all__ = ["world"]
+from tests.helpers.events import load_event
+from tests.helpers.serve import World, most_active, token_for
 
 MAX_AGE_S = 1.0
 # How long past the max age a switch may take on this shared machine: one look plus one version's download.

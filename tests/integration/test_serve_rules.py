@@ -19,10 +19,7 @@ from personalization.experiments import Experiment, assign
 from personalization.identity import pseudonymize
 from personalization.provenance import impression_key, signed_by_serve
 from store.rules_source import CURRENT, RulesSource
-from tests.integration.serve_support import World, world
-from tests.integration.test_serve_http import most_active, token_for
-
-__all__ = ["world"]
+from tests.helpers.serve import World, most_active, token_for
 
 MAX_AGE_S = 1
 

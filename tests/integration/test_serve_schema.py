@@ -26,9 +26,7 @@ from schemathesis.specs.openapi.checks import (
 from personalization.identity import pseudonymize, sign_token
 from serve.app import app
 from serve.state import serve_state
-from tests.integration.serve_support import World, world
-
-__all__ = ["world"]
+from tests.helpers.serve import World
 
 # Loading the schema only asks the app for /openapi.json: no serve state is built at import.
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -11,9 +11,7 @@ from model_export.training.replay import feature_matrix, replay
 from personalization.events import Context
 from personalization.features import FEATURE_NAMES, feature_vector
 from personalization.identity import pseudonymize
-from tests.integration.ingest_support import Ingest, ingest, real_events
-
-__all__ = ["ingest"]
+from tests.helpers.ingest import Ingest, real_events
 
 
 def test_serve_vectors_from_stored_profiles_equal_the_trainers(ingest: Ingest) -> None:

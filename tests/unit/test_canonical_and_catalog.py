@@ -5,10 +5,9 @@ import pytest
 
 from model_export.data.canonical import CanonicalFormatError, read_events, to_events
 from model_export.data.catalog import build_catalog
-from model_export.data.datasets import detect, rees46
+from model_export.data.datasets import detect
 from personalization.events import EventType
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
+from tests.helpers.data import REES46_SAMPLE, rees46_sample
 
 
 def write(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
@@ -18,12 +17,12 @@ def write(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
 
 
 def test_the_rees46_adapter_maps_types_categories_and_sessions(tmp_path: Path) -> None:
-    frame = rees46(SAMPLE)
+    frame = rees46_sample()
     assert len(frame) == 2000
     assert set(frame["event_type"]) <= {"view_product", "add_to_cart", "purchase"}
     # Rows without a readable category code keep their category id, so no row loses its category.
     assert frame["category"].notna().all()
-    assert detect(SAMPLE) == "rees46"
+    assert detect(REES46_SAMPLE) == "rees46"
 
 
 def test_only_purchases_no_categories_no_prices_still_work(tmp_path: Path) -> None:
@@ -63,7 +62,7 @@ def test_a_file_without_required_columns_is_refused(tmp_path: Path) -> None:
 
 
 def test_event_ids_are_deterministic_so_replays_are_recognized(tmp_path: Path) -> None:
-    frame = rees46(SAMPLE)
+    frame = rees46_sample()
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     first = [e.event_id for e in to_events(frame.head(50))]
     second = [e.event_id for e in to_events(frame.head(50))]

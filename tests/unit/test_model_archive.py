@@ -28,7 +28,7 @@ from model_export.data.trainable import with_consent
 from model_export.data.window import load_window
 from personalization.events import Consent, Event, EventType
 from store.archive_objects import ArchiveObject
-from tests.archive_support import archive_objects, archived, ndjson, sample_frame, write_folder
+from tests.helpers.archive import archive_objects, archived, ndjson, sample_frame, write_folder
 
 UNTIL = datetime(2026, 11, 20, 12, tzinfo=UTC)
 BOTH = Consent(analytics=True, personalization=True)

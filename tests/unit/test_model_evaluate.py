@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from model_export.cli import main
+from tests.helpers.data import REES46_SAMPLE
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
 METRICS = {"ndcg@10", "recall@20", "mrr", "coverage"}
 MODELS = {"popularity", "item_knn", "cooccurrence", "als", "ease", "onnx"}
 
@@ -17,7 +17,7 @@ def test_evaluate_prints_one_json_object_last_and_writes_the_report(
 ) -> None:
     # Given the bundled sample in its raw REES46 format
     # When the evaluation runs on it
-    assert main(["evaluate", "--events", str(SAMPLE), "--out", str(tmp_path)]) == 0
+    assert main(["evaluate", "--events", str(REES46_SAMPLE), "--out", str(tmp_path)]) == 0
     # Then its last line is one JSON object with every model under both protocols
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summary = json.loads(last)

@@ -27,7 +27,7 @@ from model_export.training.training import Trained, train_models
 from personalization.events import Event
 from personalization.features import FEATURE_NAMES
 from store.artifacts import ArtifactError, ModelVersion
-from tests.archive_support import archive_objects, pseudonym, shopping_events, write_folder
+from tests.helpers.archive import archive_objects, pseudonym, shopping_events, write_folder
 
 UNTIL = datetime(2026, 11, 20, 12, tzinfo=UTC)
 

@@ -1,14 +1,11 @@
 """The exported recommender: parity with its numpy reference, big catalogs, tiny histories, exact TopK order."""
 
-from pathlib import Path
-
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
 
 from model_export.data.canonical import normalize
-from model_export.data.datasets import rees46
 from model_export.evaluation.metrics import top_k
 from model_export.recommenders import Hybrid, RecsParams
 from model_export.training.onnx_graphs import recs_graph
@@ -21,13 +18,12 @@ from personalization.recommend import (
     OUTPUT_SCORES,
     onnx_feed,
 )
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
+from tests.helpers.data import rees46_sample
 
 
 @pytest.fixture(scope="module")
 def trained() -> Trained:
-    return train_models(normalize(rees46(SAMPLE)))
+    return train_models(normalize(rees46_sample()))
 
 
 def hybrid(data: RecsData, params: RecsParams) -> RecsModel:
@@ -67,7 +63,7 @@ def test_onnx_graphs_match_their_references_on_every_user(trained: Trained) -> N
 
 
 def test_the_parity_check_catches_a_graph_that_differs(trained: Trained) -> None:
-    other = hybrid(RecsData(normalize(rees46(SAMPLE)), trained.index), RecsParams(prior=0.5, blend=1.0))
+    other = hybrid(RecsData(normalize(rees46_sample()), trained.index), RecsParams(prior=0.5, blend=1.0))
     report = check(
         trained.segment_onnx,
         trained.segments,

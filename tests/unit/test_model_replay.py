@@ -2,24 +2,21 @@
 
 import copy
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from model_export.data.canonical import normalize, to_events
 from model_export.data.catalog import build_catalog
-from model_export.data.datasets import rees46
 from model_export.training.protocols import time_cutoff
 from model_export.training.replay import SHARD, feature_matrix, replay, to_ms
 from personalization.features import FEATURE_NAMES, feature_vector
 from personalization.profile import PositionedEvent, Profile, fold
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
+from tests.helpers.data import rees46_sample
 
 
 def sample() -> pd.DataFrame:
-    return normalize(rees46(SAMPLE))
+    return normalize(rees46_sample())
 
 
 def test_replay_equals_the_stream_fold_applied_batch_by_batch() -> None:

@@ -13,12 +13,11 @@ import pandas as pd
 import pytest
 
 from model_export.cli import main
-from model_export.data.datasets import rees46
 from model_export.publishing.folder import train_version
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from tests.helpers.data import REES46_SAMPLE, rees46_sample
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
 FILES = {"segment.onnx", "recs.onnx", "catalog.json", "items.json", "segment_items.json"}
 
 
@@ -71,7 +70,7 @@ def check_folder(folder: Path) -> dict[str, Any]:
 def test_train_writes_a_complete_versioned_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Given the first 800 rows of the bundled sample, in its raw REES46 format
     raw = tmp_path / "rees46.csv"
-    raw.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:801]))
+    raw.write_text("".join(REES46_SAMPLE.read_text().splitlines(keepends=True)[:801]))
     # When the CLI trains on them
     assert main(["train", "--events", str(raw), "--out", str(tmp_path)]) == 0
     folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
@@ -105,5 +104,5 @@ def _initializers(path: Path) -> list[onnx.TensorProto]:
 
 
 def test_train_version_accepts_an_adapters_frame_unsorted(tmp_path: Path) -> None:
-    frame = rees46(SAMPLE).head(300).sample(frac=1.0, random_state=1)
+    frame = rees46_sample().head(300).sample(frac=1.0, random_state=1)
     check_folder(train_version(frame, tmp_path))

@@ -2,14 +2,11 @@
 on the bundled sample, exports, its ONNX graph answers as its reference does for every user of the sample,
 ties go to the lower item index on both sides, and an empty history gets a full list."""
 
-from pathlib import Path
-
 import numpy as np
 import onnxruntime as ort
 import pytest
 
 from model_export.data.canonical import normalize
-from model_export.data.datasets import rees46
 from model_export.recommenders import FAMILIES, Blend, Factors, Hybrid, ItemKNN, Recommender, RecsParams
 from model_export.recommenders.blend import typical_gap
 from model_export.training.parity import MAX_SCORE_DIFF, only_ties, recs_parity
@@ -18,13 +15,12 @@ from model_export.training.replay import replay
 from model_export.training.tuning import Trials, validation
 from personalization.profile import Profile
 from personalization.recommend import OUTPUT_INDICES, OUTPUT_SCORES, onnx_feed
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
+from tests.helpers.data import rees46_sample
 
 
 @pytest.fixture(scope="module")
 def frame_data() -> tuple[RecsData, dict[str, Profile]]:
-    frame = normalize(rees46(SAMPLE))
+    frame = normalize(rees46_sample())
     return RecsData(frame), replay(frame)
 
 
@@ -102,7 +98,7 @@ def test_an_empty_history_gets_a_full_list_and_ties_go_to_the_lower_index(
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
 def test_a_family_searches_on_the_validation_split(family: type[Recommender]) -> None:
-    valid = validation(normalize(rees46(SAMPLE)), 0.2)
+    valid = validation(normalize(rees46_sample()), 0.2)
     assert valid is not None
     trials = Trials(valid)
     if family is Blend:

@@ -13,7 +13,7 @@ from personalization.events import NoConsent
 from personalization.identity import pseudonymize
 from personalization.redaction import redact
 from store.quarantine import QuarantinedRecord
-from tests.hostile_ids import HostileRecord, hostile_records, leaked
+from tests.helpers.hostile_ids import HostileRecord, hostile_records, leaked
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 PEPPER = b"p" * 32

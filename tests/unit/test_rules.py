@@ -355,10 +355,9 @@ def test_example_document_validates_and_compiles_against_the_sample_catalog() ->
 def _sample_catalog() -> Catalog:
     from model_export.data.canonical import normalize
     from model_export.data.catalog import build_catalog
-    from model_export.data.datasets import rees46
+    from tests.helpers.data import REES46_SAMPLE, rees46_sample
 
-    path = ROOT / "tests" / "data" / "rees46_head2000.csv"
-    return build_catalog(normalize(rees46(path), str(path)))
+    return build_catalog(normalize(rees46_sample(), str(REES46_SAMPLE)))
 
 
 def test_errors_name_the_rule_and_the_field() -> None:

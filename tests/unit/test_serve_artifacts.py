@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 
 from personalization.features import FEATURE_SCHEMA_VERSION
 from store.artifacts import PREFIX
-from tests.unit.serve_world import App, Bucket, start
+from tests.helpers.serve_app import App, Bucket, start
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 DIGITS = b'{"version": "v", "rules": [], "n": ' + b"7" * 5000 + b"}"
@@ -48,13 +47,6 @@ HOSTILE = (JSON | OBJECT).map(lambda value: json.dumps(value).encode()) | st.sam
     [DEEP, DIGITS, b"", b"{", b"\xff\xfe", b"NaN", b'{"version": NaN}']
 )
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture
-def served() -> Iterator[App]:
-    from tests.unit.serve_world import served_app
-
-    yield from served_app()
 
 
 def fragment(served: App) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -31,7 +30,7 @@ from serve.pipeline import PageContext, fallback, personalize
 from serve.snapshot import Snapshot
 from serve.state import Serving
 from store.profiles import StoredProfile
-from tests.unit.serve_world import CONFIG, IDENTITY_KEY, App, Bucket, Served, start
+from tests.helpers.serve_app import CONFIG, IDENTITY_KEY, App, Bucket, Served, start
 
 EXPERIMENT = {
     "version": "labels",
@@ -63,13 +62,6 @@ def person_in(arm: str) -> str:
     experiment = parse_document(EXPERIMENT).experiments[0]
     people = (hashlib.sha256(str(n).encode()).hexdigest() for n in range(1000))
     return next(p for p in people if assign(experiment, p).name == arm)
-
-
-@pytest.fixture
-def served() -> Iterator[App]:
-    from tests.unit.serve_world import served_app
-
-    yield from served_app()
 
 
 def known(served: App, pseudonym: str, slot: str = "for-you") -> Any:

@@ -3,22 +3,15 @@ a version that cannot be used leaves the running one in force, and nothing is fe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from store.artifacts import POINTER, PREFIX
-from tests.unit.serve_world import App, Bucket, Clock, served_app, start
+from tests.helpers.serve_app import App, Bucket, Clock, start
 
 PIN_I9 = {"version": "r1", "rules": [{"id": "pin", "kind": "pin", "items": ["i9"], "position": 1}]}
 NEW_ITEMS = [{"id": f"n{n}", "category": "hats", "price": 5.0, "popularity": 50.0 - n} for n in range(6)] + [
     {"id": "i9", "category": "shoes", "price": 1.0, "popularity": 0.5}
 ]
-
-
-@pytest.fixture
-def served() -> Iterator[App]:
-    yield from served_app()
 
 
 def headers(served: App) -> tuple[str, str, str]:

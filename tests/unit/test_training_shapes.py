@@ -11,15 +11,13 @@ import pytest
 
 from model_export.cli import main
 from model_export.data.canonical import normalize
-from model_export.data.datasets import rees46
 from model_export.training.training import train_models
 from personalization.events import Reason
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
+from tests.helpers.data import rees46_sample
 
 
 def sample() -> pd.DataFrame:
-    return normalize(rees46(SAMPLE))
+    return normalize(rees46_sample())
 
 
 def views_only(frame: pd.DataFrame) -> pd.DataFrame:
@@ -85,7 +83,7 @@ def test_rows_the_event_schema_refuses_are_skipped_and_counted(
 ) -> None:
     # Given the sample with a quantity above the schema's cap (fuel sold by the unit), an overlong user id, and
     # an event type nobody knows
-    frame = rees46(SAMPLE).head(600).copy()
+    frame = rees46_sample().head(600).copy()
     frame.loc[5, "quantity"] = 12_608
     frame.loc[9, "user_id"] = "u" * 300
     frame.loc[11, "event_type"] = "teleport"

@@ -4,15 +4,13 @@ Kinesis endpoint that throttles on demand, and a reader of what actually reached
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
 from infra.local.serve_process import ServeProcess
 from infra.local.stack import LocalStack
-from tests.integration.faulty_endpoint import Answer, BatchApi, FaultyEndpoint, event_ids
+from tests.helpers.faulty_endpoint import Answer, BatchApi, FaultyEndpoint, event_ids
 
 COLLECT_APP = "collect.app:app"
 # The collector has no health route; its OpenAPI document answers 200 once the app is up.
@@ -26,21 +24,6 @@ def collect_env(stack: LocalStack, **extra: str) -> dict[str, str]:
 
 def start_collector(env: Mapping[str, str]) -> ServeProcess:
     return ServeProcess(dict(env), app=COLLECT_APP, ready_path=READY_PATH).start()
-
-
-@pytest.fixture(scope="module")
-def collector(local_stack: LocalStack) -> Iterator[ServeProcess]:
-    process = start_collector(collect_env(local_stack))
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def identity_key(local_stack: LocalStack) -> bytes:
-    name = local_stack.function_env("CollectFunction")["IDENTITY_KEY_PARAMETER"]
-    return local_stack.secret_values[name].encode()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Helpers for tests that drive the real ingest handler against the loopback stack."""
+"""For tests that drive the real ingest handler against the loopback stack (the `ingest` fixture in
+tests/integration/conftest.py builds an Ingest)."""
 
 from __future__ import annotations
 
@@ -7,23 +8,16 @@ import json
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from infra.local.poller import KinesisPoller, LocalLambdaContext
 from infra.local.producer import put_events
 from infra.local.stack import LocalStack
-from ingest.wiring import ingest_deps
 from model_export.data.canonical import to_events
-from model_export.data.datasets import rees46
 from personalization.events import Event
 from store.profiles import ProfileStore, TableSettings
 from store.quarantine import QuarantineStore
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
+from tests.helpers.data import rees46_sample
 
 
 @dataclass
@@ -96,19 +90,8 @@ def real_events(count: int | None = None) -> list[Event]:
     """Real REES46 events from the committed sample, shifted so the newest lands now."""
     from datetime import UTC, datetime
 
-    frame = rees46(SAMPLE)
+    frame = rees46_sample()
     if count is not None:
         frame = frame.head(count)
     shift = datetime.now(UTC) - frame["timestamp"].max().to_pydatetime()
     return list(to_events(frame.reset_index(drop=True), shift))
-
-
-@pytest.fixture
-def ingest(clean_stack: LocalStack, stack_env: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Ingest:
-    env = clean_stack.function_env("IngestFunction")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    # A fresh container: config, stores and the cached pepper are built again from this environment.
-    ingest_deps.cache_clear()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
-    return Ingest(clean_stack, env)

@@ -13,10 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from model_export.data.canonical import to_events
-from model_export.data.datasets import rees46
 from personalization.events import Consent, Event, EventType
-
-SAMPLE = Path(__file__).resolve().parent / "data" / "rees46_head2000.csv"
+from tests.helpers.data import rees46_sample
 
 
 def pseudonym(raw: str) -> str:
@@ -27,7 +25,7 @@ def pseudonym(raw: str) -> str:
 def sample_frame(until: datetime, days: float, rows: int | None = None) -> pd.DataFrame:
     """The sample (2 h 20 min of a store), its timeline stretched evenly to `days` ending just before `until`,
     user ids pseudonymized, in canonical columns."""
-    frame = rees46(SAMPLE)
+    frame = rees46_sample()
     if rows is not None:
         frame = frame.head(rows)
     first, last = frame["timestamp"].min(), frame["timestamp"].max()

@@ -1,10 +1,11 @@
-"""A served world for serve tests: a published model, real profiles, and uvicorn on loopback."""
+"""A served world for serve tests: a published model and real profiles (the `world` and `serve` fixtures in
+tests/integration/conftest.py build it and run serve under uvicorn on loopback)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,15 +14,14 @@ from aws_lambda_powertools.utilities import parameters
 
 from infra.local.poller import KinesisPoller
 from infra.local.producer import put_events
-from infra.local.serve_process import ServeProcess
 from infra.local.stack import LocalStack, conflicting_env_vars
 from ingest.wiring import ingest_deps
 from model_export.data.canonical import to_events
-from model_export.data.datasets import rees46
 from model_export.publishing.folder import train_version
 from personalization.events import Event
+from personalization.identity import pseudonymize, sign_token
 from store.artifacts import ArtifactStore
-from tests.integration.ingest_support import SAMPLE
+from tests.helpers.data import rees46_sample
 
 
 @dataclass
@@ -49,7 +49,7 @@ def build_world(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> World:
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
     serve_env = stack.function_env("ServeFunction")
 
-    frame = rees46(SAMPLE)
+    frame = rees46_sample()
     shift = datetime.now(UTC) - frame["timestamp"].max().to_pydatetime()
     events = list(to_events(frame, shift))
     with tempfile.TemporaryDirectory() as models:
@@ -65,13 +65,14 @@ def build_world(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> World:
     return World(stack, serve_env, events, pepper, identity_key)
 
 
-@pytest.fixture(scope="module")
-def world(local_stack: LocalStack) -> Iterator[World]:
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        yield build_world(local_stack, monkeypatch)
+def most_active(world: World, rank: int = 0) -> str:
+    """The world's `rank`-th most active person (by events; ties by id)."""
+    counts: dict[str, int] = {}
+    for event in world.events:
+        counts[event.user_id] = counts.get(event.user_id, 0) + 1
+    return sorted(counts, key=lambda u: (-counts[u], u))[rank]
 
 
-@pytest.fixture(scope="module")
-def serve(world: World) -> Iterator[ServeProcess]:
-    with ServeProcess(world.serve_env) as process:
-        yield process
+def token_for(world: World, raw_user: str, ttl: int = 3600, key: bytes | None = None) -> str:
+    """An identity token for `raw_user`, signed with the world's key unless another is given."""
+    return sign_token(key or world.identity_key, pseudonymize(world.pepper, raw_user), int(time.time()) + ttl)

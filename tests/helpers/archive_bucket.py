@@ -1,5 +1,5 @@
 """The archive for integration tests: what reached the archive bucket, and an AWS endpoint on loopback that spoils
-Firehose and S3 calls on demand (tests.integration.faulty_endpoint with its faults)."""
+Firehose and S3 calls on demand (tests.helpers.faulty_endpoint with its faults)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from infra.local.stack import LocalStack
 from personalization.archive import ARCHIVE_PREFIX, object_lines
-from tests.integration.faulty_endpoint import JSON_1_1, Answer, BatchApi, FaultyEndpoint, event_ids
+from tests.helpers.faulty_endpoint import JSON_1_1, Answer, BatchApi, FaultyEndpoint, event_ids
 
 UNAVAILABLE = "ServiceUnavailableException"
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from personalization.features import FEATURE_SCHEMA_VERSION
-from serve.app import _state, app
 from serve.config import ServeConfig
 from serve.live_rules import LiveRules
 from serve.rollout import Rollout
@@ -117,17 +115,3 @@ class App:
 
     def get(self, path: str) -> Any:
         return self.client.get(path)
-
-
-def served_app() -> Iterator[App]:
-    holder = App(TestClient(app, raise_server_exceptions=False))
-
-    def current() -> ServeState:
-        assert holder.state is not None
-        return holder.state
-
-    app.dependency_overrides[_state] = current
-    try:
-        yield holder
-    finally:
-        app.dependency_overrides.pop(_state, None)

@@ -1,31 +1,25 @@
-"""Helpers for the privacy tests: what the functions log, detectors for personal data, and one stack with the
-ingest, serve and erase functions' environments applied (serve in-process through its ASGI app)."""
+"""For the privacy tests: what the functions log, detectors for personal data, and one stack with the ingest, serve
+and erase functions' environments applied, serve in-process through its ASGI app (the `captured_logs` and
+`privacy` fixtures in tests/integration/conftest.py build these)."""
 
 from __future__ import annotations
 
 import io
 import ipaddress
 import json
-import logging
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from fastapi.testclient import TestClient
 
-from erase.wiring import erase_deps
 from infra.local.poller import LocalLambdaContext
-from observability import logger
 from personalization.identity import pseudonymize, sign_token
-from serve.app import app
-from serve.privacy import privacy_service
-from serve.state import serve_state
 from store.erasure_log import ErasureLogStore
-from tests.integration.ingest_support import Ingest
+from tests.helpers.ingest import Ingest
 
 # Independent of personalization.scrub on purpose: a test that used the product's own patterns would only
 # prove that the product agrees with itself.
@@ -85,25 +79,6 @@ class CapturedLogs:
         ]
 
 
-@pytest.fixture
-def captured_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[CapturedLogs]:
-    """The powertools logger's output (as it would reach CloudWatch) and the root logger's warnings."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    root = logging.StreamHandler(stream)
-    root.setLevel(logging.WARNING)
-    # The standard logger under powertools' Logger: it has addHandler but no removeHandler of its own.
-    functions_logger = logging.getLogger(logger.name)
-    functions_logger.addHandler(handler)
-    logging.getLogger().addHandler(root)
-    try:
-        yield CapturedLogs(stream, capsys)
-    finally:
-        functions_logger.removeHandler(handler)
-        logging.getLogger().removeHandler(root)
-
-
 @dataclass
 class Privacy:
     ingest: Ingest
@@ -135,20 +110,3 @@ class Privacy:
         from datetime import timedelta
 
         return ErasureLogStore(self.env["ERASURE_LOG_TABLE"], self.ingest.stack.region, timedelta(days=1))
-
-
-@pytest.fixture
-def privacy(ingest: Ingest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Privacy]:
-    """Ingest's stack and environment, plus serve's and the erase function's (fresh containers of each)."""
-    stack = ingest.stack
-    env = {**ingest.env, **stack.function_env("ServeFunction"), **stack.function_env("EraseFunction")}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    for cached in (serve_state, privacy_service, erase_deps):
-        cached.cache_clear()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
-    identity_key = stack.secret_values[env["IDENTITY_KEY_PARAMETER"]].encode()
-    with TestClient(app) as client:
-        yield Privacy(ingest, client, identity_key, env)
-    for cached in (serve_state, privacy_service, erase_deps):
-        cached.cache_clear()
