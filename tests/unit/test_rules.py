@@ -1,8 +1,7 @@
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +21,14 @@ from personalization.rules import (
     Scope,
     parse_document,
 )
+from tests.helpers.rules import CATALOG, NOW, NOW_MS, by_popularity, ids, request
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
-NOW_MS = to_ms(NOW)
 DAY_MS = 24 * 3600 * 1000
 EXPERIMENT = {
     "id": "exp",
     "variants": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "strategy": "popular"}],
 }
-
-CATALOG = Catalog(
-    [
-        CatalogItem("p1", "electronics.smartphone", 500.0, 100.0, "Samsung"),
-        CatalogItem("p2", "electronics.smartphone", 900.0, 90.0, "apple"),
-        CatalogItem("p3", "electronics.smartphone", 150.0, 80.0, "xiaomi"),
-        CatalogItem("p4", "electronics.smartphone", 120.0, 70.0, "xiaomi"),
-        CatalogItem("h1", "electronics.audio.headphone", 20.0, 60.0, "xiaomi"),
-        CatalogItem("h2", "electronics.audio.headphone", 190.0, 50.0, "apple"),
-        CatalogItem("x1", "electronicsx", 5.0, 40.0, None),
-        CatalogItem("s1", "furniture.living_room.sofa", 543.1, 30.0, None),
-        CatalogItem("c1", "cat:2053013552326770905", 9.0, 20.0, "aqua"),
-        CatalogItem("n1", None, None, 10.0, None),
-    ]
-)
 
 
 def document(*rules: dict[str, Any]) -> RulesDocument:
@@ -54,28 +37,6 @@ def document(*rules: dict[str, Any]) -> RulesDocument:
 
 def rule(rule_id: str, kind: str, **fields: Any) -> dict[str, Any]:
     return {"id": rule_id, "kind": kind, **fields}
-
-
-def request(**changes: Any) -> RuleRequest:
-    base = RuleRequest(
-        slot="for-you",
-        journey=None,
-        segment=None,
-        segment_id=None,
-        variants=frozenset(),
-        now_ms=NOW_MS,
-        purchased={},
-        cart=(),
-    )
-    return replace(base, **changes)
-
-
-def by_popularity(catalog: Catalog = CATALOG) -> list[Scored]:
-    return [Scored(item, item.popularity / 100) for item in catalog.items]
-
-
-def ids(items: Sequence[Scored]) -> list[str]:
-    return [scored.item.id for scored in items]
 
 
 def run(doc: RulesDocument, k: int = 10, candidates: Sequence[Scored] | None = None, **changes: Any) -> list[str]:

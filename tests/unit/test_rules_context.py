@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from personalization.context import Channel, Device, RequestContext
 from personalization.rules import RuleEngine, RulesError, parse_document
-from tests.unit.test_rules import CATALOG, by_popularity, ids, request
+from tests.helpers.rules import CATALOG, by_popularity, ids, request
 
 DAYPARTS = {"morning": {"start": 6, "end": 12}, "evening": {"start": 18, "end": 24}, "night": {"start": 0, "end": 6}}
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from names import CONTEXT_KEY_HEADER
 from personalization.context import context_key
 from personalization.identity import sign_token
 from personalization.profile import Profile
 from store.profiles import StoredProfile
-from tests.unit.serve_world import CONFIG, IDENTITY_KEY, App, Bucket, Served, served_app, start
+from tests.helpers.serve_app import CONFIG, IDENTITY_KEY, App, Bucket, Served, start
 
 
 def zone_at(local_hour: int) -> str:
@@ -49,11 +46,6 @@ def viewer(
     if referer is not None:
         headers["referer"] = referer
     return headers
-
-
-@pytest.fixture
-def served() -> Iterator[App]:
-    yield from served_app()
 
 
 def world(served: App, document: dict[str, Any] = DOCUMENT, profiles: Any = None) -> App:
