@@ -319,8 +319,9 @@ def run() -> dict[str, Any]:
                 onnx_feed,
                 recent_inputs,
             )
-            from serve.pipeline import PageContext, personalize
+            from serve.requests import FragmentRequest, Identity
             from serve.state import serve_state
+            from serve.usecase import personalize
             from store.artifacts import ArtifactStore
             from store.profiles import ProfileStore, TableSettings
 
@@ -390,9 +391,12 @@ def run() -> dict[str, Any]:
             figures["p50_ms"] = round(median(http.latencies_ms), 3)
             figures["p99_ms"] = round(percentile(http.latencies_ms, 0.99), 3)
             now_ms = int(time.time() * 1000)
-            context = PageContext()
             pipeline = [
-                timed_ms(lambda u=user: personalize(state.serving(), u, "for-you", K, context, now_ms))  # type: ignore[misc]
+                timed_ms(
+                    lambda u=user: personalize(  # type: ignore[misc]
+                        FragmentRequest("for-you", K, now_ms, Identity(u)), state.serving().sources
+                    )
+                )
                 for _ in range(3)
                 for user in users
             ]

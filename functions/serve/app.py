@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import Cookie, Depends, FastAPI, Header, Path, Query, Request
@@ -37,15 +38,15 @@ from personalization.fragments import (
 )
 from personalization.identity import sign_segment, verify_segment, verify_token
 from serve.edge_context import keyed_right, shared_lifetime, vary
-from serve.pipeline import PageContext, fallback, for_segment, personalize
+from serve.pipeline import fallback
 from serve.privacy import EXPIRE_SEGMENT_COOKIE
 from serve.privacy import router as privacy_router
+from serve.requests import Format, FragmentRequest, Identity, PageContext
 from serve.snapshot import Snapshot
 from serve.state import ServeState, serve_state
+from serve.usecase import personalize
 
 SEGMENT_COOKIE_MAX_AGE_S = 24 * 3600
-# Slots named segment* show the visitor's segment's best-sellers: shared by the segment, cached at the edge.
-SEGMENT_SLOT_PREFIX = "segment"
 CACHE_KEY_QUERY = ("format", "k", "item", "journey")
 # What every answer varies on: the identity (cookie or token header) and the signed segment cookie.
 BASE_VARY = f"Cookie, {IDENTITY_HEADER}"
@@ -166,10 +167,10 @@ def _describe(viewer: RequestContext, daypart: str | None) -> str:
     },
 )
 def get_fragment(
-    request: Request,
+    http: Request,
     state: State,
     slot: Slot,
-    format: Annotated[Literal["html", "json"], Query()] = "html",
+    format: Annotated[Format, Query()] = "html",
     k: Annotated[int, Query(ge=1, le=50)] = 8,
     page: Text = None,
     item: Annotated[str | None, Query(max_length=128)] = None,
@@ -183,28 +184,52 @@ def get_fragment(
     snapshot = serving.snapshot
     now = time.time()
     # From the CloudFront viewer headers only: no query parameter can claim a device, country or clock.
-    viewer = request_context(request.headers, now)
-    context = PageContext(page=page, item=item, journey=journey, viewer=viewer)
-    now_ms = int(now * 1000)
+    viewer = request_context(http.headers, now)
+    request = FragmentRequest(
+        slot=slot,
+        k=k,
+        now_ms=int(now * 1000),
+        context=PageContext(page=page, item=item, journey=journey, viewer=viewer),
+        format=format,
+    )
     key: bytes | None = None
-    known_segment: int | None = None
-    pseudonym: str | None = None
     try:
         key = state.identity_key()
-        pseudonym = verify_token(key, identity_header or identity_cookie, int(now)) if key else None
-        known_segment = verify_segment(key, segment_cookie, snapshot.version) if key else None
-        if slot.startswith(SEGMENT_SLOT_PREFIX):
-            fragment = for_segment(serving, pseudonym, known_segment, slot, k, context, now_ms)
-        else:
-            fragment = personalize(serving, pseudonym, slot, k, context, now_ms, known_segment)
+        if key:
+            request = replace(
+                request,
+                identity=Identity(
+                    pseudonym=verify_token(key, identity_header or identity_cookie, int(now)),
+                    segment=verify_segment(key, segment_cookie, snapshot.version),
+                ),
+            )
     except Exception:
-        logger.exception("fragment pipeline failed; serving the popular fallback")
-        fragment = fallback(serving, slot, k, context, Reason.INTERNAL_ERROR, now_ms)
+        logger.exception("identity check failed; serving the popular fallback")
+        fragment = fallback(request, serving.sources, Reason.INTERNAL_ERROR)
+    else:
+        fragment = personalize(request, serving.sources)
+    return _answer(http, state, request, now, fragment, snapshot, key, segment_cookie, if_none_match)
+
+
+def _answer(
+    http: Request,
+    state: ServeState,
+    request: FragmentRequest,
+    now: float,
+    fragment: Fragment,
+    snapshot: Snapshot,
+    key: bytes | None,
+    segment_cookie: str | None,
+    if_none_match: str | None,
+) -> Response:
+    """The fragment as the HTTP answer: body, cache headers, the segment cookie, the impression logged."""
     _count(fragment, snapshot)
+    pseudonym = request.identity.pseudonym
     if pseudonym is not None and key and fragment.mode in PERSONAL_MODES and state.impressions is not None:
         state.impressions.record(pseudonym, fragment, key)
-    body = render_json(fragment) if format == "json" else render_html(fragment)
-    cookie = _segment_cookie(key, fragment, segment_cookie, known_segment, snapshot.version)
+    body = render_json(fragment) if request.format == "json" else render_html(fragment)
+    cookie = _segment_cookie(key, fragment, segment_cookie, request.identity.segment, snapshot.version)
+    viewer = request.context.viewer
     rules = snapshot.rules
     dimensions = rules.dimensions if rules is not None else frozenset[str]()
     max_age, swr = shared_lifetime(
@@ -215,7 +240,7 @@ def get_fragment(
         viewer,
         now,
     )
-    headers = _headers(fragment, max_age, swr, cookie is not None, keyed_right(request.headers, dimensions))
+    headers = _headers(fragment, max_age, swr, cookie is not None, keyed_right(http.headers, dimensions))
     headers["Vary"] = vary(BASE_VARY, dimensions)
     headers[CONTEXT_HEADER] = _describe(viewer, rules.document.daypart_at(viewer.local_hour) if rules else None)
     if cookie is not None:
@@ -223,5 +248,5 @@ def get_fragment(
     headers["ETag"] = etag(body)
     if if_none_match and headers["ETag"] in {tag.strip() for tag in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
-    media_type = "application/json" if format == "json" else "text/html; charset=utf-8"
+    media_type = "application/json" if request.format == "json" else "text/html; charset=utf-8"
     return Response(content=body, media_type=media_type, headers=headers)

@@ -13,34 +13,25 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from observability import logger
-from personalization.context import UNKNOWN, RequestContext
 from personalization.experiments import Experiment, Variant, active_experiment, assign
 from personalization.features import feature_vector
 from personalization.fragments import Fragment, Labels, Mode, Reason, build
 from personalization.models import Models
 from personalization.profile import Profile
 from personalization.ranking import Scored, by_affinity, excluded_for, popular
-from personalization.rules import POOL_CAP, RuleEngine, RulePlan, RuleRequest
-from serve.state import Serving
+from personalization.rules import POOL_CAP, RulePlan, RuleRequest
+from serve.requests import FragmentRequest, PageContext
+from serve.sources import RulesInForce, Sources
 
 # Slots named because* with a page item show items like it (for anyone), not the person's general picks.
 CONTEXT_SLOT_PREFIX = "because"
 
 
 @dataclass(frozen=True, slots=True)
-class PageContext:
-    page: str | None = None
-    item: str | None = None
-    journey: str | None = None
-    # The viewer's context, from the CloudFront viewer headers (never from the query).
-    viewer: RequestContext = UNKNOWN
-
-
-@dataclass(frozen=True, slots=True)
 class Decision:
     """The rules in force and the visitor's experiment variant for this request."""
 
-    engine: RuleEngine | None
+    engine: RulesInForce | None
     experiment: Experiment | None = None
     variant: Variant | None = None
 
@@ -59,30 +50,30 @@ class Decision:
         )
 
 
-def decide(state: Serving, pseudonym: str | None, slot: str, now_ms: int, viewer: RequestContext = UNKNOWN) -> Decision:
+def decide(sources: Sources, request: FragmentRequest) -> Decision:
     """The live rules, and the variant of the slot's running experiment for a known visitor (anonymous
     visitors have no stable id to assign, so they see control's default behaviour and are not counted)."""
-    engine = state.snapshot.rules
+    engine = sources.rules
+    pseudonym = request.identity.pseudonym
     if engine is None or pseudonym is None:
         return Decision(engine)
+    viewer = request.context.viewer
     document = engine.document
     daypart = document.daypart_at(viewer.local_hour)
-    experiment = active_experiment(document.experiments, slot, now_ms, viewer, daypart)
+    experiment = active_experiment(document.experiments, request.slot, request.now_ms, viewer, daypart)
     if experiment is None:
         return Decision(engine)
     return Decision(engine, experiment, assign(experiment, pseudonym))
 
 
-def _context_category(state: Serving, context: PageContext) -> str | None:
-    item = state.snapshot.catalog.by_id.get(context.item) if context.item else None
+def _context_category(sources: Sources, context: PageContext) -> str | None:
+    item = sources.catalog.by_id.get(context.item) if context.item else None
     return item.category if item else None
 
 
 def _plan(
     decision: Decision,
-    slot: str,
-    context: PageContext,
-    now_ms: int,
+    request: FragmentRequest,
     segment: tuple[str, int] | None = None,
     purchased: Mapping[str, int] | None = None,
     cart: Collection[str] = (),
@@ -91,15 +82,15 @@ def _plan(
         return None
     return decision.engine.plan(
         RuleRequest(
-            slot=slot,
-            journey=context.journey,
+            slot=request.slot,
+            journey=request.journey,
             segment=segment[0] if segment else None,
             segment_id=segment[1] if segment else None,
             variants=decision.variants,
-            now_ms=now_ms,
+            now_ms=request.now_ms,
             purchased=purchased or {},
             cart=cart,
-            context=context.viewer,
+            context=request.context.viewer,
         )
     )
 
@@ -134,55 +125,51 @@ def _ruled(plan: RulePlan | None, k: int, fetch: Callable[[int], list[Scored]]) 
 
 
 def fallback(
-    state: Serving,
-    slot: str,
-    k: int,
-    context: PageContext,
+    request: FragmentRequest,
+    sources: Sources,
     reason: Reason,
-    now_ms: int,
     decision: Decision | None = None,
 ) -> Fragment:
     """The model's items like the page item on a because* slot (Mode.SIMILAR), else popular items (in the page
     item's category first); the rules that need no person applied; `reason` says why it is not personal."""
     decision = decision or Decision(None)
     try:
-        plan = _plan(decision, slot, context, now_ms)
+        plan = _plan(decision, request)
     except Exception:
         logger.exception("rules failed on a fallback; serving it without them")
         plan, decision = None, Decision(None)
     excluded = plan.excluded if plan else frozenset()
-    category = _context_category(state, context)
+    category = _context_category(sources, request.context)
 
     answered: list[Mode] = []  # what the last fetch took its candidates from (none: a curated list)
 
     def fetch(pool: int) -> list[Scored]:
-        similar = _like_page_item(state, slot, context, pool, excluded)
+        similar = _like_page_item(sources, request, pool, excluded)
         answered.append(Mode.SIMILAR if similar else Mode.FALLBACK)
-        return similar or popular(state.snapshot.catalog, pool, category=category, exclude=excluded)
+        return similar or popular(sources.catalog, pool, category=category, exclude=excluded)
 
-    ranked, notes = _ruled(plan, k, fetch)
+    ranked, notes = _ruled(plan, request.k, fetch)
     mode = answered[-1] if answered else Mode.FALLBACK
-    return build(slot, mode, ranked, state.snapshot.version, reason=reason, labels=decision.labels(notes))
+    return build(request.slot, mode, ranked, sources.models.version, reason=reason, labels=decision.labels(notes))
 
 
 def _like_page_item(
-    state: Serving,
-    slot: str,
-    context: PageContext,
+    sources: Sources,
+    request: FragmentRequest,
     pool: int,
     excluded: Collection[str],
     models: Models | None = None,
 ) -> list[Scored]:
-    models = models or state.snapshot.models
-    if models is None or context.item is None or not slot.startswith(CONTEXT_SLOT_PREFIX):
+    models = models or sources.models.models
+    if models is None or request.item is None or not request.slot.startswith(CONTEXT_SLOT_PREFIX):
         return []
-    return models.recs.similar(context.item, pool, excluded)
+    return models.recs.similar(request.item, pool, excluded)
 
 
-def _usable_profile(state: Serving, pseudonym: str) -> Profile | Reason:
+def _usable_profile(sources: Sources, pseudonym: str) -> Profile | Reason:
     """The visitor's profile, or the reason there is none to personalize from (never raises)."""
     try:
-        stored = state.profiles.get(pseudonym)
+        stored = sources.profiles.get(pseudonym)
     except Exception as exc:
         logger.warning("profile read failed", extra={"error": type(exc).__name__})
         return Reason.PROFILE_UNAVAILABLE
@@ -198,54 +185,48 @@ def _popular_arm(variant: Variant | None) -> bool:
 
 
 def _candidates(
-    state: Serving,
+    sources: Sources,
     models: Models | None,
     profile: Profile,
     pool: int,
     excluded: Collection[str],
     now_ms: int,
 ) -> list[Scored]:
-    settings = state.config.fold_settings
+    settings = sources.fold_settings
     if models is None:
-        return by_affinity(state.snapshot.catalog, profile, now_ms, pool, settings, exclude=excluded)
+        return by_affinity(sources.catalog, profile, now_ms, pool, settings, exclude=excluded)
     ranked = models.recs.recommend(profile, pool, excluded)
     if len(ranked) < pool:
         # A history of items the model does not know, or a short list: top up from the profile's categories.
         shown = {s.item.id for s in ranked}
-        more = by_affinity(state.snapshot.catalog, profile, now_ms, pool + len(shown), settings, exclude=excluded)
+        more = by_affinity(sources.catalog, profile, now_ms, pool + len(shown), settings, exclude=excluded)
         ranked += [s for s in more if s.item.id not in shown][: pool - len(ranked)]
     return ranked
 
 
-def personalize(
-    state: Serving,
-    pseudonym: str | None,
-    slot: str,
-    k: int,
-    context: PageContext,
-    now_ms: int,
-    current_segment: int | None = None,
-) -> Fragment:
-    """`current_segment`: the visitor's segment as the signed cookie carries it (of the live model version),
-    kept until another is clearly nearer (hysteresis), so the segment does not flip between requests."""
-    decision = decide(state, pseudonym, slot, now_ms, context.viewer)
-    if state.snapshot.error:
-        return fallback(state, slot, k, context, state.snapshot.error, now_ms, decision)
+def for_person(request: FragmentRequest, sources: Sources) -> Fragment:
+    """A person's fragment. The signed cookie's segment (of the live model version) is kept until another is
+    clearly nearer (hysteresis), so the segment does not flip between requests."""
+    decision = decide(sources, request)
+    live = sources.models
+    if live.error:
+        return fallback(request, sources, live.error, decision)
+    pseudonym = request.identity.pseudonym
     if pseudonym is None:
-        return fallback(state, slot, k, context, Reason.ANONYMOUS, now_ms, decision)
-    profile = _usable_profile(state, pseudonym)
+        return fallback(request, sources, Reason.ANONYMOUS, decision)
+    profile = _usable_profile(sources, pseudonym)
     if isinstance(profile, Reason):
-        return fallback(state, slot, k, context, profile, now_ms, decision)
-    models, model_version = state.snapshot.models_for(decision.variant.model_version if decision.variant else None)
+        return fallback(request, sources, profile, decision)
+    models, model_version = live.models_for(decision.variant.model_version if decision.variant else None)
     segment = None
     if models is not None:
         # The cookie names a segment of the live version; an experiment's other version starts afresh.
-        current = current_segment if model_version == state.snapshot.version else None
+        current = request.identity.segment if model_version == live.version else None
         predicted = models.segments.predict(
-            feature_vector(profile, now_ms, state.snapshot.catalog.relative_prices, state.config.fold_settings), current
+            feature_vector(profile, request.now_ms, sources.catalog.relative_prices, sources.fold_settings), current
         )
         segment = (predicted.name, predicted.id)
-    plan = _plan(decision, slot, context, now_ms, segment, profile.purchased, profile.cart.keys())
+    plan = _plan(decision, request, segment, profile.purchased, profile.cart.keys())
     # Without a rules document in force, what a person bought or has in the cart is never offered again.
     excluded = plan.excluded if plan else excluded_for(profile)
 
@@ -253,21 +234,21 @@ def personalize(
 
     def fetch(pool: int) -> list[Scored]:
         # On a because* slot the page item's neighbours come first, whatever the arm: the model answered.
-        similar = _like_page_item(state, slot, context, pool, excluded, models)
+        similar = _like_page_item(sources, request, pool, excluded, models)
         if similar:
             answered.append(Mode.PERSONALIZED)
             return similar
         if _popular_arm(decision.variant):
             # The arm's baseline, not the model: said so in the mode, so no reader takes it for the model's work.
             answered.append(Mode.EXPERIMENT)
-            return popular(state.snapshot.catalog, pool, exclude=excluded)
+            return popular(sources.catalog, pool, exclude=excluded)
         answered.append(Mode.PERSONALIZED)
-        return _candidates(state, models, profile, pool, excluded, now_ms)
+        return _candidates(sources, models, profile, pool, excluded, request.now_ms)
 
-    ranked, notes = _ruled(plan, k, fetch)
+    ranked, notes = _ruled(plan, request.k, fetch)
     mode = answered[-1] if answered else Mode.PERSONALIZED
     return build(
-        slot,
+        request.slot,
         mode,
         ranked,
         model_version,
@@ -278,15 +259,7 @@ def personalize(
     )
 
 
-def for_segment(
-    state: Serving,
-    pseudonym: str | None,
-    known_segment: int | None,
-    slot: str,
-    k: int,
-    context: PageContext,
-    now_ms: int,
-) -> Fragment:
+def for_segment(request: FragmentRequest, sources: Sources) -> Fragment:
     """A segment slot: the segment's own best-sellers, the same for all its members (so the CDN can share it).
 
     A known visitor's segment comes from their profile, never from the signed cookie alone: the cookie lives a
@@ -296,37 +269,39 @@ def for_segment(
     no identity token. Only rules that need no person apply (segment, slot, journey and time scopes), and no
     experiment: the fragment is shared by everyone in the segment.
     """
-    shared = Decision(state.snapshot.rules)
-    if state.snapshot.error or state.snapshot.models is None:
-        return fallback(state, slot, k, context, state.snapshot.error or Reason.NO_SEGMENT_MODEL, now_ms, shared)
+    shared = Decision(sources.rules)
+    live = sources.models
+    if live.error or live.models is None:
+        return fallback(request, sources, live.error or Reason.NO_SEGMENT_MODEL, shared)
+    segments = live.models.segments
+    known_segment = request.identity.segment
     segment_id = known_segment
-    if pseudonym is not None:
-        profile = _usable_profile(state, pseudonym)
+    if request.identity.pseudonym is not None:
+        profile = _usable_profile(sources, request.identity.pseudonym)
         if isinstance(profile, Reason):
-            return fallback(state, slot, k, context, profile, now_ms, shared)
-        vector = feature_vector(profile, now_ms, state.snapshot.catalog.relative_prices, state.config.fold_settings)
-        segment_id = state.snapshot.models.segments.predict(vector, known_segment).id
+            return fallback(request, sources, profile, shared)
+        vector = feature_vector(profile, request.now_ms, sources.catalog.relative_prices, sources.fold_settings)
+        segment_id = segments.predict(vector, known_segment).id
     if segment_id is None:
-        return fallback(state, slot, k, context, Reason.ANONYMOUS, now_ms, shared)
-    segment = state.snapshot.models.segments.segments.get(segment_id)
+        return fallback(request, sources, Reason.ANONYMOUS, shared)
+    segment = segments.segments.get(segment_id)
     name = segment.name if segment else f"segment {segment_id}"
-    plan = _plan(shared, slot, context, now_ms, (name, segment_id))
+    plan = _plan(shared, request, (name, segment_id))
     excluded = plan.excluded if plan else frozenset()
-    segments = state.snapshot.models.segments
 
     def fetch(pool: int) -> list[Scored]:
         candidates = [s for s in segments.popular(segment_id, pool) if s.item.id not in excluded]
         if len(candidates) < pool:
             shown = {s.item.id for s in candidates} | set(excluded)
-            candidates += popular(state.snapshot.catalog, pool - len(candidates), exclude=shown)
+            candidates += popular(sources.catalog, pool - len(candidates), exclude=shown)
         return candidates
 
-    ranked, notes = _ruled(plan, k, fetch)
+    ranked, notes = _ruled(plan, request.k, fetch)
     return build(
-        slot,
+        request.slot,
         Mode.SEGMENT,
         ranked,
-        state.snapshot.version,
+        live.version,
         segment=name,
         segment_id=segment_id,
         labels=shared.labels(notes),

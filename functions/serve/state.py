@@ -12,6 +12,7 @@ from serve.impressions import ImpressionLog
 from serve.live_rules import LiveRules
 from serve.rollout import Rollout
 from serve.snapshot import Snapshot
+from serve.sources import Sources
 from store.artifacts import ArtifactStore
 from store.parameters import get_secret
 from store.profiles import ProfileStore, TableSettings
@@ -45,6 +46,12 @@ class Serving:
     config: ServeConfig
     profiles: ProfileStore
     snapshot: Snapshot
+
+    @property
+    def sources(self) -> Sources:
+        """What the use case reads, of this snapshot alone."""
+        snapshot = self.snapshot
+        return Sources(self.profiles, snapshot, snapshot.catalog, snapshot.rules, self.config.fold_settings)
 
 
 @lru_cache(maxsize=1)

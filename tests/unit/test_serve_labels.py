@@ -26,9 +26,11 @@ from personalization.models import Models, RecsModel
 from personalization.profile import Profile
 from personalization.recommend import RecentWeighting
 from personalization.rules import parse_document
-from serve.pipeline import PageContext, fallback, personalize
+from serve.pipeline import fallback
+from serve.requests import FragmentRequest, PageContext
 from serve.snapshot import Snapshot
-from serve.state import Serving
+from serve.sources import Sources
+from serve.usecase import personalize
 from store.profiles import StoredProfile
 from tests.helpers.serve_app import CONFIG, IDENTITY_KEY, App, Bucket, Served, start
 
@@ -111,7 +113,7 @@ SHOES = [CatalogItem(f"i{n}", "shoes", 10.0 + n, 100.0 - n) for n in range(12)]
 
 
 @pytest.fixture(scope="module")
-def similar_world() -> Serving:
+def similar_world() -> Sources:
     """A real recs graph over twelve items where i10 and i11 are always viewed together, i0..i9 apart."""
     catalog = Catalog(SHOES)
     index = ItemIndex.from_catalog(catalog)
@@ -131,12 +133,14 @@ def similar_world() -> Serving:
     fitted = Hybrid(**RecsParams().to_dict()).fit(RecsData(frame, index)).fitted()
     recs = RecsModel(recs_graph(fitted), index.ids, catalog, RecentWeighting())
     models = Models(segments=None, recs=recs)  # type: ignore[arg-type]  # anonymous requests predict no segment
-    return Serving(CONFIG, Profiles(), Snapshot("v1", catalog, models=models))  # type: ignore[arg-type]
+    snapshot = Snapshot("v1", catalog, models=models)
+    return Sources(Profiles(), snapshot, catalog, None, CONFIG.fold_settings)
 
 
-def test_an_anonymous_because_you_viewed_is_the_models_similar_items(similar_world: Serving) -> None:
+def test_an_anonymous_because_you_viewed_is_the_models_similar_items(similar_world: Sources) -> None:
     now_ms = int(time.time() * 1000)
-    fragment = personalize(similar_world, None, "because-you-viewed", 3, PageContext(item="i10"), now_ms)
+    request = FragmentRequest("because-you-viewed", 3, now_ms, context=PageContext(item="i10"))
+    fragment = personalize(request, similar_world)
     assert fragment.mode is Mode.SIMILAR
     assert fragment.label() == "similar; source=item; reason=anonymous"
     # What the label promises: i10's neighbour first, not the catalog's best-seller
@@ -147,10 +151,12 @@ def test_an_anonymous_because_you_viewed_is_the_models_similar_items(similar_wor
     ("slot", "item"),
     [("because-you-viewed", "not-in-the-catalog"), ("for-you", "i10"), ("because-you-viewed", None)],
 )
-def test_without_similar_items_it_is_the_popular_fallback(similar_world: Serving, slot: str, item: str | None) -> None:
+def test_without_similar_items_it_is_the_popular_fallback(similar_world: Sources, slot: str, item: str | None) -> None:
     """An item the model does not know, a slot that is not because*, no page item: popular, flagged."""
     now_ms = int(time.time() * 1000)
-    fragment = fallback(similar_world, slot, 3, PageContext(item=item), Reason.ANONYMOUS, now_ms)
+    fragment = fallback(
+        FragmentRequest(slot, 3, now_ms, context=PageContext(item=item)), similar_world, Reason.ANONYMOUS
+    )
     assert fragment.mode is Mode.FALLBACK
     assert fragment.label() == "fallback; reason=anonymous"
     assert [item.id for item in fragment.items] == ["i0", "i1", "i2"]
