@@ -29,6 +29,17 @@ Figures (the JSON object on the last line):
   serve_zip_mb             the serve package built as `sam build` builds it (bench.package), zipped
   rollout_look_ms          what a warm container spends every MODEL_MAX_AGE_S: GET models/current.json and the rules
                            document, nothing changed, so nothing downloaded (Rollout.refresh, median of 20, moto S3)
+
+Every request carries CloudFront viewer headers from a mix of 3 devices x 4 dayparts (a time zone where it is now
+the middle of each of rules/example.json's dayparts, published as the live rules: it has a mobile-only and a
+daypart rule), keyed by the edge's context key as the viewer function would.
+  anonymous_p50_ms / _p99_ms   the same mix without an identity: the shared (cacheable) fragments
+  context_dimensions           the cache key dimensions the live rules use
+  context_cache_entries        distinct cache entries of the for-you fragment for anonymous viewers of the mix
+  context_shared_fraction      of those anonymous requests, the share answered by an entry an earlier one made
+                               (1 - entries / requests, within one cache lifetime); _no_context: the key without it
+  context_entries_all_zones    the entries when the viewers come from all 27 whole-hour zones (3 devices each)
+  context_key_bytes_max        the longest x-pz-ctx value of the mix (the cache key's context part)
 """
 
 from __future__ import annotations
@@ -59,6 +70,7 @@ import pandas as pd  # noqa: E402
 
 from bench.common import bundled_events, main_of, median, percentile, table  # noqa: E402
 from infra.local.stack import LocalStack, conflicting_env_vars  # noqa: E402
+from names import CONTEXT_KEY_HEADER  # noqa: E402
 
 if TYPE_CHECKING:
     from personalization.profile import Profile
@@ -196,7 +208,59 @@ class Http:
     personalized: int
 
 
-async def _requests(tokens: Sequence[str], warmup: int, count: int) -> Http:
+# rules/example.json: its dayparts and the mobile / daypart rules every request of the mix meets one way or other.
+RULES = ROOT / "rules" / "example.json"
+DEVICES = ("mobile", "desktop", "tablet")
+COUNTRIES = ("DE", "ES")
+
+
+def zone_at(local_hour: int, now: datetime) -> str:
+    """An Etc/GMT zone whose local hour is now `local_hour` (POSIX signs: Etc/GMT-2 is UTC+2)."""
+    offset = (local_hour - now.hour) % 24
+    offset = offset - 24 if offset > 14 else offset
+    return "Etc/GMT" + ("" if offset == 0 else f"{-offset:+d}")
+
+
+def viewer_headers(device: str, zone: str, country: str) -> dict[str, str]:
+    """What CloudFront adds for a viewer (the origin request policy's headers)."""
+    return {
+        "cloudfront-is-mobile-viewer": "true" if device in ("mobile", "tablet") else "false",
+        "cloudfront-is-tablet-viewer": "true" if device == "tablet" else "false",
+        "cloudfront-viewer-country": country,
+        "cloudfront-viewer-time-zone": zone,
+    }
+
+
+def viewer_mix(now: datetime) -> list[dict[str, str]]:
+    """3 devices x 4 dayparts: for each daypart of the rules document, a zone where it is now mid-daypart."""
+    dayparts = json.loads(RULES.read_text())["dayparts"].values()
+    middles = [(part["start"] + (part["end"] - part["start"]) % 24 // 2) % 24 for part in dayparts]
+    return [
+        viewer_headers(device, zone_at(hour, now), COUNTRIES[n % len(COUNTRIES)])
+        for n, (device, hour) in enumerate((d, h) for d in DEVICES for h in middles)
+    ]
+
+
+def keyed(headers: dict[str, str], dimensions: frozenset[str]) -> dict[str, str]:
+    """The headers as the viewer-request function passes them on: the context key added."""
+    from personalization.context import context_key
+
+    return {**headers, CONTEXT_KEY_HEADER: context_key(headers, dimensions)}
+
+
+def shared_fraction(viewers: Sequence[dict[str, str]], dimensions: frozenset[str], requests: int) -> tuple[int, float]:
+    """(cache entries, share of `requests` anonymous requests answered from an entry an earlier one made), the
+    viewers taking turns: the edge keys a fragment on its path and query, the known mark and the context key."""
+    from personalization.context import context_key
+
+    keys = [("/v1/fragments/for-you", "0", context_key(viewers[n % len(viewers)], dimensions)) for n in range(requests)]
+    entries = len(set(keys))
+    return entries, 1 - entries / requests
+
+
+async def _requests(
+    tokens: Sequence[str | None], warmup: int, count: int, viewers: Sequence[dict[str, str]] = ({},)
+) -> Http:
     import httpx
 
     from serve.app import app
@@ -207,8 +271,11 @@ async def _requests(tokens: Sequence[str], warmup: int, count: int) -> Http:
         personalized = 0
         for n in range(warmup + count):
             token = tokens[n % len(tokens)]
+            headers = dict(viewers[n % len(viewers)])
+            if token is not None:
+                headers["x-pz-token"] = token
             start = time.perf_counter_ns()
-            response = await client.get(f"/v1/fragments/for-you?format=json&k={K}", headers={"x-pz-token": token})
+            response = await client.get(f"/v1/fragments/for-you?format=json&k={K}", headers=headers)
             elapsed = (time.perf_counter_ns() - start) / 1e6
             if response.status_code != 200:
                 raise RuntimeError(f"status {response.status_code}: {response.text[:200]}")
@@ -326,6 +393,13 @@ def run() -> dict[str, Any]:
             from store.profiles import ProfileStore, TableSettings
 
             ArtifactStore(env["ARTIFACT_BUCKET"], stack.region).publish(folder)
+            from personalization.rules import parse_document
+            from store.rules_source import RulesSource
+
+            rules = parse_document(RULES.read_bytes())
+            RulesSource(env["ARTIFACT_BUCKET"], stack.region, max_age_s=0).publish(rules.version, RULES.read_bytes())
+            dimensions = rules.context_dimensions()
+            viewers = [keyed(headers, dimensions) for headers in viewer_mix(datetime.now(UTC))]
             pepper = stack.secret_values[stack.function_env("IngestFunction")["PEPPER_PARAMETER"]].encode()
             identity_key = stack.secret_values[env["IDENTITY_KEY_PARAMETER"]].encode()
             writer = ProfileStore(TableSettings(env["PROFILES_TABLE"], stack.region))
@@ -385,11 +459,26 @@ def run() -> dict[str, Any]:
             state.profiles = MemoryProfiles(stored)  # type: ignore[assignment]
             # Outside Lambda nothing flushes the metrics; powertools prints them every 100 (metrics disabled or not)
             with contextlib.redirect_stdout(io.StringIO()):
-                http = asyncio.run(_requests(tokens, WARMUP, REQUESTS))
+                http = asyncio.run(_requests(tokens, WARMUP, REQUESTS, viewers))
+                anonymous = asyncio.run(_requests([None], WARMUP, REQUESTS, viewers))
             figures["requests"] = len(http.latencies_ms)
             figures["personalized_share"] = round(http.personalized / len(http.latencies_ms), 3)
             figures["p50_ms"] = round(median(http.latencies_ms), 3)
             figures["p99_ms"] = round(percentile(http.latencies_ms, 0.99), 3)
+            figures["anonymous_p50_ms"] = round(median(anonymous.latencies_ms), 3)
+            figures["anonymous_p99_ms"] = round(percentile(anonymous.latencies_ms, 0.99), 3)
+            figures["context_dimensions"] = ",".join(sorted(dimensions))
+            entries, shared = shared_fraction(viewers, dimensions, REQUESTS)
+            figures["context_cache_entries"] = entries
+            figures["context_shared_fraction"] = round(shared, 4)
+            figures["context_shared_fraction_no_context"] = round(shared_fraction(viewers, frozenset(), REQUESTS)[1], 4)
+            everywhere = [
+                viewer_headers(device, "Etc/GMT" + ("" if o == 0 else f"{o:+d}"), "DE")
+                for device in DEVICES
+                for o in range(-14, 13)
+            ]
+            figures["context_entries_all_zones"] = shared_fraction(everywhere, dimensions, REQUESTS)[0]
+            figures["context_key_bytes_max"] = max(len(v[CONTEXT_KEY_HEADER]) for v in viewers)
             now_ms = int(time.time() * 1000)
             pipeline = [
                 timed_ms(
@@ -485,6 +574,20 @@ def report(f: dict[str, Any]) -> None:
         ("catalog_items", f"{f['catalog_items']:,}", ">= 50,000", f"{f['synthetic_items']:,} synthetic"),
         ("p50_ms", f"{f['p50_ms']:.2f}", "", f"{f['requests']:,} warm ASGI requests, profile in memory"),
         ("p99_ms", f"{f['p99_ms']:.2f}", "<= 5", f"personalized share {f['personalized_share']:.3f}"),
+        ("anonymous_p99_ms", f"{f['anonymous_p99_ms']:.2f}", "", f"shared fragments, p50 {f['anonymous_p50_ms']:.2f}"),
+        (
+            "context_shared_fraction",
+            f"{f['context_shared_fraction']:.4f}",
+            "",
+            f"{f['context_cache_entries']} entries for 3 devices x 4 dayparts ({f['context_dimensions']}); "
+            f"without context {f['context_shared_fraction_no_context']:.4f}",
+        ),
+        (
+            "context_key_bytes_max",
+            f"{f['context_key_bytes_max']}",
+            "",
+            f"x-pz-ctx; {f['context_entries_all_zones']} entries if viewers came from all 27 zones",
+        ),
         ("pipeline_p50_ms", f"{f['pipeline_p50_ms']:.2f}", "", "personalize() alone (no HTTP/ASGI)"),
         ("pipeline_p99_ms", f"{f['pipeline_p99_ms']:.2f}", "", ""),
         ("profile_read_p50_ms", f"{f['profile_read_p50_ms']:.2f}", "", "serve's GetItem vs loopback moto"),

@@ -161,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     rules = sub.add_parser("publish-rules", help="validate a rules document and make it the one serve applies")
     rules.add_argument("--file", required=True, help="the rules document (JSON); see docs/rules.md")
     rules.add_argument("--bucket", required=True)
+    rules.add_argument(
+        "--key-value-store",
+        default=os.environ.get("CONTEXT_KEY_VALUE_STORE_ARN"),
+        help="ARN of the CloudFront key value store the viewer function reads (the stack's ContextKeyValueStore)",
+    )
     rules.set_defaults(run=publish_rules.run_publish_rules)
     from model_export.experiments.experiment_report import add_arguments as experiment_arguments
 

@@ -299,17 +299,22 @@ class LocalProduct:
         self.collector = self._start(process)
         return self.collector
 
-    def start_edge(self) -> ServeProcess:
-        """The shop's origin; needs only the other apps' addresses, so it may start before them."""
+    def start_edge(self, country: str | None = None, time_zone: str | None = None) -> ServeProcess:
+        """The shop's origin; needs only the other apps' addresses, so it may start before them. `country` and
+        `time_zone` are what it says of every viewer, as CloudFront would (else the Accept-Language region and
+        UTC). The first edge started is `self.edge`; another (a test's viewers elsewhere) runs beside it."""
         env = {
             **self.stack.aws_env(),
             "EDGE_SERVE_URL": f"http://127.0.0.1:{self._ports['serve']}",
             "EDGE_COLLECT_URL": f"http://127.0.0.1:{self._ports['collect']}",
             "ARTIFACT_BUCKET": self.bucket,
+            "EDGE_COUNTRY": country or "",
+            "EDGE_TIME_ZONE": time_zone or "",
         }
-        process = ServeProcess(env, app="infra.local.edge:app_from_env", factory=True, ready_path="/")
-        self.edge = self._start(process)
-        return self.edge
+        process = self._start(ServeProcess(env, app="infra.local.edge:app_from_env", factory=True, ready_path="/"))
+        if self.edge is None:
+            self.edge = process
+        return process
 
 
 def before_latest(frame: pd.DataFrame) -> pd.DataFrame:

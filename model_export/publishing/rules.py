@@ -15,6 +15,7 @@ def run_publish_rules(args: argparse.Namespace) -> int:
     from personalization.catalog import Catalog
     from personalization.rules import RuleEngine, RulesError, parse_document
     from store.artifacts import ArtifactError, ArtifactStore
+    from store.edge_config import EdgeConfigError, dimensions_value, publish_dimensions
     from store.region import region_from
     from store.rules_source import RulesSource
 
@@ -37,6 +38,16 @@ def run_publish_rules(args: argparse.Namespace) -> int:
             print(f"warning: {len(unknown)} item id(s) not in the live catalog, e.g. {unknown[:5]}", file=sys.stderr)
     key = RulesSource(args.bucket, region, max_age_s=1).publish(document.version, body)
     print(f"published rules {document.version} ({len(document.rules)} rules) to s3://{args.bucket}/{key}")
+    dimensions = document.context_dimensions()
+    print(f"context dimensions of the edge cache key: {dimensions_value(dimensions) or 'none'}")
+    if args.key_value_store:
+        # After the document: serve keeps context answers private until the edge keys on what it reads.
+        try:
+            publish_dimensions(args.key_value_store, dimensions, region)
+        except EdgeConfigError as exc:
+            print(f"the rules are live, but the edge key is not updated: {exc}", file=sys.stderr)
+            return 3
+        print(f"the viewer function keys fragments on them ({args.key_value_store})")
     return 0
 
 

@@ -340,3 +340,87 @@ def test_a_visitor_who_declines_sees_only_non_personal_fragments(shop: Shop, pro
         state = shop.wait_slot(slot, lambda s: True, what="a fragment")
         assert state.mode == "fallback", (slot, state)
     shop.screenshot("5-declined")
+
+
+# -- the viewer's context: a phone, the visitor's own evening ------------------------------------------------------
+
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Mobile/15E148 Safari/604.1"
+)
+PHONE_WIDTH = 390
+_CONTEXT = """return document.querySelector('[data-testid="slot-for-you"] [data-testid="debug-x-context"] dd')
+  ?.textContent ?? null;"""
+_SIDEWAYS = "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];"
+
+
+def context_rules() -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The example document's mobile-only pin, its daypart pin, and that daypart's name."""
+    rules = json.loads(RULES_EXAMPLE.read_text())["rules"]
+    mobile = next(r for r in rules if r["kind"] == "pin" and (r.get("when") or {}).get("devices") == ["mobile"])
+    daypart = next(r for r in rules if r["kind"] == "pin" and (r.get("when") or {}).get("dayparts"))
+    return mobile, daypart, daypart["when"]["dayparts"][0]
+
+
+def zone_in(daypart: str) -> str:
+    """An Etc/GMT zone whose local time is now the middle of `daypart` (hours away from either end)."""
+    part = json.loads(RULES_EXAMPLE.read_text())["dayparts"][daypart]
+    middle = (part["start"] + (part["end"] - part["start"]) % 24 // 2) % 24
+    offset = (middle - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 14 else offset
+    return "Etc/GMT" + ("" if offset == 0 else f"{-offset:+d}")  # POSIX signs: Etc/GMT-2 is UTC+2
+
+
+def as_phone(driver: WebDriver) -> None:
+    driver.execute_cdp_cmd("Emulation.setUserAgentOverride", {"userAgent": IPHONE})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": PHONE_WIDTH, "height": 844, "deviceScaleFactor": 3, "mobile": True},
+    )
+
+
+def test_a_phone_in_its_evening_sees_the_mobile_and_daypart_rules_and_a_desktop_only_the_daypart(
+    product: LocalProduct, screenshots: Path
+) -> None:
+    mobile_rule, daypart_rule, daypart = context_rules()
+    # Given the edge placing every viewer in Germany, in a time zone where it is now mid-evening
+    edge = product.start_edge(country="DE", time_zone=zone_in(daypart))
+
+    # When a visitor opens the shop on a phone
+    with chromium() as driver:
+        as_phone(driver)
+        shop = Shop(driver, edge.url, screenshots)
+        shop.open()
+        phone = shop.wait_slot("for-you", lambda s: len(s.ids) >= 3, what="a first fragment")
+        context = dict(part.split("=") for part in driver.execute_script(_CONTEXT).split("; "))
+
+        # Then the debug strip shows the context serve derived from the edge's headers
+        assert (context["device"], context["country"], context["daypart"]) == ("mobile", "DE", daypart)
+        # And both context rules are applied: the mobile pick and the evening deal at their positions
+        assert phone.ids[mobile_rule["position"] - 1] == mobile_rule["items"][0]
+        assert phone.ids[daypart_rule["position"] - 1] == daypart_rule["items"][0]
+        shop.screenshot("5-phone")
+
+        # And no page scrolls sideways at 390 px: the shop (with its consent banner), a product, cart, checkout
+        width = driver.execute_script(_SIDEWAYS)
+        assert width[0] <= width[1] == PHONE_WIDTH, f"home scrolls sideways: {width}"
+        shop.click('[data-testid="consent-decline-all"]')
+        shop.add_to_cart(phone.ids[0])
+        assert driver.execute_script(_SIDEWAYS)[0] <= PHONE_WIDTH, "a product page scrolls sideways"
+        for route in ("/cart", "/checkout"):
+            shop.go(route)
+            scroll, client = driver.execute_script(_SIDEWAYS)
+            assert scroll <= client, f"{route} scrolls sideways: {scroll} > {client}"
+        shop.screenshot("6-phone-checkout")
+
+    # When a visitor opens it on a desktop, in the same evening
+    with chromium() as driver:
+        shop = Shop(driver, edge.url, screenshots)
+        shop.open()
+        desktop = shop.wait_slot("for-you", lambda s: len(s.ids) >= 3, what="a first fragment")
+        context = dict(part.split("=") for part in driver.execute_script(_CONTEXT).split("; "))
+
+        # Then the mobile rule is not applied, the daypart rule is
+        assert context["device"] == "desktop"
+        assert desktop.ids[mobile_rule["position"] - 1] != mobile_rule["items"][0]
+        assert desktop.ids[daypart_rule["position"] - 1] == daypart_rule["items"][0]
