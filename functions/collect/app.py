@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Cookie, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
@@ -21,16 +20,16 @@ from collect.intake import (
     BadBody,
     BodyTooLarge,
     TooManyEvents,
-    identify,
     read_events,
     withdraws_targeting,
 )
 from collect.models import CollectResponse, ErrorResponse, RejectedRecord
-from collect.service import Collected, Collector, collect, collector, unavailable
+from collect.usecase import CollectDeps, Collected, collect_request
+from collect.wiring import collect_deps
 from http_headers import install as install_standard_headers
 from names import IDENTITY_COOKIE, IDENTITY_HEADER, SEGMENT_COOKIE, expire_cookie, set_cookie
 from observability import count, logger
-from personalization.context import UNKNOWN, RequestContext, request_context
+from personalization.context import request_context
 
 # Serve's signed segment cookie, dropped as soon as an event withdraws (or lacks) personalization consent: the
 # segment fragments it keys must not follow a person who said no until their profile has caught up.
@@ -124,7 +123,7 @@ def _record(collected: Collected) -> None:
 def post_events(
     request: Request,
     body: Annotated[bytes, Depends(request_body)],
-    state: Annotated[Collector, Depends(collector)],
+    deps: Annotated[CollectDeps, Depends(collect_deps)],
     identity_cookie: Annotated[str | None, Cookie(alias=IDENTITY_COOKIE)] = None,
     segment_cookie: Annotated[str | None, Cookie(alias=SEGMENT_COOKIE)] = None,
     identity_header: Annotated[str | None, Header(alias=IDENTITY_HEADER)] = None,
@@ -134,7 +133,7 @@ def post_events(
     # From the CloudFront viewer headers, never from the events: what the tracker says of its device, country
     # or clock is replaced wherever the edge said otherwise.
     context = request_context(request.headers, now)
-    collected, new_token = _collect(items, state, identity_header or identity_cookie, now, context)
+    collected, new_token = collect_request(items, identity_header or identity_cookie, now, deps, context)
     _record(collected)
     status = _status(collected.response)
     headers = dict(NO_STORE)
@@ -142,31 +141,7 @@ def post_events(
         headers["Retry-After"] = str(RETRY_AFTER_S)
     result = JSONResponse(status_code=status, content=collected.response.model_dump(mode="json"), headers=headers)
     if new_token is not None:
-        result.headers.append("set-cookie", _identity_cookie(new_token, state.config.anonymous_id_ttl_s))
+        result.headers.append("set-cookie", _identity_cookie(new_token, deps.config.anonymous_id_ttl_s))
     if segment_cookie and withdraws_targeting(items):
         result.headers.append("set-cookie", EXPIRE_SEGMENT_COOKIE)
     return result
-
-
-def _collect(
-    items: list[Any], state: Collector, token: str | None, now: float, context: RequestContext = UNKNOWN
-) -> tuple[Collected, str | None]:
-    """The collected events, and the new identity token to set as a cookie, if any."""
-    try:
-        key = state.identity_key()
-    except Exception:
-        # Without the key no token can be checked or signed; accepting events under an unproven id would be
-        # worse than asking the client to send them again.
-        logger.exception("identity key unavailable; refusing events for now")
-        return Collected(unavailable(items), retried=0, consented=False), None
-    visitor = identify(key, token, int(now), state.config.anonymous_id_ttl_s)
-    try:
-        collected = collect(
-            items, visitor, datetime.fromtimestamp(now, UTC), state.config.retention, state.stream, context
-        )
-    except Exception:
-        logger.exception("collecting failed; reporting every event failed")
-        return Collected(unavailable(items), retried=0, consented=False), None
-    # A new anonymous id is set only for a visitor who consented to analytics in this request: an identifier
-    # cookie needs consent. It is set on a 503 too, so that the client's retry lands under the same id.
-    return collected, (visitor.new_token if collected.consented else None)

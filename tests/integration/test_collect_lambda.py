@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from collect.service import collector
+from collect.wiring import collect_deps
 from infra.local.poller import LocalLambdaContext
 from infra.local.stack import LocalStack
 from personalization.identity import verify_token
@@ -25,12 +25,12 @@ def handler(stack_env: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     for name, value in stack_env.function_env("CollectFunction").items():
         monkeypatch.setenv(name, value)
     # A fresh container: config, stream client and the cached identity key come from this environment.
-    collector.cache_clear()
+    collect_deps.cache_clear()
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
     from collect.handler import handler as mangum_handler
 
     yield mangum_handler
-    collector.cache_clear()
+    collect_deps.cache_clear()
 
 
 def test_there_are_samples_of_a_batch_and_of_a_malformed_body() -> None:

@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 from collect.app import app
 from collect.config import CollectConfig
 from collect.intake import MAX_BODY_BYTES
-from collect.service import Collector, collector
+from collect.usecase import CollectDeps, collect_request
+from collect.wiring import collect_deps
 from names import IDENTITY_COOKIE
 from personalization.events import Event
 from personalization.identity import sign_token, verify_token
@@ -49,10 +50,12 @@ class FakeStream:
 
 
 @dataclass
-class FakeCollector(Collector):
+class FakeKey:
+    """The identity key parameter, or (key None) the parameter store unreachable."""
+
     key: bytes | None = KEY
 
-    def identity_key(self) -> bytes:
+    def __call__(self) -> bytes:
         if self.key is None:
             raise LookupError("parameter store unreachable")
         return self.key
@@ -64,13 +67,18 @@ def stream() -> FakeStream:
 
 
 @pytest.fixture
-def state(stream: FakeStream) -> FakeCollector:
-    return FakeCollector(CONFIG, stream)
+def identity_key() -> FakeKey:
+    return FakeKey()
 
 
 @pytest.fixture
-def client(state: FakeCollector) -> Iterator[TestClient]:
-    app.dependency_overrides[collector] = lambda: state
+def state(stream: FakeStream, identity_key: FakeKey) -> CollectDeps:
+    return CollectDeps(CONFIG, stream, identity_key)
+
+
+@pytest.fixture
+def client(state: CollectDeps) -> Iterator[TestClient]:
+    app.dependency_overrides[collect_deps] = lambda: state
     with TestClient(app, base_url="https://shop.example.com") as test_client:
         yield test_client
     app.dependency_overrides.clear()
@@ -205,15 +213,13 @@ def test_a_consent_withdrawal_is_accepted_but_sets_no_identifier(client: TestCli
 
 
 def test_a_token_with_a_superscript_digit_in_its_expiry_makes_a_new_anonymous_visitor(
-    state: FakeCollector, stream: FakeStream
+    state: CollectDeps, stream: FakeStream
 ) -> None:
     # "²" passes str.isdigit() and fails int(): it must be a worthless token, never a 500. (Called below the
     # HTTP client, which would re-encode the header; the uvicorn tests send the raw byte.)
-    from collect.app import _collect
-
     version, pseudonym, expiry, signature = token().split(".")
     forged = f"{version}.{pseudonym}.{expiry}\u00b2.{signature}"
-    collected, new_token = _collect([event()], state, forged, time.time())
+    collected, new_token = collect_request([event()], forged, time.time(), state)
     assert collected.response.accepted == 1
     assert new_token is not None
     assert stream.puts[0][1] != PSEUDONYM
@@ -284,8 +290,10 @@ def test_a_writer_bug_is_a_503_never_a_500(client: TestClient, stream: FakeStrea
     assert response.json()["results"] == [{"index": 0, "status": "failed", "reason": "unavailable", "event_id": None}]
 
 
-def test_no_identity_key_is_a_503_for_every_event(client: TestClient, state: FakeCollector, stream: FakeStream) -> None:
-    state.key = None
+def test_no_identity_key_is_a_503_for_every_event(
+    client: TestClient, identity_key: FakeKey, stream: FakeStream
+) -> None:
+    identity_key.key = None
     response = client.post("/v1/events", json={"events": [event(), event()]}, headers={"x-pz-token": token()})
     assert response.status_code == 503
     assert response.json()["failed"] == 2

@@ -1,41 +1,35 @@
-"""Wiring for the collect function (config, stream, identity key, built once per container) and the one use
-case: admit a request's events and write the admitted ones to the stream."""
+"""The collect use case: identify the visitor, admit a request's events and write the admitted ones to the stream.
+
+Statuses and cookies are the handler's (collect.app); this says what was written, and whether a new anonymous
+identity may be set.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import lru_cache
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from collect.config import CollectConfig
-from collect.intake import Refusal, Visitor, admit
+from collect.intake import Refusal, Visitor, admit, identify
 from collect.models import AcceptedRecord, CollectResponse, FailedRecord, RejectedRecord
+from observability import logger
 from personalization.context import UNKNOWN, RequestContext
 from personalization.events import Event
-from store.parameters import get_secret
-from store.stream import EventStream, PutResult, Written
+from store.stream import PutResult, Written
 
 
 class EventSink(Protocol):
     def put_events(self, events: Sequence[Event], partition_key: str) -> PutResult: ...
 
 
-@dataclass
-class Collector:
+@dataclass(frozen=True)
+class CollectDeps:
     config: CollectConfig
     stream: EventSink
-
-    def identity_key(self) -> bytes:
-        # Through the powertools cache on every request, so a rotated key is picked up within its max age.
-        return get_secret(self.config.identity_key_parameter)
-
-
-@lru_cache(maxsize=1)
-def collector() -> Collector:
-    config = CollectConfig.from_env()
-    return Collector(config, EventStream.connect(config.stream_settings))
+    # Read through the powertools cache on every request, so a rotated key is picked up within its max age.
+    identity_key: Callable[[], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +77,26 @@ def collect(
 def unavailable(items: list[Any]) -> CollectResponse:
     """Every item failed before admission (no identity key to sign or verify with): all may be sent again."""
     return CollectResponse.of([FailedRecord(index=index, reason="unavailable") for index in range(len(items))])
+
+
+def collect_request(
+    items: list[Any], token: str | None, now: float, deps: CollectDeps, context: RequestContext = UNKNOWN
+) -> tuple[Collected, str | None]:
+    """The collected events, and the new identity token to set as a cookie, if any."""
+    try:
+        key = deps.identity_key()
+    except Exception:
+        # Without the key no token can be checked or signed; accepting events under an unproven id would be
+        # worse than asking the client to send them again.
+        logger.exception("identity key unavailable; refusing events for now")
+        return Collected(unavailable(items), retried=0, consented=False), None
+    config = deps.config
+    visitor = identify(key, token, int(now), config.anonymous_id_ttl_s)
+    try:
+        collected = collect(items, visitor, datetime.fromtimestamp(now, UTC), config.retention, deps.stream, context)
+    except Exception:
+        logger.exception("collecting failed; reporting every event failed")
+        return Collected(unavailable(items), retried=0, consented=False), None
+    # A new anonymous id is set only for a visitor who consented to analytics in this request: an identifier
+    # cookie needs consent. It is set on a 503 too, so that the client's retry lands under the same id.
+    return collected, (visitor.new_token if collected.consented else None)
