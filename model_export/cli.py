@@ -14,6 +14,7 @@ from model_export.data.datasets import ADAPTERS, load_any
 from model_export.publishing import commands
 from model_export.publishing import rules as publish_rules
 from model_export.publishing.folder import data_summary, train_version
+from model_export.training.artifacts import read_manifest
 from model_export.training.segments import MIN_SHARE
 
 
@@ -55,10 +56,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("no events to train on", file=sys.stderr)
         return 1
     folder = train_version(frame, Path(args.out), progress=True, data=data, min_segment_share=args.min_segment_share)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    selection = manifest["parameters"]["selection"]
+    manifest = read_manifest(folder)
+    selection = manifest.recorded("parameters")["selection"]
     print(f"recommender: {selection['winner']} ({selection['reason']})")
-    print(refused_line(manifest["metrics"]["refused_rows"]))
+    print(refused_line(manifest.recorded("metrics")["refused_rows"]))
     print(folder)
     return 0
 

@@ -7,13 +7,15 @@ will fetch, their sha256, the model descriptions. A manifest that fails this mod
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Bumped only for a change an older reader would misread; additions are extra keys and need no bump.
 MANIFEST_SCHEMA_VERSION = 1
 CATALOG_FILE = "catalog.json"
+MANIFEST_FILE = "manifest.json"
 
 # A version is an S3 key segment and a response header value: a plain token, never a path or a line break.
 VersionName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
@@ -58,7 +60,11 @@ class Manifest(_Part):
     segments: list[SegmentInfo] = []
     segment_model: SegmentModelInfo | None = None
     recs_model: RecsModelInfo | None = None
-    # Everything else (created, data_hash, metrics, parameters, evaluation, ...) is kept as is: `extra(key)`.
+    # When and from what it was trained (the version name carries both too); absent from hand-made versions.
+    created: str | None = None
+    data_hash: str | None = None
+    # Everything else (metrics, parameters, data, distributions, evaluation, promotion, drift, ...) is the
+    # trainer's record, kept as is: `recorded(key)`.
 
     model_config = ConfigDict(extra="allow", frozen=True, coerce_numbers_to_str=True)
 
@@ -79,6 +85,14 @@ class Manifest(_Part):
             raise ValueError(f"files: lacks {', '.join(missing)}, which the models name")
         return self
 
-    def extra(self, key: str) -> Any:
+    def recorded(self, key: str) -> Any:
         """A key this model does not name (None when absent), as the trainer wrote it."""
         return (self.model_extra or {}).get(key)
+
+    def with_recorded(self, **values: Any) -> Self:
+        """This manifest with more of the trainer's record (a candidate's evaluation and promotion, say)."""
+        return self.model_validate({**self.model_dump(mode="json", exclude_unset=True), **values})
+
+    def to_json(self) -> str:
+        """manifest.json as the trainer writes it: only what was given (no defaults spelled out), keys sorted."""
+        return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=2, sort_keys=True)

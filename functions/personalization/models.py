@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -160,13 +159,8 @@ class Models:
     recs: RecsModel
 
 
-def load_models(files: Mapping[str, bytes], manifest: Manifest | Mapping[str, Any], catalog: Catalog) -> Models:
+def load_models(files: Mapping[str, bytes], manifest: Manifest, catalog: Catalog) -> Models:
     """The version's graphs, ready to serve against `catalog`; ModelError for anything else."""
-    if not isinstance(manifest, Manifest):
-        try:
-            manifest = Manifest.model_validate(manifest)
-        except ValidationError as exc:
-            raise ModelError(f"manifest of the wrong shape: {exc.errors(include_url=False)[0]['msg']}") from None
     recs_meta, segment_meta = manifest.recs_model, manifest.segment_model
     if recs_meta is None or segment_meta is None:
         raise ModelError("the manifest describes no recs_model or no segment_model")

@@ -102,7 +102,7 @@ def empty(error: Reason = Reason.MODEL_UNAVAILABLE) -> Snapshot:
 
 
 def _models_of(model: ModelVersion, catalog: Catalog) -> Models:
-    spec = model.spec()
+    spec = model.manifest
     if spec.feature_schema_version != FEATURE_SCHEMA_VERSION:
         raise ArtifactInvalid(f"feature schema {spec.feature_schema_version}, not {FEATURE_SCHEMA_VERSION}")
     return load_models(model.files, spec, catalog)
@@ -119,7 +119,7 @@ def load_snapshot(
     """
     try:
         model = artifacts.load(version)
-        spec = model.spec()
+        spec = model.manifest
         catalog = Catalog.from_json(model.files[CATALOG_FILE])
         catalog.relative_prices  # noqa: B018  # computed now, at load, not by the first request that needs it
     except (ArtifactInvalid, CatalogError) as exc:

@@ -55,17 +55,9 @@ class Pointer(BaseModel):
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
     version: str
-    # The manifest as a plain mapping (every key the trainer wrote), already validated by `Manifest` when read
-    # through ArtifactStore; `spec()` is the typed view.
-    manifest: dict[str, Any]
+    # Validated when read: every key the trainer wrote is kept (`Manifest.extra`).
+    manifest: Manifest
     files: dict[str, bytes]
-
-    def spec(self) -> Manifest:
-        """The typed manifest (ArtifactInvalid if this one was built by hand with a manifest serve refuses)."""
-        try:
-            return Manifest.model_validate(self.manifest)
-        except ValidationError as exc:
-            raise ArtifactInvalid(f"{self.version}/manifest.json: {_problem(exc)}") from None
 
     def json(self, name: str) -> Any:
         return json.loads(self.files[name])
@@ -124,7 +116,7 @@ class ArtifactStore:
             if sha256(data) != digest:
                 raise ArtifactInvalid(f"{version}/{name} does not match its manifest sha256")
             files[name] = data
-        return ModelVersion(version, manifest.model_dump(), files)
+        return ModelVersion(version, manifest, files)
 
     def publish(self, folder: Path) -> str:
         """Upload a model folder (which holds manifest.json), then point `current` at it."""

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -29,6 +28,7 @@ from model_export.publishing.drift import Drift, drift
 from model_export.publishing.folder import write_trained
 from model_export.publishing.gate import Decision, decide, parity_refused
 from model_export.publishing.scoring import Scores, score_popularity, score_version
+from model_export.training.artifacts import read_manifest, write_manifest
 from model_export.training.parity import ParityError
 from model_export.training.protocols import Protocol as Questions
 from model_export.training.protocols import user_split
@@ -207,9 +207,9 @@ def retrain(
     folder = write_trained(trained, train, config.out, data)
     clock.lap("train")
 
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = read_manifest(folder)
     protocol = questions(loaded.frame, cutoff, config.max_queries)
-    files = {name: (folder / name).read_bytes() for name in manifest["files"]}
+    files = {name: (folder / name).read_bytes() for name in manifest.files}
     candidate = score_version(files, manifest, protocol)
     popularity = score_popularity(trained.index.ids, trained.index.popularity.tolist(), protocol)
     live_scores, live_problem = None, live.problem
@@ -236,12 +236,12 @@ def retrain(
     }
     clock.lap("evaluate")
 
-    manifest.update(
+    manifest = manifest.with_recorded(
         evaluation=evaluation,
         drift=None if measured is None else measured.to_dict(),
         promotion={"decision": decision.outcome, "reason": decision.reason, "at": datetime.now(UTC).isoformat()},
     )
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    write_manifest(folder, manifest)
     version = store.upload(folder)
     if decision.promote:
         store.point_to(version)
@@ -272,15 +272,14 @@ class _Clock:
 def _drift(trained: Trained, live: ModelVersion | None) -> Drift | None:
     if live is None:
         return None
-    meta = live.manifest.get("segment_model")
-    segment_file = meta.get("file") if isinstance(meta, dict) else None
-    graph = live.files.get(segment_file) if isinstance(segment_file, str) else None
-    return drift(trained.features, live.version, live.manifest.get("distributions"), graph)
+    meta = live.manifest.segment_model
+    graph = live.files.get(meta.file) if meta is not None else None
+    return drift(trained.features, live.version, live.manifest.recorded("distributions"), graph)
 
 
 def _saw(live: ModelVersion | None, cutoff: datetime) -> bool | None:
     """Whether the live version learned from events after `cutoff`; None when its manifest does not say."""
-    data = live.manifest.get("data") if live is not None else None
+    data = live.manifest.recorded("data") if live is not None else None
     window = data.get("window") if isinstance(data, dict) else None
     end = window.get("end") if isinstance(window, dict) else None
     try:

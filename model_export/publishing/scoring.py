@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from model_export.evaluation.metrics import TopLists, interval, per_query, rank,
 from model_export.training.protocols import Protocol, Queries, encode
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_SCHEMA_VERSION
+from personalization.manifest import Manifest
 from personalization.models import ModelError, Models, load_models
 from personalization.recommend import RecentWeighting
 
@@ -52,10 +52,10 @@ def score_graph(recs_onnx: bytes, item_ids: Sequence[str], weighting: RecentWeig
     return Scores.of(run_onnx(recs_onnx, queries), queries, len(item_ids))
 
 
-def servable(files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> Models:
+def servable(files: Mapping[str, bytes], manifest: Manifest) -> Models:
     """The version's models as serve loads them; raises ModelError for a version serve would refuse."""
-    if str(manifest.get("feature_schema_version")) != FEATURE_SCHEMA_VERSION:
-        raise ModelError(f"trained on feature schema {manifest.get('feature_schema_version')!r}")
+    if manifest.feature_schema_version != FEATURE_SCHEMA_VERSION:
+        raise ModelError(f"trained on feature schema {manifest.feature_schema_version!r}")
     try:
         catalog = Catalog.from_dict(json.loads(files["catalog.json"]))
     except (KeyError, TypeError, ValueError) as exc:
@@ -63,11 +63,12 @@ def servable(files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> Models:
     return load_models(files, manifest, catalog)
 
 
-def score_version(files: Mapping[str, bytes], manifest: Mapping[str, Any], protocol: Protocol) -> Scores:
+def score_version(files: Mapping[str, bytes], manifest: Manifest, protocol: Protocol) -> Scores:
     """Raises ModelError for a version serve would not load."""
     models = servable(files, manifest)
+    assert manifest.recs_model is not None  # servable refuses a version without one
     item_ids = [item.id for item in models.recs.items]
-    return score_graph(files[manifest["recs_model"]["file"]], item_ids, models.recs.weighting, protocol)
+    return score_graph(files[manifest.recs_model.file], item_ids, models.recs.weighting, protocol)
 
 
 def score_popularity(item_ids: Sequence[str], popularity: Sequence[float], protocol: Protocol) -> Scores:

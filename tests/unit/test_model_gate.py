@@ -26,6 +26,7 @@ from model_export.training.parity import ParityError
 from model_export.training.training import Trained, train_models
 from personalization.events import Event
 from personalization.features import FEATURE_NAMES
+from personalization.manifest import Manifest
 from store.artifacts import ArtifactError, ModelVersion
 from tests.helpers.archive import archive_objects, pseudonym, shopping_events, write_folder
 
@@ -51,7 +52,9 @@ class MemoryStore:
             raise ArtifactError(f"no version {version}")
         files = self.folders[version]
         manifest = json.loads(files["manifest.json"])
-        return ModelVersion(version, manifest, {name: files[name] for name in manifest["files"]})
+        return ModelVersion(
+            version, Manifest.model_validate(manifest), {name: files[name] for name in manifest["files"]}
+        )
 
     def upload(self, folder: Path) -> str:
         manifest = json.loads((folder / "manifest.json").read_text())
