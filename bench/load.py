@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.common import median, percentile, print_figures, table
 from names import IDENTITY_COOKIE, PERSONALIZATION_HEADER
+from personalization.fragments import Reason
 
 if TYPE_CHECKING:
     import httpx
@@ -821,7 +822,7 @@ def run(seconds: float, clients: int, events_per_post: int) -> dict[str, Any]:
             "serve_personalized_share": round(sum(n for m, n in modes.items() if personal(m)) / len(served), 3)
             if served
             else None,
-            "serve_degraded": sum(n for mode, n in modes.items() if "profile_unavailable" in mode),
+            "serve_degraded": sum(n for mode, n in modes.items() if Reason.PROFILE_UNAVAILABLE in mode),
             "errors_5xx": errors_5xx,
             "errors_other": errors_other,
             "errors_transport": errors_transport,
@@ -914,7 +915,7 @@ def report(f: dict[str, Any]) -> None:
         ("serve_rps", f"{f['serve_rps']:,.1f}", "", "fragments answered 2xx per second"),
         ("serve_p50_ms", _num(f["serve_p50_ms"]), "", "client-side, 2xx answers"),
         ("serve_p99_ms", _num(f["serve_p99_ms"]), "", f"personalized share {f['serve_personalized_share']}"),
-        ("serve_degraded", str(f["serve_degraded"]), zero, "fallback; reason=profile_unavailable"),
+        ("serve_degraded", str(f["serve_degraded"]), zero, f"fallback; reason={Reason.PROFILE_UNAVAILABLE}"),
         ("errors_5xx", str(f["errors_5xx"]), zero, "both apps, warm-up included"),
         ("errors_other", str(f["errors_other"]), zero, "non-2xx below 500 (statuses below)"),
         ("errors_transport", str(f["errors_transport"]), zero, f"no answer within {REQUEST_TIMEOUT_S:.0f} s"),

@@ -387,8 +387,8 @@ def run() -> dict[str, Any]:
                 recent_inputs,
             )
             from serve.requests import FragmentRequest, Identity
-            from serve.state import serve_state
             from serve.usecase import personalize
+            from serve.wiring import serve_state
             from store.artifacts import ArtifactStore
             from store.profiles import ProfileStore, TableSettings
 

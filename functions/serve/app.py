@@ -43,8 +43,8 @@ from serve.privacy import EXPIRE_SEGMENT_COOKIE
 from serve.privacy import router as privacy_router
 from serve.requests import Format, FragmentRequest, Identity, PageContext
 from serve.snapshot import Snapshot
-from serve.state import ServeState, serve_state
 from serve.usecase import personalize
+from serve.wiring import ServeState, serve_state
 
 SEGMENT_COOKIE_MAX_AGE_S = 24 * 3600
 CACHE_KEY_QUERY = ("format", "k", "item", "journey")

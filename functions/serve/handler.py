@@ -4,7 +4,7 @@ from mangum import Mangum
 
 from observability import metrics
 from serve.app import app
-from serve.state import serve_state
+from serve.wiring import serve_state
 
 # Loaded at init, so SnapStart snapshots a container whose models and catalog are already in memory.
 serve_state()

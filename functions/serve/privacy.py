@@ -19,7 +19,7 @@ from names import IDENTITY_COOKIE, IDENTITY_HEADER, SEGMENT_COOKIE, expire_cooki
 from observability import count, logger
 from personalization.identity import verify_token
 from personalization.privacy import ErasurePath, ErasureRecord, ProfileView, describe
-from serve.state import serve_state
+from serve.wiring import serve_state
 from store.erasure import Eraser, connect_eraser
 from store.profiles import StoredProfile
 

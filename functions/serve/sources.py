@@ -1,6 +1,6 @@
 """What the fragment pipeline reads, as narrow interfaces: profiles, models, catalog and rules of one version.
 
-The pipeline never sees ServeState (config, stores, rollout): a request takes one `Sources` (serve.state builds it
+The pipeline never sees ServeState (config, stores, rollout): a request takes one `Sources` (serve.wiring builds it
 from the snapshot it took), and tests build one from a catalog, a model and a dict of profiles.
 """
 

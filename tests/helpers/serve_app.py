@@ -17,7 +17,7 @@ from personalization.features import FEATURE_SCHEMA_VERSION
 from serve.config import ServeConfig
 from serve.live_rules import LiveRules
 from serve.rollout import Rollout
-from serve.state import ServeState
+from serve.wiring import ServeState
 from store.artifacts import POINTER, PREFIX, ArtifactStore
 from store.rules_source import CURRENT as RULES_KEY
 

@@ -104,7 +104,7 @@ def privacy(ingest: Ingest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Privacy
     from erase.wiring import erase_deps
     from serve.app import app
     from serve.privacy import privacy_service
-    from serve.state import serve_state
+    from serve.wiring import serve_state
 
     stack = ingest.stack
     env = {**ingest.env, **stack.function_env("ServeFunction"), **stack.function_env("EraseFunction")}

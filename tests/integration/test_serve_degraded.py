@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from infra.local.serve_process import free_port
 from personalization.identity import pseudonymize, sign_token
-from serve.state import serve_state
+from serve.wiring import serve_state
 from store.artifacts import POINTER, PREFIX
 from tests.helpers.serve import World
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from infra.local.poller import LocalLambdaContext
-from serve.state import serve_state
+from serve.wiring import serve_state
 from tests.helpers.events import EVENTS_DIR, load_event
 from tests.helpers.serve import World
 

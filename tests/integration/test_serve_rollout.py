@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities import parameters
 
 from infra.local.poller import LocalLambdaContext
 from infra.local.serve_process import ServeProcess
-from serve.state import serve_state
+from serve.wiring import serve_state
 from store.artifacts import POINTER, PREFIX
 from store.rules_source import CURRENT as RULES_KEY
 from tests.helpers.events import load_event

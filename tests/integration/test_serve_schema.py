@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from personalization.identity import pseudonymize, sign_token
 from serve.app import app
-from serve.state import serve_state
+from serve.wiring import serve_state
 from tests.helpers.serve import World
 
 # Loading the schema only asks the app for /openapi.json: no serve state is built at import.

@@ -18,7 +18,7 @@ def served() -> Iterator[App]:
     from fastapi.testclient import TestClient
 
     from serve.app import _state, app
-    from serve.state import ServeState
+    from serve.wiring import ServeState
     from tests.helpers.serve_app import App
 
     holder = App(TestClient(app, raise_server_exceptions=False))

@@ -1,5 +1,5 @@
-"""What serve builds once per container (before the SnapStart snapshot): config, stores, and the rollout that
-holds the model version and rules in force."""
+"""Wiring for serve: what it builds once per container (before the SnapStart snapshot): config, stores, and the
+rollout that holds the model version and rules in force."""
 
 from __future__ import annotations
 
