@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Annotated
 
 from fastapi import APIRouter, Cookie, Header
@@ -19,20 +18,13 @@ from names import IDENTITY_COOKIE, IDENTITY_HEADER, SEGMENT_COOKIE, expire_cooki
 from observability import count, logger
 from personalization.identity import verify_token
 from personalization.privacy import ErasurePath, ErasureRecord, ProfileView, describe
-from serve.wiring import serve_state
-from store.erasure import Eraser, connect_eraser
+from serve.wiring import serve_eraser, serve_state
 from store.profiles import StoredProfile
 
 NO_STORE = "private, no-store"
 # Erasing a person also forgets who they were and their segment: the browser drops both signed cookies.
 EXPIRE_SEGMENT_COOKIE = expire_cookie(SEGMENT_COOKIE)
 EXPIRE_IDENTITY_COOKIE = expire_cookie(IDENTITY_COOKIE)
-
-
-@lru_cache(maxsize=1)
-def privacy_service() -> Eraser:
-    # Not the fragment path's 20 ms timeouts: a person asking for their data can wait for a sure answer.
-    return connect_eraser(serve_state().config)
 
 
 class PrivacyProblem(BaseModel):
@@ -94,7 +86,7 @@ def get_profile(identity_cookie: IdentityCookie = None, identity_header: Identit
         return who
     try:
         # Strongly consistent: a person who has just erased their data must not be shown it again.
-        found = privacy_service().profiles.read(who, consistent=True)
+        found = serve_eraser().profiles.read(who, consistent=True)
     except Exception:
         logger.exception("profile read failed for an access request")
         return _unavailable("the profile store")
@@ -117,7 +109,7 @@ def delete_profile(identity_cookie: IdentityCookie = None, identity_header: Iden
     if isinstance(who, JSONResponse):
         return who
     try:
-        record = privacy_service().erase(who, ErasurePath.SELF_SERVICE, datetime.now(UTC))
+        record = serve_eraser().erase(who, ErasurePath.SELF_SERVICE, datetime.now(UTC))
     except Exception:
         # Every step is idempotent: the retry the person is asked for completes what this one began.
         logger.exception("erasure failed")

@@ -14,6 +14,7 @@ from serve.rollout import Rollout
 from serve.snapshot import Snapshot
 from serve.sources import Sources
 from store.artifacts import ArtifactStore
+from store.erasure import Eraser, connect_eraser
 from store.parameters import get_secret
 from store.profiles import ProfileStore, TableSettings
 from store.rules_source import RulesSource
@@ -76,3 +77,10 @@ def serve_state() -> ServeState:
     if config.stream_name:
         impressions = ImpressionLog(EventStream.connect(StreamSettings(config.stream_name, config.region)))
     return ServeState(config, profiles, rollout, impressions)
+
+
+@lru_cache(maxsize=1)
+def serve_eraser() -> Eraser:
+    """The stores of the privacy routes (a person's own access and erasure), built on first use: most containers
+    answer fragments only. Not the fragment path's 20 ms timeouts: a person asking about their data can wait."""
+    return connect_eraser(serve_state().config)

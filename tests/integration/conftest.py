@@ -103,20 +103,19 @@ def privacy(ingest: Ingest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Privacy
 
     from erase.wiring import erase_deps
     from serve.app import app
-    from serve.privacy import privacy_service
-    from serve.wiring import serve_state
+    from serve.wiring import serve_eraser, serve_state
 
     stack = ingest.stack
     env = {**ingest.env, **stack.function_env("ServeFunction"), **stack.function_env("EraseFunction")}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for cached in (serve_state, privacy_service, erase_deps):
+    for cached in (serve_state, serve_eraser, erase_deps):
         cached.cache_clear()
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
     identity_key = stack.secret_values[env["IDENTITY_KEY_PARAMETER"]].encode()
     with TestClient(app) as client:
         yield Privacy(ingest, client, identity_key, env)
-    for cached in (serve_state, privacy_service, erase_deps):
+    for cached in (serve_state, serve_eraser, erase_deps):
         cached.cache_clear()
 
 
