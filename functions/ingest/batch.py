@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from ingest.archiving import ArchiveOutcome, Archiver, ArchiveUnavailable
+from ingest.trending import TrendingWriter, TrendOutcome
 from personalization.events import Event, EventType, NoConsent, Reason, RecordParser, Rejected
 from personalization.profile import FoldSettings, PositionedEvent, fold, to_ms
 from personalization.redaction import redact
@@ -89,6 +90,7 @@ class IngestResult:
     conflicts: int = 0
     failures: list[RecordFailure] = field(default_factory=list)
     archive: ArchiveOutcome = field(default_factory=ArchiveOutcome)
+    trending: TrendOutcome = field(default_factory=TrendOutcome)
 
     @property
     def failed_seqs(self) -> list[str]:
@@ -103,6 +105,9 @@ class UserOutcome:
     writes: int
     conflicts: int
     erased: int = 0
+    # The events applied for the first time (above the profile's watermark before this fold): what trending
+    # counts, so a redelivered batch adds nothing to it twice.
+    fresh: list[PositionedEvent] = field(default_factory=list)
 
 
 # A NamedTuple, not a frozen dataclass: as immutable, and a third of the cost to make, once per record.
@@ -154,6 +159,8 @@ class BatchWriter:
     max_write_workers: int = 16
     # None: no archive (a deployment without one, and tests of the fold alone).
     archiver: Archiver | None = None
+    # None: no trending table.
+    trending: TrendingWriter | None = None
 
     def write(self, classified: Sequence[Classified]) -> IngestResult:
         result = IngestResult()
@@ -164,11 +171,10 @@ class BatchWriter:
                 result.dropped_no_consent += 1
             elif isinstance(item.outcome, QuarantinedRecord):
                 bad.append((item.record, item.outcome))
-            elif item.outcome.event.type is EventType.IMPRESSION:
-                # Serve's exposure log shares the stream so experiments see it in order with the clicks;
-                # it changes no profile, so it costs no read and no write here.
-                result.impressions += 1
             else:
+                # Serve's impressions too: the fold keeps what a person was shown and did not take (fatigue).
+                if item.outcome.event.type is EventType.IMPRESSION:
+                    result.impressions += 1
                 by_user[item.outcome.event.user_id].append((item.record, item.outcome))
         stored = self._read(by_user, bad, result)
         if stored is None:
@@ -177,9 +183,12 @@ class BatchWriter:
             self._archive(classified, set(by_user), result)
             return result
         self._quarantine(self._not_erased(bad, stored, result), result)
-        failed_users = self._fold_users(by_user, stored, result)
+        fresh: list[PositionedEvent] = []
+        failed_users = self._fold_users(by_user, stored, result, fresh)
         erased = {user for user, found in stored.items() if type(found) is Erased}
         self._archive(classified, failed_users | erased, result)
+        if self.trending is not None and fresh:
+            result.trending = self.trending.add(fresh, datetime.now(UTC))
         return result
 
     def _archive(self, classified: Sequence[Classified], left_out: set[str], result: IngestResult) -> None:
@@ -249,8 +258,10 @@ class BatchWriter:
         by_user: dict[str, list[tuple[RawRecord, PositionedEvent]]],
         stored: dict[str, StoredProfile | Erased],
         result: IngestResult,
+        fresh: list[PositionedEvent],
     ) -> set[str]:
-        """Fold and write every user's events; return the users whose write failed (their records are reported)."""
+        """Fold and write every user's events; return the users whose write failed (their records are reported).
+        The events applied for the first time by the writes that succeeded are added to `fresh`."""
         result.users = len(by_user)
         failed: set[str] = set()
         if not by_user:
@@ -279,6 +290,7 @@ class BatchWriter:
                 result.writes += outcome.writes
                 result.conflicts += outcome.conflicts
                 result.dropped_erased += outcome.erased
+                fresh += outcome.fresh
                 if outcome.erased:
                     failed.add(user_id)  # erased while the batch ran: archive none of theirs
         return failed
@@ -293,6 +305,8 @@ class BatchWriter:
         for _attempt in range(self.max_conflict_retries):
             if isinstance(current, Erased):
                 return UserOutcome(0, 0, 0, conflicts, erased=len(events))
+            # Before the fold, which moves the watermarks (in place).
+            fresh = self._fresh(events, current) if self.trending is not None else []
             # In place: the profile was decoded for this attempt alone, and a retry reads it again.
             profile, applied = fold(
                 current.profile if current else None, user_id, events, self.fold_settings, in_place=True
@@ -308,8 +322,15 @@ class BatchWriter:
                 conflicts += 1
                 current = self.profiles.read(user_id, consistent=True)
                 continue
-            return UserOutcome(applied, len(events) - applied, 1, conflicts)
+            return UserOutcome(applied, len(events) - applied, 1, conflicts, fresh=fresh)
         raise VersionConflict(f"gave up after {self.max_conflict_retries} conflicting writes")
+
+    @staticmethod
+    def _fresh(events: list[PositionedEvent], current: StoredProfile | None) -> list[PositionedEvent]:
+        if current is None:
+            return events
+        watermarks = current.profile.watermarks
+        return [p for p in events if p.seq > watermarks.get(p.shard, -1)]
 
     @staticmethod
     def _fail(record: RawRecord, exc: Exception, result: IngestResult) -> None:

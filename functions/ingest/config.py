@@ -21,6 +21,9 @@ class IngestConfig(FunctionSettings):
     # Both unset: nothing is archived.
     archive_delivery_stream: str | None = None
     archive_bucket: str | None = None
+    # Trending now (ingest.trending): its table (unset: not kept) and the half-life of an event's weight in it.
+    trending_table: str | None = None
+    trending_half_life_hours: float = Field(default=1.0, gt=0)
     # Conflicting writes of one profile retried before the batch gives up on it; not read from the environment.
     max_conflict_retries: ClassVar[int] = 5
 

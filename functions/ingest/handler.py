@@ -54,6 +54,9 @@ def _publish(received: int, result: IngestResult) -> None:
     count("ArchiveRecordsResent", archive.retried)
     count("ArchiveFallbackEvents", archive.fallback_events)
     count("ArchiveFailedEvents", len(archive.failed))
+    count("TrendingWrites", result.trending.writes)
+    count("TrendingConflicts", result.trending.conflicts)
+    count("TrendingWritesFailed", result.trending.failed)
     for reason, quarantined in result.quarantined.items():
         count(f"Quarantined_{reason.value}", quarantined)
 

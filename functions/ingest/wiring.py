@@ -7,12 +7,14 @@ from functools import lru_cache, partial
 from ingest.archiving import Archiver
 from ingest.batch import BatchWriter
 from ingest.config import IngestConfig
+from ingest.trending import TrendingWriter
 from ingest.usecase import IngestDeps
 from personalization.profile import FoldSettings
 from store.archive import ArchiveBucket, ArchiveSettings, FirehoseArchive
 from store.parameters import get_secret
 from store.profiles import ProfileStore, TableSettings
 from store.quarantine import QuarantineStore
+from store.trending import TrendingStore
 
 # Profiles written side by side per batch, and as many pooled connections to carry them.
 WRITE_WORKERS = 16
@@ -26,6 +28,13 @@ def archiver(config: IngestConfig) -> Archiver | None:
     return Archiver(FirehoseArchive.connect(settings), ArchiveBucket.connect(settings, retries=3))
 
 
+def trending(config: IngestConfig) -> TrendingWriter | None:
+    if not config.trending_table:
+        return None
+    half_life_ms = int(config.trending_half_life_hours * 3600 * 1000)
+    return TrendingWriter(TrendingStore(config.trending_table, config.region), half_life_ms)
+
+
 @lru_cache(maxsize=1)
 def ingest_deps() -> IngestDeps:
     config = IngestConfig.from_env()
@@ -37,5 +46,6 @@ def ingest_deps() -> IngestDeps:
         max_conflict_retries=config.max_conflict_retries,
         max_write_workers=WRITE_WORKERS,
         archiver=archiver(config),
+        trending=trending(config),
     )
     return IngestDeps(writer=writer, pepper=partial(get_secret, config.pepper_parameter), retention=config.retention)

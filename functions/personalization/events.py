@@ -47,6 +47,9 @@ class EventType(StrEnum):
     PAGE_VIEW = "page_view"
     # What serve showed (slot, items, variant): the exposure log experiments are evaluated from. Not folded.
     IMPRESSION = "impression"
+    # "Not interested": the person dismissed a recommended item. Serve leaves it out of their fragments for a
+    # while, and the fold counts it against the item's category.
+    DISMISS = "dismiss"
     # The person's consent choice changed; carries the new state. Accepted even without analytics consent,
     # because a withdrawal must reach the profile to take effect.
     CONSENT = "consent"
@@ -58,7 +61,7 @@ _CONSENT = EventType.CONSENT
 # What a browser may send (through the collector): everything but serve's own exposure log. The one list of it.
 BROWSER_EVENT_TYPES = frozenset(EventType) - {EventType.IMPRESSION}
 ITEM_EVENT_TYPES = frozenset(
-    {EventType.VIEW_PRODUCT, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE}
+    {EventType.VIEW_PRODUCT, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE, EventType.DISMISS}
 )
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]

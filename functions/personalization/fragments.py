@@ -23,6 +23,8 @@ class Mode(StrEnum):
     SIMILAR = "similar"
     # A known person's experiment arm that answers without the model (the popular baseline).
     EXPERIMENT = "experiment"
+    # What is selling right now (ingest's decayed activity), the same for everyone.
+    TRENDING = "trending"
     FALLBACK = "fallback"
 
 
@@ -36,12 +38,20 @@ class Reason(StrEnum):
     MODEL_UNAVAILABLE = "model_unavailable"
     UNKNOWN_FEATURE_SCHEMA = "unknown_feature_schema"
     NO_SEGMENT_MODEL = "no_segment_model"
+    # The trending slot could not read the live aggregate: the model's popularity answered instead.
+    TRENDING_UNAVAILABLE = "trending_unavailable"
     INTERNAL_ERROR = "internal_error"
 
 
 # Reasons that mean something is broken (alarmed), as opposed to visitors serve simply does not know.
 DEGRADED_REASONS = frozenset(
-    {Reason.PROFILE_UNAVAILABLE, Reason.MODEL_UNAVAILABLE, Reason.UNKNOWN_FEATURE_SCHEMA, Reason.INTERNAL_ERROR}
+    {
+        Reason.PROFILE_UNAVAILABLE,
+        Reason.MODEL_UNAVAILABLE,
+        Reason.UNKNOWN_FEATURE_SCHEMA,
+        Reason.INTERNAL_ERROR,
+        Reason.TRENDING_UNAVAILABLE,
+    }
 )
 # A known visitor whose profile forbids segment targeting (their segment cookie is expired).
 UNTARGETABLE_REASONS = frozenset({Reason.NO_PROFILE, Reason.NO_PERSONALIZATION_CONSENT})

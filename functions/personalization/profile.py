@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, cast
 from personalization.consent_record import ConsentRecord, latest_record
 from personalization.context import DEVICE_CODES, device_class
 from personalization.events import Event, EventType
+from personalization.fatigue import record_dismissal, record_shown, record_touch
 from personalization.field_types import copier
 
 HISTORY_LIMIT = 50
@@ -57,6 +58,8 @@ AFFINITY_WEIGHTS: dict[EventType, float] = {
     EventType.PURCHASE: 5.0,
     EventType.SEARCH: 0.5,
     EventType.PAGE_VIEW: 0.25,
+    # "Not interested": negative feedback, summed into the category's score (read as no interest at or below 0).
+    EventType.DISMISS: -3.0,
 }
 
 # One-letter codes keep the stored history small: DynamoDB bills every started KB of every write.
@@ -67,6 +70,7 @@ TYPE_CODES: dict[EventType, str] = {
     EventType.PURCHASE: "p",
     EventType.SEARCH: "s",
     EventType.PAGE_VIEW: "g",
+    EventType.DISMISS: "x",
 }
 CODE_TYPES = {code: kind for kind, code in TYPE_CODES.items()}
 CART_TYPES = frozenset({EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE})
@@ -77,6 +81,7 @@ _REMOVE_FROM_CART = EventType.REMOVE_FROM_CART
 _PURCHASE = EventType.PURCHASE
 _CONSENT = EventType.CONSENT
 _IMPRESSION = EventType.IMPRESSION
+_DISMISS = EventType.DISMISS
 
 
 class _Folded(NamedTuple):
@@ -168,6 +173,9 @@ class Profile:
     withdrawn_ms: int | None = field(default=None, metadata=_stored("wd", history=False))
     # The latest banner answer (personalization.consent_record).
     consent_record: ConsentRecord | None = field(default=None, metadata=_stored("cr", history=False))
+    # Items shown and not taken, and items dismissed (personalization.fatigue says how they are kept).
+    seen: dict[str, tuple[int, ...]] = field(default_factory=dict, metadata=_stored("sn"))
+    dismissed: dict[str, int] = field(default_factory=dict, metadata=_stored("x"))
     watermarks: dict[str, int] = field(default_factory=dict, metadata=_stored("w", history=False))
     event_ids: list[str] = field(default_factory=list, metadata=_stored("e", history=False))
 
@@ -204,9 +212,12 @@ def decay_factor(elapsed_ms: float, half_life_ms: int) -> float:
 
 
 def affinities_at(profile: Profile, now_ms: int, settings: FoldSettings) -> dict[str, float]:
-    """Category affinities decayed to `now_ms` (stored scores are as of `affinity_at_ms`)."""
+    """Category affinities decayed to `now_ms` (stored scores are as of `affinity_at_ms`): the positive ones.
+
+    A dismissal's negative weight is summed like any other, so scores stay a sum of decayed weights whatever
+    the order events arrive in; a category whose sum is not above zero holds no interest."""
     factor = decay_factor(now_ms - profile.affinity_at_ms, settings.affinity_half_life_ms)
-    return {category: score * factor for category, score in profile.affinity.items()}
+    return {category: score * factor for category, score in profile.affinity.items() if score > 0}
 
 
 def _add_affinity(profile: Profile, category: str, weight: float, ts_ms: int, half_life_ms: int) -> None:
@@ -222,7 +233,7 @@ def _add_affinity(profile: Profile, category: str, weight: float, ts_ms: int, ha
         _move_anchor(profile, (ts_ms - profile.affinity_at_ms) // half_life_ms, half_life_ms)
         scores = profile.affinity
     added = weight * 2.0 ** ((ts_ms - profile.affinity_at_ms) / half_life_ms)
-    if added < AFFINITY_FLOOR:
+    if -AFFINITY_FLOOR < added < AFFINITY_FLOOR:
         return  # a late event from long before the anchor: noise that would only cost bytes
     scores[category] = scores.get(category, 0.0) + added
     if len(scores) > AFFINITY_LIMIT:
@@ -238,7 +249,7 @@ def _move_anchor(profile: Profile, half_lives: int, half_life_ms: int) -> None:
     """
     profile.affinity_at_ms += half_lives * half_life_ms
     profile.affinity = {
-        c: scaled for c, s in profile.affinity.items() if (scaled := math.ldexp(s, -half_lives)) >= AFFINITY_FLOOR
+        c: scaled for c, s in profile.affinity.items() if abs(scaled := math.ldexp(s, -half_lives)) >= AFFINITY_FLOOR
     }
 
 
@@ -322,6 +333,9 @@ def _record_decision(profile: Profile, event: Event) -> None:
 
 def _apply(profile: Profile, event: Event, ts_ms: int, half_life_ms: int) -> None:
     kind = event.type
+    if kind is _IMPRESSION:
+        _shown(profile, event, ts_ms)
+        return
     consent = event.consent
     if kind is _CONSENT:
         profile.consent_record = latest_record(profile.consent_record, event)
@@ -384,10 +398,14 @@ def _apply(profile: Profile, event: Event, ts_ms: int, half_life_ms: int) -> Non
     if country is not None and country != profile.last_country and ts_ms >= max(last_seen.values()):
         profile.last_country = country
     category = event.category
-    if category and weight > 0:
+    if category and weight:
         _add_affinity(profile, category, weight, ts_ms, half_life_ms)
     item = event.item_id
-    if item:
+    if item and profile.seen:
+        record_touch(profile.seen, item, ts_ms)
+    if kind is _DISMISS:
+        record_dismissal(profile.dismissed, item or "", ts_ms)  # an item is required of a dismissal
+    elif item:
         recent = profile.recent
         entry = (item, code, ts_ms)
         # Ordered by event time, so a late event lands where it happened and replays in time order agree.
@@ -400,6 +418,24 @@ def _apply(profile: Profile, event: Event, ts_ms: int, half_life_ms: int) -> Non
     if cart:
         _update_cart(profile, event, ts_ms)
     _update_session(profile, event.session_id, item, code, ts_ms)
+
+
+def _shown(profile: Profile, event: Event, ts_ms: int) -> None:
+    """Serve's impression: the items it showed. Its consent is serve's, not the person's, so it changes no
+    consent state; it is kept only while the person allows personalization and is not older than a withdrawal."""
+    withdrawn = profile.withdrawn_ms
+    if event.impression is None or not profile.personalization or (withdrawn is not None and ts_ms <= withdrawn):
+        return
+    record_shown(profile.seen, event.impression.items, ts_ms, lambda: _last_touches(profile))
+
+
+def _last_touches(profile: Profile) -> dict[str, int]:
+    """When the person last touched each item their history holds (a dismissal is a touch too)."""
+    touches = dict(profile.dismissed)
+    for item, _, ts in profile.recent:
+        if ts > touches.get(item, -1):
+            touches[item] = ts
+    return touches
 
 
 def fold(
@@ -431,8 +467,6 @@ def fold(
             raise ValueError("fold got an event of another user")
         if seq <= watermarks.get(shard, -1):
             continue  # redelivered by Kinesis: at or below this shard's watermark
-        if event.type is _IMPRESSION:
-            continue  # an exposure record for offline evaluation; nothing of the profile
         # event_id_digest and to_ms, inlined: a Python call costs as much as each of them here.
         digest = sha256(event.event_id.encode()).hexdigest()[:10]
         if digest in event_ids:

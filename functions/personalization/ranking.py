@@ -41,9 +41,9 @@ def popular(catalog: Catalog, k: int, category: str | None = None, exclude: Coll
     return chosen
 
 
-def excluded_for(profile: Profile) -> set[str]:
-    """What a person should not be offered again: items bought and items already in the cart."""
-    return set(profile.purchased) | set(profile.cart)
+def excluded_for(profile: Profile, dismissed: Collection[str] = ()) -> set[str]:
+    """What a person should not be offered again: items bought, items already in the cart, and `dismissed`."""
+    return set(profile.purchased) | set(profile.cart) | set(dismissed)
 
 
 def by_affinity(

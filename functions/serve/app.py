@@ -43,7 +43,7 @@ from serve.privacy import EXPIRE_SEGMENT_COOKIE
 from serve.privacy import router as privacy_router
 from serve.requests import Format, FragmentRequest, Identity, PageContext
 from serve.snapshot import Snapshot
-from serve.usecase import personalize
+from serve.usecase import TRENDING_SLOT, personalize
 from serve.wiring import ServeState, serve_state
 
 SEGMENT_COOKIE_MAX_AGE_S = 24 * 3600
@@ -194,7 +194,8 @@ def get_fragment(
     )
     key: bytes | None = None
     try:
-        key = state.identity_key()
+        # The trending slot is anonymous by design: no identity is read, so every visitor shares one answer.
+        key = state.identity_key() if slot != TRENDING_SLOT else None
         if key:
             request = replace(
                 request,
@@ -240,6 +241,9 @@ def _answer(
         viewer,
         now,
     )
+    if request.slot == TRENDING_SLOT:
+        # It changes by the second: shared for moments, never served stale for long.
+        max_age = swr = min(max_age, state.config.trending_max_age_s)
     headers = _headers(fragment, max_age, swr, cookie is not None, keyed_right(http.headers, dimensions))
     headers["Vary"] = vary(BASE_VARY, dimensions)
     headers[CONTEXT_HEADER] = _describe(viewer, rules.document.daypart_at(viewer.local_hour) if rules else None)

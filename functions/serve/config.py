@@ -29,9 +29,21 @@ class ServeConfig(FunctionSettings):
     erasure_log_table: str
     tombstone_days: int = Field(default=30, ge=2, validation_alias="ERASURE_TOMBSTONE_DAYS")
     erasure_log_retention_days: int = Field(default=1095, ge=1)
+    # Trending now (serve.trending): the table ingest writes (unset: the slot answers with popularity, flagged),
+    # and the half-life its scores decay with.
+    trending_table: str | None = None
+    trending_half_life_hours: float = Field(default=1.0, gt=0)
+    # How long an item a person dismissed ("not interested") stays out of their fragments.
+    dismiss_days: float = Field(default=30.0, gt=0)
     # Cache-Control of public fragments; not read from the environment.
     public_max_age_s: ClassVar[int] = 60
     stale_while_revalidate_s: ClassVar[int] = 300
+    # The trending slot changes by the second: a short shared life, and the rows are read at most this often.
+    trending_max_age_s: ClassVar[int] = 2
+
+    @property
+    def dismiss_ms(self) -> int:
+        return int(self.dismiss_days * 24 * 3600 * 1000)
 
     @property
     def fold_settings(self) -> FoldSettings:

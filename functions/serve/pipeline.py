@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from observability import logger
 from personalization.experiments import Experiment, Variant, active_experiment, assign
+from personalization.fatigue import dismissed_since
 from personalization.features import feature_vector
 from personalization.fragments import Fragment, Labels, Mode, Reason, build
 from personalization.models import Models
@@ -22,6 +23,7 @@ from personalization.ranking import Scored, by_affinity, excluded_for, popular
 from personalization.rules import POOL_CAP, RulePlan, RuleRequest
 from serve.requests import FragmentRequest, PageContext
 from serve.sources import RulesInForce, Sources
+from serve.trending import TrendingUnavailable
 
 # Slots named because* with a page item show items like it (for anyone), not the person's general picks.
 CONTEXT_SLOT_PREFIX = "because"
@@ -77,6 +79,8 @@ def _plan(
     segment: tuple[str, int] | None = None,
     purchased: Mapping[str, int] | None = None,
     cart: Collection[str] = (),
+    seen: Mapping[str, tuple[int, ...]] | None = None,
+    dismissed: frozenset[str] = frozenset(),
 ) -> RulePlan | None:
     if decision.engine is None:
         return None
@@ -91,6 +95,8 @@ def _plan(
             purchased=purchased or {},
             cart=cart,
             context=request.context.viewer,
+            seen=seen or {},
+            dismissed=dismissed,
         )
     )
 
@@ -226,9 +232,11 @@ def for_person(request: FragmentRequest, sources: Sources) -> Fragment:
             feature_vector(profile, request.now_ms, sources.catalog.relative_prices, sources.fold_settings), current
         )
         segment = (predicted.name, predicted.id)
-    plan = _plan(decision, request, segment, profile.purchased, profile.cart.keys())
+    # What the person said "not interested" to stays out for the configured time, rules or not.
+    dismissed = dismissed_since(profile.dismissed, request.now_ms - sources.dismiss_ms)
+    plan = _plan(decision, request, segment, profile.purchased, profile.cart.keys(), profile.seen, dismissed)
     # Without a rules document in force, what a person bought or has in the cart is never offered again.
-    excluded = plan.excluded if plan else excluded_for(profile)
+    excluded = plan.excluded if plan else excluded_for(profile, dismissed)
 
     answered: list[Mode] = []  # what the last fetch took its candidates from (none: a curated list)
 
@@ -257,6 +265,40 @@ def for_person(request: FragmentRequest, sources: Sources) -> Fragment:
         labels=decision.labels(notes),
         strategy=decision.variant.strategy if mode is Mode.EXPERIMENT and decision.variant else None,
     )
+
+
+def trending(request: FragmentRequest, sources: Sources) -> Fragment:
+    """What is selling right now, the same for everyone (no identity read): the live aggregate's items the
+    catalog knows, through the rules that need no person, topped up with popular items. When the aggregate
+    cannot be read, the model's popularity answers, flagged `fallback; reason=trending_unavailable`."""
+    shared = Decision(sources.rules)
+    ranked: list[tuple[str, float]] | None = None
+    if sources.trending is not None:
+        try:
+            ranked = sources.trending.ranked(request.now_ms)
+        except TrendingUnavailable as exc:
+            logger.warning("trending unavailable", extra={"error": str(exc)})
+    if ranked is None:
+        return fallback(request, sources, Reason.TRENDING_UNAVAILABLE, shared)
+    plan = _plan(shared, request)
+    excluded = plan.excluded if plan else frozenset()
+    catalog = sources.catalog
+    top = ranked[0][1] if ranked else 1.0
+
+    def fetch(pool: int) -> list[Scored]:
+        known = [
+            Scored(catalog.by_id[item], score / top)
+            for item, score in ranked
+            if item in catalog.by_id and item not in excluded
+        ][:pool]
+        if len(known) < pool:
+            # The aggregate's scores are relative to its top item; popular items fill in below them.
+            shown = {s.item.id for s in known} | set(excluded)
+            known += [Scored(s.item, s.score * 1e-3) for s in popular(catalog, pool - len(known), exclude=shown)]
+        return known
+
+    items, notes = _ruled(plan, request.k, fetch)
+    return build(request.slot, Mode.TRENDING, items, sources.models.version, labels=shared.labels(notes))
 
 
 def for_segment(request: FragmentRequest, sources: Sources) -> Fragment:

@@ -56,6 +56,14 @@ class RulesInForce(Protocol):
         ...
 
 
+class Trending(Protocol):
+    """What is selling right now (serve.trending.TrendingView)."""
+
+    def ranked(self, now_ms: int) -> list[tuple[str, float]]:
+        """Items by current score, highest first; raises serve.trending.TrendingUnavailable when unreadable."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Sources:
     profiles: Profiles
@@ -65,3 +73,7 @@ class Sources:
     # None: no rules document in force.
     rules: RulesInForce | None
     fold_settings: FoldSettings
+    # How long an item a person dismissed stays out of their fragments (ServeConfig.dismiss_days).
+    dismiss_ms: int = 30 * 24 * 3600 * 1000
+    # None: no trending aggregate (the trending slot answers with the flagged popular fallback).
+    trending: Trending | None = None

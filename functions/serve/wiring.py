@@ -13,12 +13,14 @@ from serve.live_rules import LiveRules
 from serve.rollout import Rollout
 from serve.snapshot import Snapshot
 from serve.sources import Sources
+from serve.trending import TrendingView
 from store.artifacts import ArtifactStore
 from store.erasure import Eraser, connect_eraser
 from store.parameters import get_secret
 from store.profiles import ProfileStore, TableSettings
 from store.rules_source import RulesSource
 from store.stream import EventStream, StreamSettings
+from store.trending import TrendingStore
 
 
 @dataclass
@@ -27,6 +29,7 @@ class ServeState:
     profiles: ProfileStore
     rollout: Rollout
     impressions: ImpressionLog | None = None
+    trending: TrendingView | None = None
 
     def identity_key(self) -> bytes | None:
         try:
@@ -37,7 +40,7 @@ class ServeState:
 
     def serving(self) -> Serving:
         """What one request answers with: take it once per request."""
-        return Serving(self.config, self.profiles, self.rollout.current())
+        return Serving(self.config, self.profiles, self.rollout.current(), self.trending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +50,22 @@ class Serving:
     config: ServeConfig
     profiles: ProfileStore
     snapshot: Snapshot
+    trending: TrendingView | None = None
 
     @property
     def sources(self) -> Sources:
         """What the use case reads, of this snapshot alone."""
         snapshot = self.snapshot
-        return Sources(self.profiles, snapshot, snapshot.catalog, snapshot.rules, self.config.fold_settings)
+        config = self.config
+        return Sources(
+            self.profiles,
+            snapshot,
+            snapshot.catalog,
+            snapshot.rules,
+            config.fold_settings,
+            dismiss_ms=config.dismiss_ms,
+            trending=self.trending,
+        )
 
 
 @lru_cache(maxsize=1)
@@ -76,7 +89,7 @@ def serve_state() -> ServeState:
     impressions = None
     if config.stream_name:
         impressions = ImpressionLog(EventStream.connect(StreamSettings(config.stream_name, config.region)))
-    return ServeState(config, profiles, rollout, impressions)
+    return ServeState(config, profiles, rollout, impressions, trending_view(config))
 
 
 @lru_cache(maxsize=1)
@@ -84,3 +97,18 @@ def serve_eraser() -> Eraser:
     """The stores of the privacy routes (a person's own access and erasure), built on first use: most containers
     answer fragments only. Not the fragment path's 20 ms timeouts: a person asking about their data can wait."""
     return connect_eraser(serve_state().config)
+
+
+def trending_view(config: ServeConfig) -> TrendingView:
+    """The trending rows, read with the profile read's tight timeouts (the slot falls back rather than wait)."""
+    read_all = None
+    if config.trending_table:
+        store = TrendingStore(
+            config.trending_table,
+            config.region,
+            connect_timeout_s=config.profile_connect_timeout_s,
+            read_timeout_s=config.profile_read_timeout_s,
+        )
+        read_all = store.read_all
+    half_life_ms = int(config.trending_half_life_hours * 3600 * 1000)
+    return TrendingView(read_all, half_life_ms, config.trending_max_age_s)

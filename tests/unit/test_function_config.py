@@ -84,6 +84,8 @@ DEFAULTS: dict[type[FunctionSettings], dict[str, Any]] = {
         "affinity_half_life_hours": 168.0,
         "archive_delivery_stream": None,
         "archive_bucket": None,
+        "trending_table": None,
+        "trending_half_life_hours": 1.0,
     },
     ServeConfig: {
         "profile_connect_timeout_s": 0.02,
@@ -94,6 +96,9 @@ DEFAULTS: dict[type[FunctionSettings], dict[str, Any]] = {
         "stream_name": None,
         "tombstone_days": 30,
         "erasure_log_retention_days": 1095,
+        "trending_table": None,
+        "trending_half_life_hours": 1.0,
+        "dismiss_days": 30.0,
     },
     CollectConfig: {"profile_retention_days": 180, "stream_connect_timeout_s": 0.25, "stream_read_timeout_s": 0.5},
     EraseConfig: {"tombstone_days": 30, "erasure_log_retention_days": 1095},

@@ -23,6 +23,7 @@ NAMES = {
     "ProfilesTable": "local-profiles-table",
     "QuarantineTable": "local-quarantine-table",
     "ErasureLogTable": "local-erasure-log-table",
+    "TrendingTable": "local-trending-table",
     "ArtifactBucket": "local-artifact-bucket",
     "ArchiveBucket": "local-archive-bucket",
     "ArchiveDeliveryStream": "local-archive-delivery-stream",
@@ -67,6 +68,7 @@ def test_real_template_resources_by_type(template: Template) -> None:
     assert list(template.resources_of_type("AWS::DynamoDB::Table")) == [
         "ProfilesTable",
         "QuarantineTable",
+        "TrendingTable",
         "ErasureLogTable",
     ]
     assert list(template.resources_of_type("AWS::Kinesis::Stream")) == ["EventStream"]
@@ -107,6 +109,8 @@ def test_ingest_function_environment_resolves_against_local_names(template: Temp
         "AFFINITY_HALF_LIFE_HOURS": "168",
         "ARCHIVE_DELIVERY_STREAM": "local-archive-delivery-stream",
         "ARCHIVE_BUCKET": "local-archive-bucket",
+        "TRENDING_TABLE": "local-trending-table",
+        "TRENDING_HALF_LIFE_HOURS": "1",
     }
 
 

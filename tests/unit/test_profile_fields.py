@@ -37,6 +37,8 @@ def values_of(tp: Any) -> st.SearchStrategy[Any]:
         return st.dictionaries(values_of(args[0]), values_of(args[1]), max_size=4)
     if origin is list:
         return st.lists(values_of(args[0]), max_size=4)
+    if origin is tuple and args[-1] is Ellipsis:
+        return st.lists(values_of(args[0]), max_size=4).map(tuple)
     if origin is tuple:
         return st.tuples(*(values_of(arg) for arg in args))
     if dataclasses.is_dataclass(tp):

@@ -12,10 +12,11 @@ journey, experiment variant) and start <= now < end.
 
 Priority order and conflict resolution (docs/rules.md says the same for merchandisers):
 
-1. Filters win over everything. exclude_purchased, exclude_cart and exclude remove items wherever they come
-   from: the model's candidates, serve's popularity fallback, a curated list or a pin. A dropped pinned or
-   curated item gets a note naming both rules ("pin 'summer' item 123 dropped: excluded by 'exclude-cart'");
-   when several filters exclude an item, the note names the first in document order.
+1. Filters win over everything. exclude_purchased, exclude_seen, exclude_cart and exclude (and the items
+   the person dismissed, always, rules or not) remove items wherever they come from: the model's candidates,
+   serve's popularity fallback, a curated list or a pin. A dropped pinned or curated item gets a note naming
+   both rules ("pin 'summer' item 123 dropped: excluded by 'exclude-cart'"); when several filters exclude an
+   item, the note names the first in document order.
 2. curated replaces the candidates. The first active curated rule in document order wins; later active ones
    are noted as ignored. Its items score 1.0 down to 1/n in their listed order, so boosts can still reorder
    them, and the diversity cap and pins still apply.
@@ -50,6 +51,7 @@ from personalization.rules.document import (
     Exclude,
     ExcludeCart,
     ExcludePurchased,
+    ExcludeSeen,
     Match,
     Pin,
     RulesDocument,
@@ -70,6 +72,7 @@ __all__ = [
     "Exclude",
     "ExcludeCart",
     "ExcludePurchased",
+    "ExcludeSeen",
     "Exclusions",
     "Match",
     "Pin",

@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from personalization.context import DIMENSION_OF_FIELD, ContextScope, Daypart
 from personalization.experiments import Experiment
+from personalization.fatigue import SEEN_SHOWS
 
 RULE_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 DAYPART_NAME = r"^[a-z0-9_-]{1,32}$"
@@ -99,6 +100,15 @@ class ExcludePurchased(_RuleBase):
     days: Annotated[int, Field(ge=1)]
 
 
+class ExcludeSeen(_RuleBase):
+    """Seen-item fatigue: items shown to the person at least `times` times within `days` days without their
+    touching them (personalization.fatigue)."""
+
+    kind: Literal["exclude_seen"]
+    times: Annotated[int, Field(ge=1, le=SEEN_SHOWS)]
+    days: Annotated[int, Field(ge=1)]
+
+
 class ExcludeCart(_RuleBase):
     kind: Literal["exclude_cart"]
 
@@ -133,9 +143,12 @@ class Diversity(_RuleBase):
 
 
 Rule = Annotated[
-    ExcludePurchased | ExcludeCart | Exclude | Pin | Boost | Curated | Diversity, Field(discriminator="kind")
+    ExcludePurchased | ExcludeSeen | ExcludeCart | Exclude | Pin | Boost | Curated | Diversity,
+    Field(discriminator="kind"),
 ]
-RULE_KINDS = frozenset({"exclude_purchased", "exclude_cart", "exclude", "pin", "boost", "curated", "diversity"})
+RULE_KINDS = frozenset(
+    {"exclude_purchased", "exclude_seen", "exclude_cart", "exclude", "pin", "boost", "curated", "diversity"}
+)
 
 
 class RulesDocument(BaseModel):

@@ -17,6 +17,7 @@ from personalization.rules.document import (
     Exclude,
     ExcludeCart,
     ExcludePurchased,
+    ExcludeSeen,
     Match,
     Pin,
     RulesDocument,
@@ -187,6 +188,9 @@ class RuleEngine:
             rule_ids=tuple(rule.id for rule in active),
             purchase_windows=windows,
             longest_purchase_ms=max((window for _, window in windows), default=None),
+            seen_rules=tuple(
+                (rule.id, rule.times, rule.days * DAY_MS) for rule in active if isinstance(rule, ExcludeSeen)
+            ),
             cart_rule=next((rule.id for rule in active if isinstance(rule, ExcludeCart)), None),
             excludes=excludes,
             static=_union([ids for _, ids in excludes]),

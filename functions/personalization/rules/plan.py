@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from operator import itemgetter, mul
 
 from personalization.catalog import CatalogItem
+from personalization.fatigue import ignored, shown_since
 from personalization.ranking import Scored
 from personalization.rules.selection import (
     _ID,
@@ -24,12 +25,14 @@ from personalization.rules.selection import (
 
 # serve never asks the model for more: past a few hundred candidates the rules' cost outgrows their gain.
 POOL_CAP = 200
+# What a note names as the reason for an item the person dismissed (not a rule: it holds under any document).
+DISMISSED = "dismissed by the person"
 
 
 class RulePlan:
     """The rules in force for one request. Build it before asking the model: `excluded` goes into its mask."""
 
-    __slots__ = ("_cart", "_now_ms", "_order", "_purchased", "_selection", "excluded")
+    __slots__ = ("_cart", "_dismissed", "_now_ms", "_order", "_purchased", "_seen", "_selection", "excluded")
 
     def __init__(self, selection: _Selection, request: RuleRequest, order: Mapping[str, int]) -> None:
         self._selection = selection
@@ -37,11 +40,16 @@ class RulePlan:
         self._now_ms = request.now_ms
         self._purchased = request.purchased
         self._cart = frozenset(request.cart) if selection.cart_rule is not None else frozenset()
-        personal = self._cart
+        self._seen = request.seen
+        self._dismissed = request.dismissed
+        personal = self._cart | request.dismissed
         longest = selection.longest_purchase_ms
         if longest is not None and request.purchased:
             cutoff = request.now_ms - longest
             personal = personal.union([item for item, ts in request.purchased.items() if ts >= cutoff])
+        if request.seen:
+            for _, times, window in selection.seen_rules:
+                personal = personal | ignored(request.seen, times, request.now_ms - window)
         self.excluded = Exclusions(selection.static, personal)
 
     @property
@@ -76,13 +84,21 @@ class RulePlan:
                 if ts >= self._now_ms - window:
                     found.append(rule)
                     break
+        entry = self._seen.get(item_id)
+        if entry is not None:
+            for rule, times, window in selection.seen_rules:
+                if shown_since(entry, self._now_ms - window) >= times:
+                    found.append(rule)
+                    break
         if item_id in self._cart and selection.cart_rule is not None:
             found.append(selection.cart_rule)
         for rule, ids in selection.excludes:
             if item_id in ids:
                 found.append(rule)
                 break
-        return min(found, key=self._order.__getitem__) if found else None
+        if found:
+            return min(found, key=self._order.__getitem__)
+        return DISMISSED if item_id in self._dismissed else None
 
     def apply(self, candidates: Sequence[Scored], k: int) -> RuledList:
         """At most k items: filters, then curated, boosts, the diversity cap and pins (see the module doc)."""
@@ -196,6 +212,10 @@ class RulePlan:
             if bought and max(bought) >= self._now_ms - window:
                 acted.add(rule_id)
         acted.update(rule_id for rule_id, ids in selection.excludes if not ids.isdisjoint(hit))
+        for rule_id, times, window in selection.seen_rules:
+            entries = [self._seen[item_id] for item_id in hit if item_id in self._seen]
+            if any(shown_since(entry, self._now_ms - window) >= times for entry in entries):
+                acted.add(rule_id)
 
     def _fill(self, ranking: _Ranking, pins: list[Placed], k: int, notes: list[str], acted: set[str]) -> list[int]:
         """The recommended (non-pinned) items that can be shown, in order, under the diversity cap."""

@@ -29,6 +29,10 @@ class RuleRequest:
     cart: Collection[str]
     # The viewer's context as the edge saw it (device, country, local hour, channel).
     context: RequestContext = UNKNOWN
+    # item -> (last touch ms, times shown since), as the profile keeps it (personalization.fatigue).
+    seen: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # What the person dismissed ("not interested") recently enough to leave out: excluded whatever the rules.
+    dismissed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +53,7 @@ class Exclusions(AbstractSet[str]):
     def __init__(self, static: frozenset[str], personal: frozenset[str]) -> None:
         # The same frozenset object for every request with the same active rules: serve may cache by identity.
         self.static = static
-        # Bought within the window, in the cart.
+        # Bought within the window, in the cart, shown too often without a click, dismissed.
         self.personal = personal
 
     def __contains__(self, item: object) -> bool:
@@ -183,6 +187,8 @@ class _Selection:
     # (rule id, window ms), document order; the longest window decides what is excluded.
     purchase_windows: tuple[tuple[str, int], ...]
     longest_purchase_ms: int | None
+    # (rule id, times, window ms) of the exclude_seen rules, document order.
+    seen_rules: tuple[tuple[str, int, int], ...]
     cart_rule: str | None
     excludes: tuple[tuple[str, frozenset[str]], ...]
     static: frozenset[str]
