@@ -8,13 +8,14 @@ started (and stopped) here, exactly as the store writes them; the batch then goe
 Figures (the JSON object on the last line):
   events                    events used: all bundled events
   cpu_us_per_event          the batch's parse + validate + pseudonymize (ingest.batch.Classifier), grouping by
-                            user, personalization.profile.fold onto the stored profiles, and each accepted event's
-                            archive line (personalization.archive.archive_line), per event, no I/O;
+                            user, personalization.profile.fold onto the stored profiles, each accepted event's
+                            archive line (personalization.archive.archive_line) and trending's in-memory sum of the
+                            batch (ingest.trending.batch_activity), per event, no I/O;
                             median of repetitions after a warm-up; the pseudonym cache holds the people seen
                             before. As the handler runs it: cyclic GC paused, each profile decoded afresh (untimed:
-                            that is the read) and folded in place. Split into classify, fold and archive; _best is the
-                            fastest repetition; _fresh is the same batch onto empty profiles with nobody cached (a
-                            new container's first contact)
+                            that is the read) and folded in place. Split into classify, fold, archive and
+                            trending; _best is the fastest repetition; _fresh is the same batch onto empty
+                            profiles with nobody cached (a new container's first contact)
   reference_json_loads_us   json.loads of one record on this machine: a yardstick to scale the CPU figures
   writes_per_batch          profile writes the batch made through the handler, counted from item versions
                             (every write bumps one), and distinct_users_per_batch, the people in it
@@ -62,6 +63,8 @@ KB = 1024
 # Set before the handler's modules are imported: powertools reads them once, at import.
 QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
 TARGETS = {"cpu_us_per_event": 30.0, "profile_kb_p95": 4.0}
+# The template's default TrendingHalfLifeHours.
+TRENDING_HALF_LIFE_MS = 3600 * 1000
 
 Item = Mapping[str, Mapping[str, Any]]
 
@@ -219,11 +222,12 @@ class Cpu:
     classify_us: float
     fold_us: float
     archive_us: float
+    trending_us: float
     best_us: float  # the fastest repetition: closest to an unloaded machine
 
     @property
     def total_us(self) -> float:
-        return self.classify_us + self.fold_us + self.archive_us
+        return self.classify_us + self.fold_us + self.archive_us + self.trending_us
 
 
 def measure_cpu(
@@ -242,6 +246,7 @@ def measure_cpu(
     and folded in place, as the handler folds them.
     """
     from ingest.batch import Classifier, RawRecord, cyclic_gc_paused
+    from ingest.trending import batch_activity
     from personalization.archive import archive_line
     from personalization.identity import pseudonymize
     from personalization.profile import PositionedEvent, fold
@@ -249,8 +254,9 @@ def measure_cpu(
 
     raw = [RawRecord(r["Data"], SHARD, r["SequenceNumber"], r["ApproximateArrivalTimestamp"]) for r in records]
     now = datetime.now(UTC)
+    now_ms = int(now.timestamp() * 1000)
 
-    def once() -> tuple[float, float, float]:
+    def once() -> tuple[float, float, float, float]:
         profiles = {user: codec.decode(user, blob) for user, blob in priors.items()}
         pseudonymize.cache_clear()
         for raw_id in seen:
@@ -266,8 +272,13 @@ def measure_cpu(
                 if isinstance(item.outcome, PositionedEvent):
                     by_user[item.outcome.event.user_id].append(item.outcome)
             applied = 0
+            fresh: list[PositionedEvent] = []
             for user, events in by_user.items():
-                applied += fold(profiles.get(user), user, events, settings, in_place=True)[1]
+                # As BatchWriter picks what trending counts: above the stored watermark, read before the fold
+                prior = profiles.get(user)
+                marks = prior.watermarks if prior is not None else {}
+                fresh += [p for p in events if p.seq > marks.get(p.shard, -1)]
+                applied += fold(prior, user, events, settings, in_place=True)[1]
             folded = time.perf_counter_ns()
             # What ingest.archiving makes of each accepted event for PutRecordBatch (the call itself is I/O)
             lines = [
@@ -275,18 +286,27 @@ def measure_cpu(
                 for item in classified
                 if isinstance(item.outcome, PositionedEvent)
             ]
+            archived = time.perf_counter_ns()
+            # Trending's in-memory sum of the batch (ingest.trending; the one write per shard is I/O)
+            trend = batch_activity(fresh, now_ms, TRENDING_HALF_LIFE_MS)
             end = time.perf_counter_ns()
+        if not trend:
+            raise RuntimeError("the batch added nothing to trending: it is not what it should be")
         if applied != len(raw) or len(lines) != len(raw):
             raise RuntimeError(f"only {applied} of {len(raw)} events applied: the batch is not what it should be")
         per_event = 1000 * len(raw)
-        return (parsed - start) / per_event, (folded - parsed) / per_event, (end - folded) / per_event
+        return (
+            (parsed - start) / per_event,
+            (folded - parsed) / per_event,
+            (archived - folded) / per_event,
+            (end - archived) / per_event,
+        )
 
     for _ in range(WARMUP):
         once()
     runs = [once() for _ in range(REPETITIONS)]
-    return Cpu(
-        median([r[0] for r in runs]), median([r[1] for r in runs]), median([r[2] for r in runs]), min(map(sum, runs))
-    )
+    classify, fold_us, archive, trending = (median([r[part] for r in runs]) for part in range(4))
+    return Cpu(classify, fold_us, archive, trending, min(map(sum, runs)))
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -385,6 +405,7 @@ def run() -> dict[str, Any]:
         "cpu_classify_us_per_event": round(cpu.classify_us, 2),
         "cpu_fold_us_per_event": round(cpu.fold_us, 2),
         "cpu_archive_us_per_event": round(cpu.archive_us, 2),
+        "cpu_trending_us_per_event": round(cpu.trending_us, 2),
         "cpu_us_per_event_best": round(cpu.best_us, 2),
         "cpu_us_per_event_fresh": round(cpu_fresh.total_us, 2),
         "reference_json_loads_us": round(reference_us(records[0]["Data"]), 2),
@@ -409,7 +430,7 @@ def report(f: Mapping[str, Any]) -> None:
     print("(the loopback DynamoDB is moto on this machine: its milliseconds say little about AWS, its counts do)\n")
     split = (
         f"classify {f['cpu_classify_us_per_event']:.1f} + fold {f['cpu_fold_us_per_event']:.1f}"
-        f" + archive {f['cpu_archive_us_per_event']:.1f}"
+        f" + archive {f['cpu_archive_us_per_event']:.1f} + trending {f['cpu_trending_us_per_event']:.1f}"
     )
     rows = [
         ("cpu_us_per_event", f"{f['cpu_us_per_event']:.1f}", "<= 30", f"{split} (median)"),

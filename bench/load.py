@@ -48,6 +48,11 @@ Figures (the JSON object on the last line):
   events_lost / events_duplicated      per visitor, shortfall / excess of sum(profile.counts) against the
                                        accepted events (plus any `failed` event found written anyway), summed
   seconds / clients                    the load's length and the clients of each kind (collector and serve)
+  trending_freshness_p95_s             after the load, with the live poller still running: seconds from a burst
+                                       of purchases of one item to that item in the trending slot's top 3
+                                       (bench.trending_burst), p95 over the bursts (target <= 5)
+  trending_wcu_per_batch               trending write units per ingest batch (row versions summed x the row's
+                                       write units, over the poller's batches): the bound is one write per shard
 """
 
 from __future__ import annotations
@@ -112,6 +117,8 @@ CHILD_MARGIN_S = 90.0
 WINDOW_S = 10.0
 LAG_TICK_S = 0.02
 SEED = 20_261_124
+# Issue 20: a burst of purchases in the trending slot's top 3 within this, on loopback with the template's window.
+TRENDING_FRESHNESS_TARGET_S = 5.0
 
 
 def personal(note: str) -> bool:
@@ -764,6 +771,12 @@ def run(seconds: float, clients: int, events_per_post: int) -> dict[str, Any]:
         load, cpu = run_load(plan, pids)
         t = step("warm-up and load", t)
 
+        from bench.trending_burst import freshness, write_cost
+
+        # The live poller still runs: a burst of purchases per trial, until the item tops the trending slot
+        trending_s = freshness(collector.url, serve.url, [item.id for item in items])
+        t = step(f"trending freshness ({len(trending_s)} bursts)", t)
+
         tail = StreamTail(stack.client("kinesis"), product.stream)
         drained = drain(tail, folded, DRAIN_TIMEOUT_S)
         live.stop()
@@ -785,6 +798,11 @@ def run(seconds: float, clients: int, events_per_post: int) -> dict[str, Any]:
         result = check(load.visitors, pseudonyms.get, profiles, tail.events, EVENT_ID_LIMIT)
         step("read the profiles and check every accepted event", t)
         figures["quarantined"] = int(quarantine["Count"])
+        batches = poll.invocations if poll else 0
+        figures.update(write_cost(stack.client("dynamodb"), product.ingest_env["TRENDING_TABLE"], batches))
+        figures["trending_freshness_p95_s"] = round(percentile(trending_s, 0.95), 2) if trending_s else None
+        figures["trending_freshness_max_s"] = round(max(trending_s), 2) if trending_s else None
+        figures["trending_bursts"] = len(trending_s)
 
     # -- figures ---------------------------------------------------------------------------------------------
     duration = load.duration_s
@@ -944,6 +962,18 @@ def report(f: dict[str, Any]) -> None:
             + (f"; {impressions_missing} missing" if impressions_missing else ""),
         ),
         ("ingest_backlog_at_stop", f"{f['ingest_backlog_at_stop']:,}", "", "records not yet folded when load ended"),
+        (
+            "trending_freshness_p95_s",
+            _num(f["trending_freshness_p95_s"]),
+            f"<= {TRENDING_FRESHNESS_TARGET_S:.0f}",
+            f"{f['trending_bursts']} bursts of purchases until top 3; max {_num(f['trending_freshness_max_s'])}",
+        ),
+        (
+            "trending_wcu_per_batch",
+            _num(f["trending_wcu_per_batch"]),
+            "",
+            f"{f['trending_writes']} writes to {f['trending_rows']} row(s), {f['trending_row_kb_max']} KB at most",
+        ),
         ("drain_s", f"{f['drain_s']:.1f}", f"<= {DRAIN_TIMEOUT_S:.0f}", f"drained: {str(f['drained']).lower()}"),
         (
             "poller",
@@ -1008,6 +1038,8 @@ def report(f: dict[str, Any]) -> None:
         "events_lost": f["events_lost"] == 0,
         "events_duplicated": f["events_duplicated"] == 0,
         "drained": bool(f["drained"]),
+        "trending_freshness_p95_s": f["trending_freshness_p95_s"] is not None
+        and f["trending_freshness_p95_s"] <= TRENDING_FRESHNESS_TARGET_S,
     }
     print("\ntargets met: " + ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in met.items()))
 

@@ -24,6 +24,15 @@ from store.trending import StoredTrend, TrendConflict, TrendingStore
 MAX_CONFLICTS = 5
 
 
+def batch_activity(events: Iterable[PositionedEvent], now_ms: int, half_life_ms: int) -> dict[str, dict[str, float]]:
+    """Per shard, the events' decayed scores per item as of `now_ms` (shards without item activity left out)."""
+    by_shard: dict[str, list[tuple[Event, int]]] = defaultdict(list)
+    for positioned in events:
+        by_shard[positioned.shard].append((positioned.event, positioned.ts_ms))
+    found = {shard: activity(pairs, now_ms, half_life_ms) for shard, pairs in by_shard.items()}
+    return {shard: scores for shard, scores in found.items() if scores}
+
+
 @dataclass(slots=True)
 class TrendOutcome:
     writes: int = 0
@@ -41,14 +50,8 @@ class TrendingWriter:
     def add(self, events: Iterable[PositionedEvent], now: datetime) -> TrendOutcome:
         """Merge the events (applied for the first time) into their shards' rows."""
         now_ms = int(now.timestamp() * 1000)
-        by_shard: dict[str, list[tuple[Event, int]]] = defaultdict(list)
-        for positioned in events:
-            by_shard[positioned.shard].append((positioned.event, positioned.ts_ms))
         outcome = TrendOutcome()
-        for shard, pairs in by_shard.items():
-            added = activity(pairs, now_ms, self.half_life_ms)
-            if not added:
-                continue
+        for shard, added in batch_activity(events, now_ms, self.half_life_ms).items():
             try:
                 self._write(shard, added, now_ms, now, outcome)
             except Exception as exc:

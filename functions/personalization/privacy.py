@@ -159,6 +159,21 @@ class MixView(BaseModel):
     last_country: str | None = None
 
 
+class ShownEntry(BaseModel):
+    """An item serve showed the person: when, since they last touched it (what seen-item fatigue reads)."""
+
+    item_id: str
+    last_touched_at: datetime | None
+    shown_at: list[datetime]
+
+
+class DismissedEntry(BaseModel):
+    """An item the person said "not interested" to, and when."""
+
+    item_id: str
+    at: datetime
+
+
 class TechnicalView(BaseModel):
     """Bookkeeping held for exactly-once processing and retention; counts only, nothing about behaviour."""
 
@@ -183,6 +198,8 @@ class ProfileView(BaseModel):
     cart: list[CartEntry]
     purchased: list[PurchaseEntry]
     session: SessionView | None
+    shown: list[ShownEntry]
+    dismissed: list[DismissedEntry]
     technical: TechnicalView
 
 
@@ -258,6 +275,13 @@ def describe(
             items=list(session.items),
             last_event_type=_type_name(session.last_type),
         ),
+        shown=[
+            ShownEntry(
+                item_id=item, last_touched_at=_at(entry[0]) if entry[0] else None, shown_at=list(map(_at, entry[1:]))
+            )
+            for item, entry in profile.seen.items()
+        ],
+        dismissed=[DismissedEntry(item_id=item, at=_at(ts)) for item, ts in profile.dismissed.items()],
         technical=TechnicalView(
             version=version,
             stream_positions=len(profile.watermarks),
