@@ -49,7 +49,11 @@ function tile(item, size) {
 }
 
 function forYou() {
-  return mountSlot({ slot: "for-you", title: "Recommended for you", catalog });
+  return mountSlot({ slot: "for-you", title: "Recommended for you", catalog, dismissible: true });
+}
+
+function trendingNow() {
+  return mountSlot({ slot: "trending", title: "Trending now", k: 4, catalog });
 }
 
 // -- views ----------------------------------------------------------------------------------------
@@ -97,6 +101,7 @@ function home(category = null) {
     h("h1", { class: "page-title visually-hidden", tabindex: "-1" }, title),
     h("div", { class: "hero" }, mountSlot(banner)),
     forYou(),
+    trendingNow(),
     h(
       "section",
       { class: "catalog", "aria-labelledby": "catalog-title" },

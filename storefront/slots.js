@@ -3,6 +3,7 @@
 import { categoryLabel, describe, formatPrice, hue, itemTitle, tileMark } from "./catalog.js";
 import { currentConsent, storedConsent } from "./consent.js";
 import { fill, h } from "./dom.js";
+import { itemFields, track } from "./tracker.js";
 
 // names.DEBUG_HEADERS, in its order (tests/infrastructure checks); X-Context is the viewer context serve derived.
 const DEBUG_HEADERS = ["X-Personalization", "X-Segment", "X-Model-Version", "X-Rules-Version", "X-Experiment-Variant", "X-Context"];
@@ -18,12 +19,36 @@ const PASSING = ["no_profile", "profile_unavailable"];
 
 const mounted = new Set();
 let debounce = null;
+// Items this tab said "not interested" to: hidden at once, and on every re-render until serve (after ingest,
+// a second or so later) leaves them out itself.
+const dismissed = new Set();
 
 function signature(result) {
   return `${result.headers["X-Personalization"]}|${result.items.map((item) => item.id).join(",")}`;
 }
 
-export function itemCard(item, testid = "fragment-item") {
+/** A small "Not interested" control: sends a dismiss event for the item and takes its card away. */
+function notInterested(item, card) {
+  const control = h(
+    "button",
+    {
+      type: "button",
+      class: "not-interested",
+      dataset: { testid: "not-interested" },
+      "aria-label": `Not interested in ${itemTitle(item)}`,
+      title: "Not interested",
+    },
+    "×",
+  );
+  control.addEventListener("click", () => {
+    dismissed.add(item.id);
+    card.remove();
+    track("dismiss", itemFields(item));
+  });
+  return control;
+}
+
+export function itemCard(item, testid = "fragment-item", dismissible = false) {
   const link = h(
     "a",
     { class: "card-link", href: `#/product/${encodeURIComponent(item.id)}`, dataset: { testid: `${testid}-link` } },
@@ -36,21 +61,29 @@ export function itemCard(item, testid = "fragment-item") {
     h("span", { class: "card-meta" }, categoryLabel(item.category)),
     h("span", { class: "card-price" }, formatPrice(item.price)),
   );
-  return h("li", { class: "card", dataset: { testid, itemId: item.id, category: item.category ?? "" } }, link);
+  const card = h("li", { class: "card", dataset: { testid, itemId: item.id, category: item.category ?? "" } }, link);
+  if (dismissible) card.append(notInterested(item, card));
+  return card;
 }
 
 // What answered, as X-Personalization says it: the model for you, your segment, the model's items like the page
 // item, an experiment arm's baseline (not the model: a reader must not take it for the model's work), popular.
 function modeLabel(result) {
   if (result.mode === "experiment") return `Experiment: ${result.strategy ?? "baseline"}`;
-  const labels = { personalized: "Personalized", segment: "Your segment", similar: "Similar items", fallback: "Popular" };
+  const labels = {
+    personalized: "Personalized",
+    segment: "Your segment",
+    similar: "Similar items",
+    trending: "Trending",
+    fallback: "Popular",
+  };
   return labels[result.mode] ?? result.mode;
 }
 
 export class Slot {
   /**
    * @param {{slot: string, title: string, k?: number, item?: string, journey?: string, catalog: object,
-   *          describeSegment?: boolean, empty?: string}} options
+   *          describeSegment?: boolean, empty?: string, dismissible?: boolean}} options
    */
   constructor(options) {
     this.options = { k: 8, ...options };
@@ -131,7 +164,11 @@ export class Slot {
     }
     const declined = storedConsent()?.personalization === false;
     this.note.textContent = declined ? "You chose no personalization: these are the shop's picks for everyone." : "";
-    const items = result.items.map((item) => itemCard(describe(this.options.catalog, item)));
+    // "Not interested" on a person's own recommendations (a shared slot is the same for everyone).
+    const dismissible = this.options.dismissible && ["personalized", "experiment"].includes(result.mode);
+    const items = result.items
+      .filter((item) => !dismissed.has(item.id))
+      .map((item) => itemCard(describe(this.options.catalog, item), "fragment-item", dismissible));
     const empty = h("li", { class: "slot-empty" }, this.options.empty ?? "Nothing to show yet.");
     fill(this.list, items.length ? items : empty);
     fill(

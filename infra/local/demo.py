@@ -10,7 +10,8 @@ job from the archive (a candidate on the whole window without its latest events,
 them), prints the gate's decision with both versions' metrics, and shows the running serve switching to a promoted
 version without a restart. Then it starts the live loop (the ingest poller in the background, the event
 collector, and the local edge serving the storefront), clicks through the shop as a new visitor and prints how
-the `for-you` fragment changes. With --keep-running the storefront stays up until Ctrl-C. Everything it
+the `for-you` fragment changes, then buys one quiet item a dozen times and shows it climbing the `trending`
+slot. With --keep-running the storefront stays up until Ctrl-C. Everything it
 starts, it stops.
 """
 
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from infra.local.scenario import LocalProduct
     from infra.local.serve_process import ServeProcess
+    from infra.local.visitor import ScriptedVisitor
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EVENTS = ROOT.parent / "shared" / "datasets" / "rees46_multicategory_2019oct_head" / "events.csv"
@@ -288,8 +290,27 @@ def visit_storefront(edge_url: str) -> None:
         print(f"    POST /v1/events ({len(events)} events): HTTP {answer.status_code}, {identity}")
         after, elapsed = visitor.wait_for("for-you", lambda seen: seen.personal, timeout_s=10)
         print(f"    after {elapsed:.1f} s:        for-you {after.summary()}")
+        trending_climb(visitor, [item for item in catalog["items"] if item["id"] not in listed[:3]])
     finally:
         visitor.close()
+
+
+TRENDING_BURST = 12
+
+
+def trending_climb(visitor: ScriptedVisitor, items: list[dict[str, Any]]) -> None:
+    """The visitor buys one quiet item again and again; the trending slot (the same for everyone) shows it
+    climbing as ingest folds each batch."""
+    shown = visitor.fragment("trending", k=50).ids
+    item = next((i for i in reversed(items) if i["id"] not in shown[:10]), None)
+    if item is None:
+        return
+    rank = f"#{shown.index(item['id']) + 1}" if item["id"] in shown else "not in the top 50"
+    print(f"    trending now: item {item['id']} is {rank}; the visitor buys it {TRENDING_BURST} times")
+    visitor.send([visitor.event("purchase", item, page="/checkout") for _ in range(TRENDING_BURST)])
+    after, elapsed = visitor.wait_for("trending", lambda seen: item["id"] in seen.ids[:3], timeout_s=15, k=10)
+    place = f"#{after.ids.index(item['id']) + 1}" if item["id"] in after.ids else "not yet in the top 10"
+    print(f"    after {elapsed:.1f} s: item {item['id']} is {place} of the trending slot ({after.personalization})")
 
 
 def wait_for_interrupt(url: str) -> None:

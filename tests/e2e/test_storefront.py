@@ -424,3 +424,42 @@ def test_a_phone_in_its_evening_sees_the_mobile_and_daypart_rules_and_a_desktop_
         assert context["device"] == "desktop"
         assert desktop.ids[mobile_rule["position"] - 1] != mobile_rule["items"][0]
         assert desktop.ids[daypart_rule["position"] - 1] == daypart_rule["items"][0]
+
+
+def test_not_interested_takes_an_item_out_of_the_visitors_recommendations(shop: Shop) -> None:
+    # Given a consenting visitor whose for-you slot has become personal
+    shop.open()
+    shop.click('[data-testid="consent-accept-all"]')
+    cards = shop.all('[data-testid="product-grid"] [data-testid="product-card"]')
+    for item_id in [card.get_attribute("data-item-id") or "" for card in cards][:CLICKS]:
+        shop.view_product(item_id)
+    shop.go("/")
+    personal = shop.wait_slot("for-you", lambda s: s.mode in PERSONAL_MODES, what="personalized")
+    unwanted = personal.ids[0]
+
+    # When they say "not interested" to its first item
+    shop.click(f'[data-testid="slot-for-you"] [data-item-id="{unwanted}"] [data-testid="not-interested"]')
+
+    # Then the card goes at once, the profile records the dismissal, and after a reload (nothing kept in the
+    # page) serve itself leaves the item out
+    shop.wait_slot("for-you", lambda s: unwanted not in s.ids, what="the card gone")
+
+    def recorded() -> bool:
+        answer = httpx.get(
+            f"{shop.url}/v1/profile", headers={"cookie": f"pz_id={shop.identity_cookie()}"}, trust_env=False
+        )
+        return answer.status_code == 200 and unwanted in [d["item_id"] for d in answer.json()["dismissed"]]
+
+    shop.wait(recorded, timeout_s=LIVE_TIMEOUT_S, what="the dismissal in the profile")
+    shop.open()
+    after = shop.wait_slot("for-you", lambda s: s.mode in PERSONAL_MODES, what="personalized after a reload")
+    assert unwanted not in after.ids
+
+
+def test_the_home_page_shows_what_is_trending_to_everyone(shop: Shop) -> None:
+    shop.open()
+    trending = shop.wait_slot("trending", lambda s: bool(s.items), what="trending items")
+    assert trending.mode == "trending"
+    assert trending.personalization == "trending"
+    # A shared answer: no "not interested" control on it
+    assert not shop.all('[data-testid="slot-trending"] [data-testid="not-interested"]')

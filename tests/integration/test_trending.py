@@ -16,9 +16,7 @@ from infra.local.serve_process import ServeProcess
 from ingest.handler import lambda_handler
 from personalization.events import Consent, Event, EventType
 from store.trending import TrendingStore
-from tests.integration.serve_support import World, serve, world
-
-__all__ = ["serve", "world"]
+from tests.helpers.serve import World
 
 
 def trending(serve: ServeProcess, k: int = 3) -> httpx.Response:

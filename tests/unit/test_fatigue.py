@@ -58,7 +58,18 @@ def rules(*extra: dict[str, object], times: int = 3, days: int = 7) -> RuleEngin
 
 def shown_list(profile: Profile, engine: RuleEngine, now_ms: int, dismissed: frozenset[str] = frozenset()) -> list[str]:
     plan = engine.plan(
-        RuleRequest("for-you", None, None, None, frozenset(), now_ms, profile.purchased, (), profile.seen, dismissed)
+        RuleRequest(
+            "for-you",
+            None,
+            None,
+            None,
+            frozenset(),
+            now_ms,
+            profile.purchased,
+            (),
+            seen=profile.seen,
+            dismissed=dismissed,
+        )
     )
     candidates = [Scored(item, item.popularity) for item in CATALOG.items if item.id not in plan.excluded]
     return [scored.item.id for scored in plan.apply(candidates, 10).items]
@@ -93,7 +104,7 @@ def test_an_item_shown_n_times_since_its_last_click_is_excluded_and_only_then(
     now_ms = to_ms(T0) + 4 * DAY_MS
     excluded = (
         rules(times=times, days=7)
-        .plan(RuleRequest("for-you", None, None, None, frozenset(), now_ms, {}, (), profile.seen))
+        .plan(RuleRequest("for-you", None, None, None, frozenset(), now_ms, {}, (), seen=profile.seen))
         .excluded
     )
     # The model's reading: per item, the showings after the last click or dismissal (both are touches)
@@ -188,7 +199,7 @@ def test_a_dismissed_pin_is_dropped_with_a_note() -> None:
         parse_document({"version": "t", "rules": [{"id": "pin", "kind": "pin", "items": ["i4"], "position": 1}]}),
         CATALOG,
     )
-    plan = engine.plan(RuleRequest("for-you", None, None, None, frozenset(), 0, {}, (), {}, frozenset({"i4"})))
+    plan = engine.plan(RuleRequest("for-you", None, None, None, frozenset(), 0, {}, (), dismissed=frozenset({"i4"})))
     ruled = plan.apply([Scored(item, 1.0) for item in CATALOG.items if item.id not in plan.excluded], 4)
     assert "i4" not in [s.item.id for s in ruled.items]
     assert ruled.notes == ["pin 'pin' item i4 dropped: excluded by 'dismissed by the person'"]
