@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 from pydantic import ValidationError
+from tqdm import tqdm
 
 from personalization.events import ITEM_EVENT_TYPES, Consent, Context, Event, EventType, Reason, validation_rejection
 
@@ -157,27 +158,45 @@ def indexed_events(
     with, so one bad row never stops a run."""
     consent = Consent(analytics=True, personalization=True)
     no_context = Context()
-    for row in frame.itertuples(index=True):
-        ts = row.timestamp.to_pydatetime() + shift
-        kind = EventType(row.event_type)
-        price = None if pd.isna(row.price) else float(row.price)
-        # Optional columns: a frame straight from an adapter may lack them.
-        device = getattr(row, "device", None)
+    # Column by column into plain lists, then one pass over the rows: iterating a frame's rows (itertuples over
+    # Arrow-backed strings, pd.isna per cell) cost more than building the events themselves.
+    n = len(frame)
+    stamps = frame["timestamp"].tolist()
+    prices = frame["price"].astype("float64").tolist()
+    # Optional columns: a frame straight from an adapter may lack them.
+    devices = frame["device"].tolist() if "device" in frame.columns else [None] * n
+    offsets = frame["utc_offset_min"].tolist() if "utc_offset_min" in frame.columns else [None] * n
+    columns = zip(
+        frame.index.tolist(),
+        frame["user_id"].tolist(),
+        frame["item_id"].tolist(),
+        frame["event_type"].tolist(),
+        stamps,
+        frame["category"].tolist(),
+        prices,
+        frame["quantity"].tolist(),
+        frame["session_id"].tolist(),
+        devices,
+        offsets,
+        strict=True,
+    )
+    for index, user_id, item_id, event_type, stamp, category, price, quantity, session, device, offset in columns:
+        kind = EventType(event_type)
         device = device if isinstance(device, str) else None
-        offset = getattr(row, "utc_offset_min", None)
-        offset = None if offset is None or pd.isna(offset) else int(offset)
+        offset = None if offset is None or offset is pd.NA or offset != offset else int(offset)
         try:
             context = no_context if device is None and offset is None else Context(device=device, utc_offset_min=offset)
             event = Event(
-                event_id=event_id(int(row.Index), row.user_id, row.item_id, kind.value, row.timestamp.isoformat()),
-                user_id=row.user_id,
+                event_id=event_id(int(index), user_id, item_id, kind.value, stamp.isoformat()),
+                user_id=user_id,
                 type=kind,
-                ts=ts,
-                item_id=row.item_id if isinstance(row.item_id, str) else None,
-                category=row.category if isinstance(row.category, str) else None,
-                price=price if price is None or price >= 0 else None,
-                quantity=int(row.quantity),
-                session_id=row.session_id if isinstance(row.session_id, str) else None,
+                ts=stamp.to_pydatetime() + shift,
+                item_id=item_id if isinstance(item_id, str) else None,
+                category=category if isinstance(category, str) else None,
+                # NaN (a missing price) is the one float unequal to itself.
+                price=price if price == price and price >= 0 else None,
+                quantity=int(quantity),
+                session_id=session if isinstance(session, str) else None,
                 context=context,
                 consent=consent,
             )
@@ -185,15 +204,18 @@ def indexed_events(
             if refused is not None:
                 refused[validation_rejection(exc).reason.value] += 1
             continue
-        yield int(row.Index), event
+        yield int(index), event
 
 
-def screen(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+def screen(frame: pd.DataFrame, progress: bool = False) -> tuple[pd.DataFrame, dict[str, int]]:
     """The rows the one event schema accepts, and the count of the others by reason (with those normalize()
     already dropped). Training, replay and evaluation all read the screened frame, so they see the same
     events ingest would have folded."""
     refused: Counter[str] = Counter(frame.attrs.get(REFUSED_ATTR, {}))
-    kept = [index for index, _ in indexed_events(frame, refused=refused)]
+    events = tqdm(
+        indexed_events(frame, refused=refused), total=len(frame), desc="screen", unit="ev", disable=not progress
+    )
+    kept = [index for index, _ in events]
     screened = frame.loc[kept] if len(kept) < len(frame) else frame
     counts = {reason: count for reason, count in sorted(refused.items()) if count}
     screened.attrs[REFUSED_ATTR] = counts

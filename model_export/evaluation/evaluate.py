@@ -132,7 +132,14 @@ def evaluate(
     if train.empty:
         raise ValueError("the test split leaves no training events; lower --test-fraction")
     started = time.perf_counter()
-    trained = train_models(train, validation_fraction, progress=progress, min_segment_share=min_segment_share)
+    # Every profile kept: the user split below asks each training user, and the segment block reads them.
+    trained = train_models(
+        train,
+        validation_fraction,
+        progress=progress,
+        min_segment_share=min_segment_share,
+        keep_profiles=True,
+    )
     train_s = time.perf_counter() - started
     protocols = [
         user_split(frame, cutoff, trained.profiles, max_queries),

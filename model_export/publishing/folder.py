@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from model_export.data.canonical import data_hash, normalize, screen
+from model_export.data.canonical import data_hash, normalize
 from model_export.publishing.drift import distributions
 from model_export.training.artifacts import write_version
 from model_export.training.segments import MIN_SHARE
@@ -57,6 +57,6 @@ def train_version(
     min_segment_share: float = MIN_SHARE,
 ) -> Path:
     """Train segments and recommender on canonical events and write a versioned model folder under `out`."""
-    frame, _ = screen(normalize(frame))
-    trained = train_models(frame, progress=progress, min_segment_share=min_segment_share)
-    return write_trained(trained, frame, out, data)
+    # The trainer screens as it replays (each event built once); the version hashes the rows it trained on.
+    trained = train_models(normalize(frame), progress=progress, min_segment_share=min_segment_share)
+    return write_trained(trained, trained.frame if trained.frame is not None else frame, out, data)

@@ -129,5 +129,5 @@ class Hybrid(Recommender):
             if candidate == best or not _matters(name, best, data):
                 continue
             found = trials.measure(cls.name, candidate.to_dict(), cls(**candidate.to_dict()).build(data))
-            if trials.score(found) > trials.score(best_metrics):
+            if trials.improves(found, best_metrics):
                 best, best_metrics = candidate, found

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from model_export.data.canonical import screen
+from model_export.data.canonical import REFUSED_ATTR
 from model_export.data.catalog import build_catalog
 from model_export.recommenders import BY_NAME, Hybrid, RecsParams
 from model_export.training.interactions import ItemIndex
 from model_export.training.onnx_graphs import OPSET, recs_graph, segment_graph
-from model_export.training.parity import ParityError, ParityReport, check
+from model_export.training.parity import PARITY_USERS, ParityError, ParityReport, check
 from model_export.training.protocols import time_cutoff
 from model_export.training.recs import RecsData, RecsModel
-from model_export.training.replay import feature_matrix, replay, to_ms
+from model_export.training.replay import to_ms
 from model_export.training.segments import MIN_SHARE, SegmentModel, fit_segments, segment_items
-from model_export.training.tuning import CRITERION, Selection, Validation, select, validation
+from model_export.training.stages import Stages
+from model_export.training.tuning import CRITERION, Selection, Validation, search_users, select, validation
+from model_export.training.user_replay import Replay, Replayed, ReplaySpec, cutoff_seq, first_users, replay_users
 from personalization.catalog import Catalog
 from personalization.features import FEATURE_NAMES, SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.profile import Profile
@@ -61,6 +63,12 @@ class Trained:
     segment_items: dict[str, list[str]] | None = None
     # Rows the one event schema refused, by the reason ingest would quarantine them with.
     refused: dict[str, int] | None = None
+    # Every user's id in the order of `features`' rows (`profiles` may hold only the parity users').
+    users: list[str] = field(default_factory=list)
+    # Seconds per stage (replay, segments, search, fit, export).
+    stages: dict[str, float] = field(default_factory=dict)
+    # The rows trained on: the canonical frame less the rows the event schema refused (what the manifest hashes).
+    frame: pd.DataFrame | None = None
 
     def files(self) -> dict[str, bytes]:
         return {
@@ -116,7 +124,7 @@ class Trained:
 
     def metrics(self) -> dict[str, Any]:
         return {
-            "users": len(self.profiles),
+            "users": len(self.users or self.profiles),
             "items": len(self.index),
             "segments": {
                 key: value for key, value in self.segments.summary().items() if key not in {"candidates", "rule"}
@@ -125,7 +133,43 @@ class Trained:
             "parity": self.parity.to_dict(),
             "refused_rows": dict(self.refused or {}),
             "train_s": round(self.train_s, 3),
+            "stages_s": {stage: round(seconds, 3) for stage, seconds in self.stages.items()},
         }
+
+
+def _replay(
+    frame: pd.DataFrame, validation_fraction: float, keep_profiles: bool, progress: bool, replay: Replay
+) -> tuple[pd.DataFrame, Catalog, frozenset[str] | None, Replayed]:
+    """(the rows the event schema accepts, their catalog, the search sample, the replay), screening as it replays.
+
+    Replayed once, user by user: up to the validation cutoff (kept for the search sample's questions), then on to
+    the end for the segments, as of just after the last event (when a model trained now would start serving). If
+    the schema refused rows (rare: normalize drops most), the rest is replayed again with a catalog without them,
+    so that features read the prices serve will."""
+    catalog, sample, replayed = _replay_once(frame, validation_fraction, keep_profiles, progress, replay)
+    if len(replayed.kept) == len(frame):
+        return frame, catalog, sample, replayed
+    refused = replayed.refused
+    frame = frame.loc[replayed.kept]
+    if not frame.empty:
+        catalog, sample, replayed = _replay_once(frame, validation_fraction, keep_profiles, progress, replay)
+    replayed.refused = refused
+    return frame, catalog, sample, replayed
+
+
+def _replay_once(
+    frame: pd.DataFrame, validation_fraction: float, keep_profiles: bool, progress: bool, replay: Replay
+) -> tuple[Catalog, frozenset[str] | None, Replayed]:
+    catalog = build_catalog(frame)
+    sample = search_users(frame)
+    spec = ReplaySpec(
+        cutoff_seq=cutoff_seq(frame, time_cutoff(frame, validation_fraction)),
+        now_ms=to_ms(frame["timestamp"].max()) + 1,
+        prices=catalog.relative_prices,
+        keep_early=sample,
+        keep_final=None if keep_profiles else first_users(frame, PARITY_USERS),
+    )
+    return catalog, sample, replay(frame, spec, progress)
 
 
 def train_models(
@@ -133,41 +177,55 @@ def train_models(
     validation_fraction: float = VALIDATION_FRACTION,
     progress: bool = False,
     min_segment_share: float = MIN_SHARE,
+    keep_profiles: bool = False,
+    replay: Replay = replay_users,
 ) -> Trained:
     """`frame` is canonical (canonical.normalize). Rows the one event schema refuses are left out and counted
-    (`Trained.refused`). Raises ParityError rather than return graphs that disagree with their references."""
-    started = time.perf_counter()
-    frame, refused = screen(frame)
+    (`Trained.refused`). Raises ParityError rather than return graphs that disagree with their references.
+
+    Lean at any size: the replay runs user by user and keeps one feature row per user (every final profile
+    only with `keep_profiles`, which the evaluation's user split needs; otherwise the parity users'), and the
+    search runs on a bounded sample of users (`tuning.search_users`). `Trained.stages` holds each stage's seconds.
+    `replay`: in this process, or on Spark (spark_engine.SparkReplay): the same partition function either way."""
+    stages = Stages()
+    refused: dict[str, int] = dict(frame.attrs.get(REFUSED_ATTR, {}))
     if frame.empty:
         raise ValueError("no events to train on")
-    catalog = build_catalog(frame)
+    with stages("replay"):
+        frame, catalog, sample, replayed = _replay(frame, validation_fraction, keep_profiles, progress, replay)
+    if replayed.refused:
+        refused = dict(sorted((Counter(refused) + replayed.refused).items()))
+    if frame.empty:
+        raise ValueError("no events to train on")
     index = ItemIndex.from_catalog(catalog)
-    # Replayed once: up to the validation cutoff for selection, then on to the end for the segments.
-    early = replay(frame, time_cutoff(frame, validation_fraction), progress=progress)
-    profiles = replay(frame, progress=progress, start=early)
-    # As of just after the last event: the moment a model trained now would start serving.
-    now_ms = to_ms(frame["timestamp"].max()) + 1
-    _, features = feature_matrix(profiles, now_ms, catalog.relative_prices)
-    # fit_segments runs its many small fits single-threaded (threads lose more than they win there).
-    segments = fit_segments(features, min_segment_share, progress=progress)
-    segment_onnx = segment_graph(segments.pipeline, len(FEATURE_NAMES))
-    valid = validation(frame, validation_fraction, profiles=early)
-    # Chosen on the validation split only; then refitted on the whole training frame.
-    selection = select(valid, progress=progress) if valid is not None else None
+    features = replayed.features
+    with stages("segments"):
+        # fit_segments runs its many small fits single-threaded (threads lose more than they win there).
+        segments = fit_segments(features, min_segment_share, progress=progress)
+        segment_onnx = segment_graph(segments.pipeline, len(FEATURE_NAMES))
+    with stages("search"):
+        valid = validation(frame, validation_fraction, profiles=replayed.early, users=sample)
+        # Chosen on the validation split only; then refitted on the whole training frame.
+        selection = select(valid, progress=progress) if valid is not None else None
     family = BY_NAME[selection.family] if selection is not None else Hybrid
     params = selection.params if selection is not None else RecsParams().to_dict()
-    data = RecsData(frame, index)
-    recs = family(**params).fit(data).fitted()
-    recs_onnx = recs_graph(recs)
-    parity = check(segment_onnx, segments, features, recs_onnx, recs, list(profiles.values()), index.position)
-    if not parity.ok:
-        raise ParityError(f"exported graphs disagree with their references: {parity.to_dict()}")
-    users = list(profiles)
-    members = dict(zip(users, (int(label) for label in segments.labels(features)), strict=True))
+    with stages("fit"):
+        data = RecsData(frame, index)
+        recs = family(**params).fit(data).fitted()
+    with stages("export"):
+        recs_onnx = recs_graph(recs)
+        # The parity users are the first PARITY_USERS in feature order, as check() reads them.
+        profiles = [replayed.final[user] for user in replayed.users[:PARITY_USERS]]
+        parity = check(segment_onnx, segments, features, recs_onnx, recs, profiles, index.position)
+        if not parity.ok:
+            raise ParityError(f"exported graphs disagree with their references: {parity.to_dict()}")
+        users = replayed.users
+        members = dict(zip(users, (int(label) for label in segments.labels(features)), strict=True))
+        items = segment_items(frame, members)
     return Trained(
         catalog,
         index,
-        profiles,
+        replayed.final,
         features,
         segments,
         segment_onnx,
@@ -177,8 +235,11 @@ def train_models(
         recs,
         recs_onnx,
         parity,
-        time.perf_counter() - started,
+        stages.total(),
         validation_fraction,
-        segment_items(frame, members),
+        items,
         refused,
+        users,
+        stages.seconds,
+        frame,
     )

@@ -1,0 +1,163 @@
+"""`python -m bench.train`: the trainer's cost as the shop grows, measured as `python -m model_export train` runs.
+
+The bundled REES46 events are grown by replication into a larger shop, not a longer one: copy i gets its own user
+and session ids (suffix ~i), the item ids are shared within ceil(sqrt(copies)) groups (copy i sells group
+i mod groups: suffix ~gN), and every timestamp is kept, so the window stays the same 2 h 50 min. At 10x that is
+45,040 users and 25,972 items; at 100x 450,400 users and 64,930 items.
+
+Each size is written as a canonical Parquet file and trained by a fresh `python -m model_export train` process,
+as an operator runs it; its wall time and peak RSS (the child's getrusage, like /usr/bin/time -v) are measured
+from outside, and the seconds per stage are read from the manifest the run wrote (metrics.stages_s).
+
+Figures (the JSON object on the last line):
+  events_max, users_max, items_max   the largest size trained
+  train_s_max                        wall seconds of the train command at the largest size
+  peak_rss_gb_max                    its peak resident memory (GB)
+  time_per_event_ratio               wall time per event at 100x over that at 10x (linear: about 1 or below)
+  sizes                              per size: events, users, items, wall_s, events_per_s, peak_rss_gb, stages_s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.common import ROOT, bundled_events, main_of, table
+
+SIZES = (1, 10, 100)
+STAGES = ("replay", "segments", "search", "fit", "export")
+GROWTH = (
+    "grown by replication: copy i has its own user and session ids, item ids shared within ceil(sqrt(copies))"
+    " groups, timestamps unchanged (the same 2 h 50 min window: a larger shop, not a longer one)"
+)
+
+
+def grow(frame: pd.DataFrame, copies: int) -> pd.DataFrame:
+    """`copies` copies of canonical `frame` as one larger shop over the same window (module docstring)."""
+    groups = math.ceil(math.sqrt(copies))
+    parts = []
+    for copy in range(copies):
+        part = frame.copy()
+        if copy:
+            part["user_id"] = part["user_id"] + f"~{copy}"
+            part["session_id"] = part["session_id"].where(part["session_id"].isna(), part["session_id"] + f"~{copy}")
+        if copy % groups:
+            part["item_id"] = part["item_id"] + f"~g{copy % groups}"
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def base_frame() -> pd.DataFrame:
+    from model_export.data.datasets import load_any
+
+    return load_any(bundled_events())
+
+
+def run_train(events: Path, out: Path, log: Path, extra: list[str]) -> dict[str, Any]:
+    """One `python -m model_export train` process: its wall seconds, peak RSS and the manifest it wrote."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
+    command = [sys.executable, "-m", "model_export", "train", "--events", str(events), "--out", str(out), *extra]
+    started = time.perf_counter()
+    with log.open("w") as stderr:
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        # wait4 gives this child's own rusage: its peak RSS, as /usr/bin/time -v reports it (KB on Linux).
+        _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"train failed ({child.returncode}); its log: {log}\n{log.read_text()[-2000:]}")
+    manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
+    return {"wall_s": wall, "peak_rss_gb": usage.ru_maxrss / 1024**2, "metrics": manifest["metrics"]}
+
+
+def measure_size(base: pd.DataFrame, copies: int, scratch: Path, extra: list[str]) -> dict[str, Any]:
+    from model_export.data.canonical import write_events
+
+    events = scratch / f"events_{copies}x.parquet"
+    write_events(grow(base, copies), events)
+    found = run_train(events, scratch / f"out_{copies}x", scratch / f"train_{copies}x.log", extra)
+    metrics = found["metrics"]
+    n = int(metrics["events"])
+    stages = {stage: float(metrics["stages_s"].get(stage, 0.0)) for stage in STAGES}
+    # Start-up, reading the file and writing the version folder: the wall time the stages do not cover.
+    stages["read_write"] = max(found["wall_s"] - float(metrics["train_s"]), 0.0)
+    return {
+        "copies": copies,
+        "events": n,
+        "users": int(metrics["users"]),
+        "items": int(metrics["items"]),
+        "wall_s": round(found["wall_s"], 2),
+        "events_per_s": round(n / found["wall_s"], 1),
+        "peak_rss_gb": round(found["peak_rss_gb"], 3),
+        "stages_s": {stage: round(seconds, 2) for stage, seconds in stages.items()},
+    }
+
+
+def run(sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
+    base = base_frame()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
+        for copies in sizes:
+            rows.append(measure_size(base, copies, Path(scratch), []))
+            print(f"{copies}x: {rows[-1]['events']:,} events in {rows[-1]['wall_s']:.1f} s", file=sys.stderr)
+    largest = rows[-1]
+    by_copies = {row["copies"]: row for row in rows}
+    ratio = None
+    if 10 in by_copies and 100 in by_copies:
+        per_event = {c: by_copies[c]["wall_s"] / by_copies[c]["events"] for c in (10, 100)}
+        ratio = round(per_event[100] / per_event[10], 3)
+    return {
+        "events_max": largest["events"],
+        "users_max": largest["users"],
+        "items_max": largest["items"],
+        "train_s_max": largest["wall_s"],
+        "peak_rss_gb_max": max(row["peak_rss_gb"] for row in rows),
+        "time_per_event_ratio": ratio,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "sizes": rows,
+    }
+
+
+def report(figures: dict[str, Any]) -> None:
+    print(f"bundled events {GROWTH}.")
+    headers = ["size", "events", "users", "items", *STAGES, "read_write", "wall_s", "events/s", "peak_rss_gb"]
+    rows = [
+        [
+            f"{row['copies']}x",
+            row["events"],
+            row["users"],
+            row["items"],
+            *(row["stages_s"][stage] for stage in (*STAGES, "read_write")),
+            row["wall_s"],
+            row["events_per_s"],
+            row["peak_rss_gb"],
+        ]
+        for row in figures["sizes"]
+    ]
+    print(table(headers, rows))
+    print(
+        f"time per event at 100x / 10x: {figures['time_per_event_ratio']}"
+        f"  (load average {figures['load_average_1m']} while measuring)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="copies of the bundled data, e.g. 1,10")
+    args = parser.parse_args()
+    sizes = tuple(int(size) for size in args.sizes.split(","))
+    return main_of(lambda: run(sizes), report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
