@@ -4,11 +4,13 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model_export.data.canonical import normalize
 from model_export.evaluation.metrics import top_k
 from model_export.recommenders import Hybrid, RecsParams
-from model_export.training.onnx_graphs import recs_graph
+from model_export.training.onnx_graphs import compact_neighbors, recs_graph
 from model_export.training.parity import PARITY_USERS, check
 from model_export.training.recs import RecsData, RecsModel
 from model_export.training.training import Trained, train_models
@@ -142,3 +144,59 @@ def test_a_catalog_of_50000_items_exports_and_runs() -> None:
 def test_offline_top_k_orders_ties_like_onnx_topk() -> None:
     scores = np.asarray([[0.5, 1.0, 0.5, 1.0, 0.0, 0.5], [0.0] * 6, [-np.inf, 2.0, -1.0, -1.0, -np.inf, 0.0]])
     assert top_k(scores.astype(np.float32), 4).tolist() == [[1, 3, 0, 2], [0, 1, 2, 3], [1, 5, 2, 3]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 30), st.integers(1, 8)),
+    density=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_compacted_neighbor_lists_give_every_item_its_dense_row(
+    shape: tuple[int, int], density: float, seed: int
+) -> None:
+    # Given a dense neighbor table where rows hold zero weights anywhere (negative weights too)
+    rng = np.random.default_rng(seed)
+    n_items, width = shape
+    idx = rng.integers(0, n_items, (n_items, width)).astype(np.int32)
+    sim = (rng.normal(size=(n_items, width)) * (rng.random((n_items, width)) < density)).astype(np.float32)
+    # When it is compacted as the graph stores it
+    start, length, flat_idx, flat_sim = compact_neighbors(idx, sim)
+    # Then every item's list is its dense row up to its last non-zero weight, and position 0 adds nothing
+    for item in range(n_items):
+        last = max((c + 1 for c in range(width) if sim[item, c] != 0), default=0)
+        where = slice(start[item], start[item] + length[item])
+        assert flat_idx[where].tolist() == idx[item, :last].tolist()
+        assert flat_sim[where].tolist() == sim[item, :last].tolist()
+    assert flat_sim[0] == 0
+    assert flat_sim.size == 1 + int(length.sum())
+
+
+def test_a_long_tail_with_few_neighbors_keeps_the_graph_small() -> None:
+    # Given 2,000 co-viewed items and a tail of 40,000 items seen by one person each, in tens
+    rng = np.random.default_rng(3)
+    head = rng.integers(0, 2_000, 20_000)
+    tail = np.arange(2_000, 42_000)
+    frame = normalize(
+        pd.DataFrame(
+            {
+                "user_id": np.concatenate([rng.integers(0, 3_000, head.size), 10_000 + tail // 10]).astype(str),
+                "item_id": np.concatenate([head, tail]).astype(str),
+                "event_type": "view",
+                "timestamp": pd.Timestamp("2024-01-01", tz="UTC")
+                + pd.to_timedelta(rng.integers(0, 86_400, head.size + tail.size), unit="s"),
+            }
+        )
+    )
+    model = hybrid(RecsData(frame), RecsParams(neighbors=100))
+    # When it is exported
+    graph = recs_graph(model)
+    # Then the graph is far smaller than a dense 42,000 x 100 table (33.6 MB of targets and weights) ...
+    assert len(graph) < 0.3 * model.n_items * 100 * 8
+    # ... and scores a head item's and a tail item's history as the reference does
+    for idx, w in (([5, 2_500], [0.5, 0.5]), ([41_000], [1.0]), ([7, 8, 9], [0.2, 0.3, 0.5])):
+        top_idx, top_score = run(graph, idx, w, idx, 10)
+        reference = model.score_vector(np.asarray(idx), np.asarray(w, np.float32), np.asarray(idx))
+        ref_idx, _ = model.top_k(np.asarray(idx), np.asarray(w, np.float32), np.asarray(idx), 10)
+        assert top_idx.tolist() == ref_idx.tolist()
+        assert np.array_equal(top_score, reference[top_idx])
