@@ -6,7 +6,7 @@ the ones the manifest promises, or its item index disagrees with the catalog; se
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,12 +118,29 @@ class RecsModel:
             [OUTPUT_INDICES, OUTPUT_SCORES],
             "recs.onnx",
         )
-        missing = [item for item in item_ids[:1000] if item not in catalog.by_id]
-        if missing:
-            raise ModelError(f"recs index names {len(missing)} items the catalog lacks, e.g. {missing[0]}")
-        self.items = [catalog.by_id[item] for item in item_ids]
-        self.index = {item: position for position, item in enumerate(item_ids)}
+        if item_ids == catalog.ids:
+            # The trainer writes the index in catalog order: the catalog's own positions serve as is.
+            self.index: Mapping[str, int] = catalog.position
+            self._positions: Sequence[int] = range(len(item_ids))
+        else:
+            missing = [item for item in item_ids if item not in catalog.position]
+            if missing:
+                raise ModelError(f"recs index names {len(missing)} items the catalog lacks, e.g. {missing[0]}")
+            self.index = {item: position for position, item in enumerate(item_ids)}
+            self._positions = [catalog.position[item] for item in item_ids]
+        self._catalog = catalog
         self.weighting = weighting
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    def _scored(self, indices: Any, scores: Any) -> list[Scored]:
+        item, positions = self._catalog.item, self._positions
+        return [
+            Scored(item(positions[i]), s)
+            for i, s in zip(indices.tolist(), scores.tolist(), strict=True)
+            if s > EXCLUDED_BELOW
+        ]
 
     def recommend(self, profile: Profile, k: int, exclude: Collection[str]) -> list[Scored]:
         """Top k for the profile's recent items; excluded items are masked inside the graph, so the list is
@@ -132,11 +149,9 @@ class RecsModel:
         if item_idx.size == 0:
             return []
         exclude_idx = exclusion_indices(exclude, self.index)
-        feed = onnx_feed(item_idx, item_w, exclude_idx, min(k, len(self.items)))
+        feed = onnx_feed(item_idx, item_w, exclude_idx, min(k, len(self)))
         indices, scores = self._session.run([OUTPUT_INDICES, OUTPUT_SCORES], feed)
-        return [
-            Scored(self.items[int(i)], float(s)) for i, s in zip(indices, scores, strict=True) if s > EXCLUDED_BELOW
-        ]
+        return self._scored(indices, scores)
 
     def similar(self, item_id: str, k: int, exclude: Collection[str]) -> list[Scored]:
         """Items like `item_id` ("because you viewed"): the same graph, fed a one-item history. Empty when
@@ -146,11 +161,9 @@ class RecsModel:
             return []
         exclude_idx = exclusion_indices({*exclude, item_id}, self.index)
         item_idx = np.asarray([position], dtype=np.int64)
-        feed = onnx_feed(item_idx, np.ones(1, dtype=np.float32), exclude_idx, min(k, len(self.items)))
+        feed = onnx_feed(item_idx, np.ones(1, dtype=np.float32), exclude_idx, min(k, len(self)))
         indices, scores = self._session.run([OUTPUT_INDICES, OUTPUT_SCORES], feed)
-        return [
-            Scored(self.items[int(i)], float(s)) for i, s in zip(indices, scores, strict=True) if s > EXCLUDED_BELOW
-        ]
+        return self._scored(indices, scores)
 
 
 @dataclass(frozen=True, slots=True)

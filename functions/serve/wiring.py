@@ -89,7 +89,11 @@ def serve_state() -> ServeState:
     impressions = None
     if config.stream_name:
         impressions = ImpressionLog(EventStream.connect(StreamSettings(config.stream_name, config.region)))
-    return ServeState(config, profiles, rollout, impressions, trending_view(config))
+    state = ServeState(config, profiles, rollout, impressions, trending_view(config))
+    # What the first request would otherwise set up: the table's client and the identity key (SSM, cached).
+    profiles.connect()
+    state.identity_key()
+    return state
 
 
 @lru_cache(maxsize=1)

@@ -19,10 +19,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import botocore.session
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from personalization.manifest import Manifest, VersionName
+from store import aws
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -84,7 +84,7 @@ class ArtifactStore:
     def _s3(self) -> S3Client:
         # A plain botocore client: boto3 would add s3transfer and its own session to serve's cold start
         # for nothing, since artifacts are a few small objects read whole.
-        return cast("S3Client", botocore.session.get_session().create_client("s3", region_name=self._region))
+        return cast("S3Client", aws.client("s3", self._region))
 
     def _read_s3(self, key: str) -> bytes:
         body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()

@@ -102,6 +102,11 @@ class ProfileStore:
     def __init__(self, settings: TableSettings) -> None:
         self._model = profile_table(settings)
 
+    def connect(self) -> None:
+        """Make the table's client now, without a request: creating it reads botocore's data files, which a
+        function would rather do at init than on its first request."""
+        _ = self._model._get_connection().connection.client
+
     def get(self, user_id: str) -> StoredProfile | None:
         """The person's profile; None when there is none or they were erased."""
         found = self.read(user_id)

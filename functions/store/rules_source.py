@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-import botocore.session
 from aws_lambda_powertools.utilities.parameters.base import BaseProvider
 from botocore.exceptions import ClientError
+
+from store import aws
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -28,7 +29,7 @@ class S3ObjectProvider(BaseProvider):
         super().__init__()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
         self._bucket = bucket
         # A plain botocore client, as for the model artifacts: boto3 would only add import time.
-        self._s3 = cast("S3Client", botocore.session.get_session().create_client("s3", region_name=region))
+        self._s3 = cast("S3Client", aws.client("s3", region))
 
     def _get(self, name: str, **sdk_options: Any) -> bytes:
         body: bytes = self._s3.get_object(Bucket=self._bucket, Key=name, **sdk_options)["Body"].read()

@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from personalization.events import Event
+from store import aws
 from store.batch_put import Attempt, BatchSender, CallLimits
 from store.batch_put import RetryPolicy as RetryPolicy  # part of this module's API (StreamSettings.retry)
 
@@ -103,7 +103,7 @@ def kinesis_client(settings: StreamSettings) -> KinesisClient:
         # One attempt per call: the retry loop below resends only the records that failed, within its budget.
         retries={"total_max_attempts": 1, "mode": "standard"},
     )
-    client = botocore.session.get_session().create_client("kinesis", region_name=settings.region, config=config)
+    client = aws.client("kinesis", settings.region, config)
     return cast("KinesisClient", client)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from functools import cached_property
 
 from personalization.catalog import Catalog, CatalogItem
 from personalization.experiments import Experiment
@@ -42,25 +43,40 @@ SELECTION_CACHE_SIZE = 1024
 
 
 class _CatalogIndex:
-    """Catalog lookups by category prefix, brand and price, so a rule's items resolve without a full scan."""
+    """Catalog lookups by category prefix, brand and price, so a rule's items resolve without a full scan.
+
+    Each index is built the first time a rule needs it, from the catalog's columns: a document without a brand
+    rule never pays for the brand index, and one without rules pays for none of them."""
 
     def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
         self.by_id = catalog.by_id
-        self.ids = frozenset(catalog.by_id)
-        self.by_category = {category: frozenset(i.id for i in items) for category, items in catalog.by_category.items()}
-        self.under: dict[str, list[str]] = {}
+        self._memo: dict[str, frozenset[str]] = {}
+
+    @cached_property
+    def by_category(self) -> dict[str, frozenset[str]]:
+        return {category: frozenset(i.id for i in items) for category, items in self._catalog.by_category.items()}
+
+    @cached_property
+    def under(self) -> dict[str, list[str]]:
+        under: dict[str, list[str]] = {}
         for category in self.by_category:
             parts = category.split(".")
             for depth in range(1, len(parts) + 1):
-                self.under.setdefault(".".join(parts[:depth]), []).append(category)
-        self.by_brand: dict[str, set[str]] = {}
-        for item in catalog.items:
-            if item.brand:
-                self.by_brand.setdefault(item.brand.lower(), set()).add(item.id)
-        priced = sorted((item.price, item.id) for item in catalog.items if item.price is not None)
-        self.prices = [price for price, _ in priced]
-        self.priced_ids = [item_id for _, item_id in priced]
-        self._memo: dict[str, frozenset[str]] = {}
+                under.setdefault(".".join(parts[:depth]), []).append(category)
+        return under
+
+    @cached_property
+    def by_brand(self) -> dict[str, set[str]]:
+        by_brand: dict[str, set[str]] = {}
+        for brand, item_ids in self._catalog.brand_of.items():
+            by_brand.setdefault(brand.lower(), set()).update(item_ids)
+        return by_brand
+
+    @cached_property
+    def _priced(self) -> tuple[list[float], list[str]]:
+        priced = self._catalog.priced()
+        return [price for price, _ in priced], [item_id for _, item_id in priced]
 
     def resolve(self, match: Match) -> frozenset[str]:
         key = match.model_dump_json()
@@ -71,7 +87,7 @@ class _CatalogIndex:
     def _resolve(self, match: Match) -> frozenset[str]:
         narrowing: list[frozenset[str]] = []
         if match.items is not None:
-            narrowing.append(self.ids.intersection(match.items))
+            narrowing.append(frozenset(i for i in match.items if i in self.by_id))
         if match.categories is not None:
             narrowing.append(
                 frozenset[str]().union(*(self.by_category[c] for p in match.categories for c in self.under.get(p, ())))
@@ -87,8 +103,9 @@ class _CatalogIndex:
                 return found
             return frozenset(i for i in found if (price := self.by_id[i].price) is not None and low <= price <= high)
         # Price alone: a slice of the price-sorted catalog.
-        first, last = bisect.bisect_left(self.prices, low), bisect.bisect_right(self.prices, high)
-        return frozenset(self.priced_ids[first:last])
+        prices, priced_ids = self._priced
+        first, last = bisect.bisect_left(prices, low), bisect.bisect_right(prices, high)
+        return frozenset(priced_ids[first:last])
 
 
 class RuleEngine:
@@ -215,7 +232,7 @@ class RuleEngine:
 
     def _resolve(self, rule_id: str, match: Match, index: _CatalogIndex) -> frozenset[str]:
         found = index.resolve(match)
-        unknown = [item for item in match.items or () if item not in index.ids]
+        unknown = [item for item in match.items or () if item not in index.by_id]
         if unknown:
             self.warnings.append(f"rule '{rule_id}' match.items: {len(unknown)} not in the catalog (e.g. {unknown[0]})")
         if not found:
