@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from personalization.manifest import Manifest, VersionName
@@ -83,8 +84,10 @@ class ArtifactStore:
     @cached_property
     def _s3(self) -> S3Client:
         # A plain botocore client: boto3 would add s3transfer and its own session to serve's cold start
-        # for nothing, since artifacts are a few small objects read whole.
-        return cast("S3Client", aws.client("s3", self._region))
+        # for nothing, since artifacts are a few small objects read whole. Every file is checked against the
+        # manifest's sha256 (load), so botocore's own CRC of each response body would hash the bytes twice.
+        config = Config(response_checksum_validation="when_required")
+        return cast("S3Client", aws.client("s3", self._region, config))
 
     def _read_s3(self, key: str) -> bytes:
         body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()

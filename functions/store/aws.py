@@ -12,6 +12,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
+import boto3
 import botocore.session
 from botocore.config import Config
 
@@ -21,6 +22,13 @@ _LOCK = threading.Lock()
 @lru_cache(maxsize=1)
 def session() -> botocore.session.Session:
     return botocore.session.get_session()
+
+
+@lru_cache(maxsize=1)
+def boto3_session() -> boto3.Session:
+    """A boto3 session over the same botocore session, for a library that wants a boto3 client. One only: each
+    boto3 session registers its handlers on the botocore session it wraps, and twice is an error."""
+    return boto3.Session(botocore_session=session())
 
 
 def client(service: str, region: str, config: Config | None = None) -> Any:

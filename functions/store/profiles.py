@@ -19,7 +19,7 @@ from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from personalization.profile import Profile
-from store import codec
+from store import aws, codec
 from store.tables import bind
 
 # The value of `erased` on every tombstone: the sparse index below holds tombstones only, under this one key.
@@ -103,9 +103,13 @@ class ProfileStore:
         self._model = profile_table(settings)
 
     def connect(self) -> None:
-        """Make the table's client now, without a request: creating it reads botocore's data files, which a
-        function would rather do at init than on its first request."""
-        _ = self._model._get_connection().connection.client
+        """Make the table's client now, without a request, from the process's one botocore session: creating
+        it reads botocore's data files, which a function would rather do at init than on its first request, and
+        once rather than again in a session of pynamodb's own."""
+        connection = self._model._get_connection().connection
+        # pynamodb offers no public way to pass a session: it makes one per thread, on first use, under this name.
+        connection._local.session = aws.session()
+        _ = connection.client
 
     def get(self, user_id: str) -> StoredProfile | None:
         """The person's profile; None when there is none or they were erased."""
