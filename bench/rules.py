@@ -92,7 +92,7 @@ def load_catalog() -> tuple[Catalog, int]:
         )
         for n in range(TARGET_ITEMS - len(real))
     ]
-    return Catalog(real.items + synthetic), len(real)
+    return Catalog([*real.items, *synthetic]), len(real)
 
 
 def document(catalog: Catalog) -> RulesDocument:

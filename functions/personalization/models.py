@@ -128,6 +128,7 @@ class RecsModel:
                 raise ModelError(f"recs index names {len(missing)} items the catalog lacks, e.g. {missing[0]}")
             self.index = {item: position for position, item in enumerate(item_ids)}
             self._positions = [catalog.position[item] for item in item_ids]
+        self.item_ids = item_ids
         self._catalog = catalog
         self.weighting = weighting
 

@@ -67,8 +67,7 @@ def score_version(files: Mapping[str, bytes], manifest: Manifest, protocol: Prot
     """Raises ModelError for a version serve would not load."""
     models = servable(files, manifest)
     assert manifest.recs_model is not None  # servable refuses a version without one
-    item_ids = [item.id for item in models.recs.items]
-    return score_graph(files[manifest.recs_model.file], item_ids, models.recs.weighting, protocol)
+    return score_graph(files[manifest.recs_model.file], models.recs.item_ids, models.recs.weighting, protocol)
 
 
 def score_popularity(item_ids: Sequence[str], popularity: Sequence[float], protocol: Protocol) -> Scores:

@@ -34,7 +34,7 @@ def _old_relative_prices(items: list[CatalogItem]) -> dict[str, float]:
     everything = [price for prices in by_category.values() for price in prices]
     if not everything:
         return {}
-    medians = {category: statistics.median(prices) for category, prices in by_category.items() if category}
+    medians: dict[str | None, float] = {c: statistics.median(prices) for c, prices in by_category.items() if c}
     shop_wide = statistics.median(everything)
     relative = {}
     for item in items:

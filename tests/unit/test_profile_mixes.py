@@ -1,5 +1,6 @@
 """The fold's frequencies and mixes: orders, cart episodes, visits, the local time-of-day and device mixes."""
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -41,7 +42,7 @@ def event(
     return PositionedEvent(e, "shard", n)
 
 
-def vector(profile: Profile, now_minutes: float, prices: dict[str, float] | None = None) -> dict[str, float]:
+def vector(profile: Profile, now_minutes: float, prices: Mapping[str, float] | None = None) -> dict[str, float]:
     now_ms = int((T0 + timedelta(minutes=now_minutes)).timestamp() * 1000)
     return dict(zip(FEATURE_NAMES, feature_vector(profile, now_ms, prices or {}), strict=True))
 
