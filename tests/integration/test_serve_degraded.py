@@ -21,6 +21,7 @@ from infra.local.serve_process import free_port
 from personalization.identity import pseudonymize, sign_token
 from serve.wiring import serve_state
 from store.artifacts import POINTER, PREFIX
+from store.tables import forget_bindings
 from tests.helpers.serve import World
 
 
@@ -59,6 +60,7 @@ def client_for(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[object
             monkeypatch.setenv(name, value)
         serve_state.cache_clear()
         parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
+        forget_bindings()  # a fresh container: serve makes its table client at init, with these endpoints
         from serve.app import app
 
         return TestClient(app)
