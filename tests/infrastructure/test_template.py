@@ -177,6 +177,16 @@ def test_the_storefront_reads_the_debug_headers_serve_sends() -> None:
     assert re.findall(r'"([^"]+)"', listed) == list(names.DEBUG_HEADERS)
 
 
+def test_the_storefront_polls_past_fallback_reasons_serve_has() -> None:
+    from personalization.fragments import Reason
+
+    source = (ROOT / "storefront/slots.js").read_text()
+    [listed] = re.findall(r"^const PASSING = \[(.*)\];$", source, re.M)
+    passing = re.findall(r'"([^"]+)"', listed)
+    assert passing
+    assert set(passing) <= {reason.value for reason in Reason}
+
+
 def _statements() -> list[dict[str, Any]]:
     found = []
     for resource in TEMPLATE.resources_of_type("AWS::IAM::Role").values():
