@@ -9,7 +9,8 @@ had to fill the list scores below EXCLUDED_BELOW.
 
 Serve's call, with a model version's manifest and items.json (the graph's index order):
     position = {item: i for i, item in enumerate(items)}
-    weighting = RecentWeighting.from_dict(manifest["recs_model"]["recent_weighting"])
+    recent = manifest.recs_model.recent_weighting  # the typed personalization.manifest.Manifest
+    weighting = RecentWeighting(decay=recent.decay, max_events=recent.max_events)
     item_idx, item_w = recent_inputs(profile.recent, position, weighting)
     feed = onnx_feed(item_idx, item_w, exclusion_indices(excluded, position), min(k, len(items)))
     ranked = decode(*session.run([OUTPUT_INDICES, OUTPUT_SCORES], feed), items)
