@@ -6,8 +6,10 @@ since, oldest first). Impressions come from serve's exposure log only (the colle
 browsers). A touch (any event of the person on the item: a view is the click through, a dismissal an answer
 too) drops the showings up to it, and a showing stamped at or before the latest touch is not counted (the
 profile's recent history and dismissals say when that was for an item not yet in the record), so the record
-does not depend on the order late events arrive in. Both are bounded: SEEN_SHOWS times per item, SEEN_LIMIT
-items (the least recently active go first), so the record stays small however many pages a person sees.
+does not depend on the order late events arrive in. A showing at a time the entry holds already is the same
+showing (a re-sent impression): recording it again changes nothing, so impressions need no event-id check.
+Both are bounded: SEEN_SHOWS times per item, SEEN_LIMIT items (the least recently active go first), so the
+record stays small however many pages a person sees.
 
 `dismissed` maps an item the person dismissed ("not interested") to when they last did, at most
 DISMISSED_LIMIT items (the oldest go first); serve leaves each out of their fragments for a configured time.
@@ -43,8 +45,10 @@ def record_shown(seen: Seen, items: Iterable[str], ts_ms: int, last_touch: Calla
             if ts_ms > touched:
                 seen[item] = (touched, ts_ms)
             continue
-        if ts_ms <= entry[0]:
-            continue  # shown before the person last touched it: that showing was answered
+        if ts_ms <= entry[0] or ts_ms in entry[1:]:
+            # Shown before the person last touched it (that showing was answered), or this very showing again
+            # (an impression re-sent): nothing to add.
+            continue
         # In time order (a late impression is sorted in), so the record does not depend on arrival order.
         shows = (*entry[1:], ts_ms)
         if len(shows) > 1 and shows[-2] > ts_ms:

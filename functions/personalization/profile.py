@@ -333,9 +333,6 @@ def _record_decision(profile: Profile, event: Event) -> None:
 
 def _apply(profile: Profile, event: Event, ts_ms: int, half_life_ms: int) -> None:
     kind = event.type
-    if kind is _IMPRESSION:
-        _shown(profile, event, ts_ms)
-        return
     consent = event.consent
     if kind is _CONSENT:
         profile.consent_record = latest_record(profile.consent_record, event)
@@ -467,6 +464,13 @@ def fold(
             raise ValueError("fold got an event of another user")
         if seq <= watermarks.get(shard, -1):
             continue  # redelivered by Kinesis: at or below this shard's watermark
+        if event.type is _IMPRESSION:
+            # Serve's exposure record is idempotent by itself (a showing at the same time is kept once), so it
+            # takes no place among the recent event ids, which guard the person's own events against resends.
+            _shown(state, event, int(event.ts.timestamp() * 1000))
+            watermarks[shard] = seq
+            applied += 1
+            continue
         # event_id_digest and to_ms, inlined: a Python call costs as much as each of them here.
         digest = sha256(event.event_id.encode()).hexdigest()[:10]
         if digest in event_ids:
