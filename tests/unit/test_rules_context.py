@@ -103,7 +103,7 @@ def test_the_document_says_which_cache_key_dimensions_its_rules_use() -> None:
 
 
 def test_a_wrapping_daypart_covers_the_hours_past_midnight() -> None:
-    doc = document(**{"dayparts": {"late": {"start": 22, "end": 3}}})
+    doc = document(dayparts={"late": {"start": 22, "end": 3}})
     assert [doc.daypart_at(hour) for hour in (21, 22, 23, 0, 2, 3)] == [None, "late", "late", "late", "late", None]
     assert doc.daypart_at(None) is None
 

@@ -53,7 +53,7 @@ def world(served: App, document: dict[str, Any] = DOCUMENT, profiles: Any = None
     bucket.publish("v1")
     bucket.put_rules(document)
     state = start(bucket)
-    served.state = state if profiles is None else Served(CONFIG, profiles, state.rollout)  # type: ignore[arg-type]
+    served.state = state if profiles is None else Served(CONFIG, profiles, state.rollout)
     return served
 
 
