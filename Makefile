@@ -18,7 +18,7 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov
 CHECKOV_VERSION := 3.3.30
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo storefront browser test test-unit test-integration test-e2e lint requirements build validate glue glue-publish clean
+.PHONY: demo storefront browser java test test-unit test-integration test-e2e lint requirements build validate glue glue-publish clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ browser:
 		echo "installing chromium and chromium-driver (Debian packages) for the browser tests"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq > /dev/null && apt-get install -y -qq chromium chromium-driver > /dev/null; \
+	fi
+
+# A Java runtime for the Spark engine's tests (tests/integration/test_spark_parity.py: PySpark runs on a JVM):
+# Debian's package, installed once, like Chromium above. Java 17 is what Spark 3.5 (AWS Glue 5.0) runs on.
+java:
+	@if ! command -v java > /dev/null; then \
+		echo "installing openjdk-17-jre-headless (Debian package) for the Spark tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq > /dev/null && apt-get install -y -qq openjdk-17-jre-headless > /dev/null; \
 	fi
 
 $(SAM): | $(SYNCED)
@@ -67,7 +76,7 @@ validate: $(SAM)
 build: $(SYNCED) $(SAM)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM) build
 
-test: lint browser
+test: lint browser java
 	$(PY) -m pytest
 
 # Each layer of `make test` on its own. Unit (tests/unit, tests/infrastructure): no servers, about a minute.
@@ -75,7 +84,7 @@ test-unit: $(SYNCED)
 	$(PY) -m pytest -m "not integration"
 
 # Integration (tests/integration): moto_server, uvicorn and the functions on loopback, started by the tests.
-test-integration: $(SYNCED)
+test-integration: $(SYNCED) java
 	$(PY) -m pytest tests/integration
 
 # End to end (tests/e2e): the demo, and the storefront in headless Chromium.

@@ -15,6 +15,11 @@ Figures (the JSON object on the last line):
   peak_rss_gb_max                    its peak resident memory (GB)
   time_per_event_ratio               wall time per event at 100x over that at 10x (linear: about 1 or below)
   sizes                              per size: events, users, items, wall_s, events_per_s, peak_rss_gb, stages_s
+With --spark, the largest size is also trained with `--engine spark` on local[1] and local[2]:
+  spark_wall_s_1_core, spark_wall_s_2_cores   wall seconds of those runs (single process: train_s_max)
+  spark_replay_s_1_core, spark_replay_s_2_cores   their replay stage, the one Spark runs
+  spark_speedup_2_cores              replay on one core / on two: what a second core buys the stage that grows
+                                     (the driver's stages, search and export, run alike in every engine)
 """
 
 from __future__ import annotations
@@ -80,12 +85,14 @@ def run_train(events: Path, out: Path, log: Path, extra: list[str]) -> dict[str,
     return {"wall_s": wall, "peak_rss_gb": usage.ru_maxrss / 1024**2, "metrics": manifest["metrics"]}
 
 
-def measure_size(base: pd.DataFrame, copies: int, scratch: Path, extra: list[str]) -> dict[str, Any]:
+def measure_size(base: pd.DataFrame, copies: int, scratch: Path, extra: list[str], name: str = "") -> dict[str, Any]:
     from model_export.data.canonical import write_events
 
     events = scratch / f"events_{copies}x.parquet"
-    write_events(grow(base, copies), events)
-    found = run_train(events, scratch / f"out_{copies}x", scratch / f"train_{copies}x.log", extra)
+    if not events.exists():
+        write_events(grow(base, copies), events)
+    label = f"{copies}x{name}"
+    found = run_train(events, scratch / f"out_{label}", scratch / f"train_{label}.log", extra)
     metrics = found["metrics"]
     n = int(metrics["events"])
     stages = {stage: float(metrics["stages_s"].get(stage, 0.0)) for stage in STAGES}
@@ -103,20 +110,37 @@ def measure_size(base: pd.DataFrame, copies: int, scratch: Path, extra: list[str
     }
 
 
-def run(sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
+def run(sizes: tuple[int, ...] = SIZES, spark: bool = False) -> dict[str, Any]:
     base = base_frame()
     rows = []
+    on_spark: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
         for copies in sizes:
             rows.append(measure_size(base, copies, Path(scratch), []))
             print(f"{copies}x: {rows[-1]['events']:,} events in {rows[-1]['wall_s']:.1f} s", file=sys.stderr)
+        for cores in (1, 2) if spark else ():
+            extra = ["--engine", "spark", "--spark-cores", str(cores)]
+            on_spark[cores] = measure_size(base, sizes[-1], Path(scratch), extra, f"-spark{cores}")
+            print(f"{sizes[-1]}x on Spark local[{cores}]: {on_spark[cores]['wall_s']:.1f} s", file=sys.stderr)
     largest = rows[-1]
     by_copies = {row["copies"]: row for row in rows}
     ratio = None
     if 10 in by_copies and 100 in by_copies:
         per_event = {c: by_copies[c]["wall_s"] / by_copies[c]["events"] for c in (10, 100)}
         ratio = round(per_event[100] / per_event[10], 3)
+    figures: dict[str, Any] = {}
+    if on_spark:
+        replay = {cores: on_spark[cores]["stages_s"]["replay"] for cores in on_spark}
+        figures = {
+            "spark_wall_s_1_core": on_spark[1]["wall_s"],
+            "spark_wall_s_2_cores": on_spark[2]["wall_s"],
+            "spark_replay_s_1_core": replay[1],
+            "spark_replay_s_2_cores": replay[2],
+            "spark_speedup_2_cores": round(replay[1] / max(replay[2], 1e-9), 3),
+            "spark_peak_rss_gb_2_cores": on_spark[2]["peak_rss_gb"],
+        }
     return {
+        **figures,
         "events_max": largest["events"],
         "users_max": largest["users"],
         "items_max": largest["items"],
@@ -145,6 +169,13 @@ def report(figures: dict[str, Any]) -> None:
         for row in figures["sizes"]
     ]
     print(table(headers, rows))
+    if "spark_speedup_2_cores" in figures:
+        print(
+            f"largest size on Spark: {figures['spark_wall_s_1_core']:.1f} s on local[1],"
+            f" {figures['spark_wall_s_2_cores']:.1f} s on local[2] (single process {figures['train_s_max']:.1f} s);"
+            f" replay {figures['spark_replay_s_1_core']:.1f} s -> {figures['spark_replay_s_2_cores']:.1f} s:"
+            f" speedup {figures['spark_speedup_2_cores']:.2f}"
+        )
     print(
         f"time per event at 100x / 10x: {figures['time_per_event_ratio']}"
         f"  (load average {figures['load_average_1m']} while measuring)"
@@ -154,9 +185,10 @@ def report(figures: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="copies of the bundled data, e.g. 1,10")
+    parser.add_argument("--spark", action="store_true", help="also train the largest size on Spark, 1 and 2 cores")
     args = parser.parse_args()
     sizes = tuple(int(size) for size in args.sizes.split(","))
-    return main_of(lambda: run(sizes), report)
+    return main_of(lambda: run(sizes, args.spark), report)
 
 
 if __name__ == "__main__":

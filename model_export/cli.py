@@ -16,6 +16,7 @@ from model_export.publishing import rules as publish_rules
 from model_export.publishing.folder import data_summary, train_version
 from model_export.training.artifacts import read_manifest
 from model_export.training.segments import MIN_SHARE
+from model_export.training.user_replay import replay_users
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -55,7 +56,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if frame.empty:
         print("no events to train on", file=sys.stderr)
         return 1
-    folder = train_version(frame, Path(args.out), progress=True, data=data, min_segment_share=args.min_segment_share)
+    replay = replay_users
+    if args.engine == "spark":
+        from model_export.training.spark_engine import replay_for
+
+        replay = replay_for(len(frame), 0, args.spark_cores)
+    folder = train_version(
+        frame, Path(args.out), progress=True, data=data, min_segment_share=args.min_segment_share, replay=replay
+    )
     manifest = read_manifest(folder)
     selection = manifest.recorded("parameters")["selection"]
     print(f"recommender: {selection['winner']} ({selection['reason']})")
@@ -134,6 +142,15 @@ def main(argv: list[str] | None = None) -> int:
         "--pepper-parameter", default=os.environ.get("PEPPER_PARAMETER"), help="SSM name; default: $PEPPER_PARAMETER"
     )
     _segment_arguments(train)
+    train.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="where the replay runs: this process (default) or PySpark (the optional extra 'spark'), same fold",
+    )
+    train.add_argument(
+        "--spark-cores", type=int, default=None, help="with --engine spark: local[N]; default: the environment's Spark"
+    )
     train.set_defaults(run=cmd_train)
     evaluate = sub.add_parser("evaluate", help="train on the past, score every model on the future, write report.md")
     evaluate.add_argument("--events", required=True, help="canonical CSV/Parquet, or a known dataset's CSV")

@@ -11,13 +11,17 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from model_export.publishing.retrain import MetricsSink, RetrainConfig, RetrainResult, retrain
 from model_export.publishing.scoring import Scores
 from model_export.publishing.versions import RollbackError, VersionRow, list_versions, rollback
+from model_export.training.training import Trained, train_models
 from store.artifacts import ArtifactStore
 from store.region import region_from
 
@@ -46,6 +50,13 @@ def add_retrain_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-queries", type=int, default=20_000, help="evaluation questions at most (sampled)")
     parser.add_argument("--out", default=None, help="folder for the candidate's files (default: a temporary one)")
+    parser.add_argument(
+        "--spark-above",
+        type=int,
+        default=SPARK_ABOVE,
+        help=f"replay on Spark (Glue's) when the window holds more events than this (default {SPARK_ABOVE:,});"
+        " 0: always",
+    )
     parser.add_argument(
         "--profiles-table",
         default=None,
@@ -103,6 +114,9 @@ def retrain_table(result: RetrainResult) -> str:
 
 
 JOB_DIMENSIONS = {"job": "retrain"}
+# Past this many events in the window the retrain job replays on Spark: below it, the single process is faster
+# (no JVM, no shuffle; bench.train measures both) and fits the job's driver easily.
+SPARK_ABOVE = 5_000_000
 
 
 def run_retrain(args: argparse.Namespace) -> int:
@@ -133,11 +147,25 @@ def _retrain(args: argparse.Namespace, region: str, store: ArtifactStore, metric
             max_queries=args.max_queries,
             region=region,
         )
-        result = retrain(config, store, metrics, erased=_erased(args.profiles_table, region))
+        result = retrain(
+            config, store, metrics, erased=_erased(args.profiles_table, region), trainer=_trainer(args.spark_above)
+        )
     print(retrain_table(result))
     # The last line is one JSON object, so any script (and the job's log reader) can read the outcome.
     print(json.dumps(result.summary(), separators=(",", ":")))
     return 0
+
+
+def _trainer(spark_above: int) -> Callable[[pd.DataFrame], Trained]:
+    """train_models, its replay on Spark when the window is larger than `spark_above` events (on Glue the job's
+    own Spark; PySpark is imported only then)."""
+
+    def train(frame: pd.DataFrame) -> Trained:
+        from model_export.training.spark_engine import replay_for
+
+        return train_models(frame, replay=replay_for(len(frame), spark_above))
+
+    return train
 
 
 def _cell(value: Any, width: int, digits: int = 4) -> str:

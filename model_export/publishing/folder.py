@@ -12,6 +12,7 @@ from model_export.publishing.drift import distributions
 from model_export.training.artifacts import write_version
 from model_export.training.segments import MIN_SHARE
 from model_export.training.training import Trained, train_models
+from model_export.training.user_replay import Replay, replay_users
 
 
 def data_summary(frame: pd.DataFrame, source: str) -> dict[str, Any]:
@@ -55,8 +56,10 @@ def train_version(
     progress: bool = False,
     data: dict[str, Any] | None = None,
     min_segment_share: float = MIN_SHARE,
+    replay: Replay = replay_users,
 ) -> Path:
-    """Train segments and recommender on canonical events and write a versioned model folder under `out`."""
+    """Train segments and recommender on canonical events and write a versioned model folder under `out`.
+    `replay`: in this process, or on Spark (training.spark_engine.SparkReplay)."""
     # The trainer screens as it replays (each event built once); the version hashes the rows it trained on.
-    trained = train_models(normalize(frame), progress=progress, min_segment_share=min_segment_share)
+    trained = train_models(normalize(frame), progress=progress, min_segment_share=min_segment_share, replay=replay)
     return write_trained(trained, trained.frame if trained.frame is not None else frame, out, data)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+from threadpoolctl import threadpool_limits
 
 from model_export.training.recs import RecsModel
 from model_export.training.segments import SegmentModel
@@ -96,6 +97,15 @@ def recs_parity(
     recs_onnx: bytes, recs: RecsModel, profiles: Sequence[Profile], position: Mapping[str, int]
 ) -> ParityReport:
     """recs.onnx against its reference on each profile's recent items, with serve's exclusions."""
+    # One BLAS thread: a thousand small matrix-vector products (the factors part of each reference score) ran at
+    # 57 ms each with BLAS threads contending on a busy 2-core machine (bench.train at 10x), for 1 ms of work.
+    with threadpool_limits(1, "blas"):
+        return _recs_parity(recs_onnx, recs, profiles, position)
+
+
+def _recs_parity(
+    recs_onnx: bytes, recs: RecsModel, profiles: Sequence[Profile], position: Mapping[str, int]
+) -> ParityReport:
     graph = session(recs_onnx)
     weighting = recs.weighting()
     k = min(TOP, recs.n_items)

@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from model_export.training.user_replay import PARTITION_ROWS, Replayed, ReplaySpec, replay_partition
+from model_export.training.user_replay import (
+    PARTITION_ROWS,
+    Replay,
+    Replayed,
+    ReplaySpec,
+    replay_partition,
+    replay_users,
+)
 from personalization.features import FEATURE_NAMES
 
 if TYPE_CHECKING:
@@ -54,21 +61,25 @@ COLUMNS = {
 }
 
 
-def spark_session(cores: int = 2, memory: str = "2g") -> SparkSession:
-    """A local Spark (local[cores]); on Glue or a cluster, `SparkSession.builder.getOrCreate()` gives theirs."""
+def spark_session(cores: int | None = 2, memory: str = "2g") -> SparkSession:
+    """A local Spark (local[cores]); with `cores` None, the session the environment gives (AWS Glue's, or what
+    spark-submit was told), never forced to local mode."""
     from pyspark.sql import SparkSession
 
     _python_path_for_workers()
-    return (
-        SparkSession.builder.master(f"local[{cores}]")
-        .appName("model_export")
+    builder = (
+        SparkSession.builder.appName("model_export")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(cores * PARTITIONS_PER_CORE))
-        .config("spark.driver.memory", memory)
-        .config("spark.ui.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
     )
+    if cores is not None:
+        builder = (
+            builder.master(f"local[{cores}]")
+            .config("spark.sql.shuffle.partitions", str(cores * PARTITIONS_PER_CORE))
+            .config("spark.driver.memory", memory)
+            .config("spark.ui.enabled", "false")
+        )
+    return builder.getOrCreate()
 
 
 def _python_path_for_workers() -> None:
@@ -120,6 +131,13 @@ def _replay_group(spec: ReplaySpec) -> Callable[[pd.DataFrame], pd.DataFrame]:
 
 def _dumps(value: Any) -> bytes | None:
     return None if value is None else pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def replay_for(events: int, spark_above: int | None, cores: int | None = None) -> Replay:
+    """The replay for a window of `events`: on Spark past `spark_above` events (never when None), else here."""
+    if spark_above is None or events <= spark_above:
+        return replay_users
+    return SparkReplay(spark_session(cores))
 
 
 class SparkReplay:

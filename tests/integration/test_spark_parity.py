@@ -1,0 +1,94 @@
+"""Parity between engines: the replay on Spark (local mode) and in this process give the same model.
+
+Spark runs the very partition function the single process runs (user_replay.replay_partition, through
+personalization.profile.fold and features.feature_vector); everything after the replay runs on the driver. So on
+a slice of the bundled shop (the committed first 2,000 rows, to keep CI short) the two trainings must agree on
+the item index and catalog, every user's segment label, the neighbour lists and their scores, and what both
+exported graphs answer for the parity users (up to 1,000).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model_export.data.datasets import load_any
+from model_export.training.parity import session
+from model_export.training.spark_engine import SparkReplay, spark_session
+from model_export.training.training import Trained, train_models
+from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
+from personalization.recommend import OUTPUT_INDICES, OUTPUT_SCORES, exclusion_indices, onnx_feed, recent_inputs
+
+pytestmark = pytest.mark.integration
+
+SLICE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local Spark (two cores) for the whole test session: starting a JVM costs seconds."""
+    found = spark_session(cores=2, memory="1g")
+    yield found
+    found.stop()
+
+
+@pytest.fixture(scope="module")
+def both(spark: Any) -> tuple[Trained, Trained]:
+    frame = load_any(SLICE)
+    return train_models(frame), train_models(frame, replay=SparkReplay(spark))
+
+
+def answers(trained: Trained) -> list[tuple[np.ndarray, np.ndarray]]:
+    """recs.onnx's top 10 for every parity user's recent items, with serve's exclusions."""
+    graph = session(trained.recs_onnx)
+    position, weighting = trained.index.position, trained.recs.weighting()
+    found = []
+    for user in trained.users[:1000]:
+        profile = trained.profiles[user]
+        idx, weights = recent_inputs(profile.recent, position, weighting)
+        exclude = exclusion_indices((item for item, _, _ in profile.recent), position)
+        top, scores = graph.run([OUTPUT_INDICES, OUTPUT_SCORES], onnx_feed(idx, weights, exclude, 10))
+        found.append((np.asarray(top), np.asarray(scores)))
+    return found
+
+
+def test_both_engines_index_and_catalog_the_same_items(both: tuple[Trained, Trained]) -> None:
+    local, spark = both
+    assert spark.index.ids == local.index.ids
+    assert spark.catalog.to_dict() == local.catalog.to_dict()
+    assert local.frame is not None
+    assert spark.frame is not None
+    pd.testing.assert_frame_equal(spark.frame, local.frame)
+
+
+def test_both_engines_give_every_user_the_same_features_and_segment(both: tuple[Trained, Trained]) -> None:
+    local, spark = both
+    assert spark.users == local.users
+    np.testing.assert_array_equal(spark.features, local.features)
+    np.testing.assert_array_equal(spark.segments.labels(spark.features), local.segments.labels(local.features))
+    labels_graph = session(spark.segment_onnx).run([SEGMENT_LABEL, SEGMENT_DISTANCES], {SEGMENT_INPUT: spark.features})
+    labels_local = session(local.segment_onnx).run([SEGMENT_LABEL, SEGMENT_DISTANCES], {SEGMENT_INPUT: local.features})
+    np.testing.assert_array_equal(labels_graph[0], labels_local[0])
+    np.testing.assert_allclose(labels_graph[1], labels_local[1], atol=1e-9)
+
+
+def test_both_engines_choose_and_fit_the_same_recommender(both: tuple[Trained, Trained]) -> None:
+    local, spark = both
+    assert spark.recs.family == local.recs.family
+    assert spark.recs.described() == local.recs.described()
+    np.testing.assert_array_equal(spark.recs.neighbor_idx, local.recs.neighbor_idx)
+    np.testing.assert_allclose(spark.recs.neighbor_sim, local.recs.neighbor_sim, atol=1e-6)
+
+
+def test_both_engines_exported_graphs_answer_the_same_for_the_parity_users(both: tuple[Trained, Trained]) -> None:
+    local, spark = both
+    assert spark.profiles.keys() == local.profiles.keys()
+    assert len(local.profiles) == min(1000, len(local.users))
+    for (top_spark, scores_spark), (top_local, scores_local) in zip(answers(spark), answers(local), strict=True):
+        np.testing.assert_array_equal(top_spark, top_local)
+        np.testing.assert_allclose(scores_spark, scores_local, atol=1e-6)
