@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.trending import batch_activity
 from personalization.events import Consent, Event, EventType
+from personalization.profile import PositionedEvent
 from personalization.trending import TREND_LIMIT, TREND_WEIGHTS, Trend, activity, combined, merge
 from store.trending import decode, encode
 
@@ -76,9 +78,26 @@ def test_an_old_batch_never_moves_a_row_back() -> None:
     assert older.scores == pytest.approx({"a": 1.0, "b": 0.5})
 
 
+@settings(deadline=None)
 @given(st.dictionaries(st.text(min_size=1, max_size=20), st.floats(1e-3, 1e6), max_size=TREND_LIMIT))
 def test_the_stored_row_keeps_the_ranking(scores: dict[str, float]) -> None:
     row = Trend(T0_MS, scores)
     back = decode(encode(row))
     assert back.at_ms == T0_MS
     assert back.scores == pytest.approx(scores, rel=1e-5)
+
+
+@given(
+    batch=st.lists(st.tuples(kinds, st.sampled_from(["a", "b", "c"]), st.integers(0, 180), st.booleans()), max_size=30)
+)
+def test_ingest_sums_a_batch_per_shard_as_the_domain_does(batch: list[tuple[EventType, str, int, bool]]) -> None:
+    anchor = T0_MS + 3 * HOUR_MS
+    positioned = [
+        PositionedEvent(event(kind, item, minutes)[0], "s1" if first else "s2", n)
+        for n, (kind, item, minutes, first) in enumerate(batch)
+    ]
+    summed = batch_activity(positioned, anchor, HOUR_MS)
+    for shard in ("s1", "s2"):
+        pairs = [(p.event, p.ts_ms) for p in positioned if p.shard == shard]
+        expected = activity(pairs, anchor, HOUR_MS)
+        assert summed.get(shard, {}) == pytest.approx(expected, rel=1e-9)
