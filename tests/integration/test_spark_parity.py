@@ -10,7 +10,6 @@ exported graphs answer for the parity users (up to 1,000).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,10 +22,9 @@ from model_export.training.spark_engine import SparkReplay, spark_session
 from model_export.training.training import Trained, train_models
 from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.recommend import OUTPUT_INDICES, OUTPUT_SCORES, exclusion_indices, onnx_feed, recent_inputs
+from tests.helpers.data import REES46_SAMPLE
 
 pytestmark = pytest.mark.integration
-
-SLICE = Path(__file__).resolve().parents[1] / "data" / "rees46_head2000.csv"
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +37,7 @@ def spark() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def both(spark: Any) -> tuple[Trained, Trained]:
-    frame = load_any(SLICE)
+    frame = load_any(REES46_SAMPLE)
     return train_models(frame), train_models(frame, replay=SparkReplay(spark))
 
 
