@@ -537,7 +537,7 @@ def run() -> dict[str, Any]:
                 if item_idx.size == 0:
                     continue
                 features = np.asarray(
-                    [feature_vector(profile, now_ms, snapshot.catalog.relative_prices, state.config.fold_settings)],
+                    [feature_vector(profile, now_ms, snapshot.catalog, state.config.fold_settings)],
                     dtype=np.float64,
                 )
                 inputs.append((features, item_idx, item_w, exclusion_indices(excluded_for(profile), position)))

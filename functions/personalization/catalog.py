@@ -81,6 +81,8 @@ class _CatalogDocument(BaseModel):
 
     columns: _Columns | None = None
     items: list[_Row] | None = None
+    # Written by trainers since feature schema 3; a catalog without it places nobody in the category space.
+    category_axes: dict[str, list[float]] = {}
 
     @model_validator(mode="after")
     def _one_form(self) -> _CatalogDocument:
@@ -91,11 +93,13 @@ class _CatalogDocument(BaseModel):
     def catalog(self) -> Catalog:
         if self.columns is not None:
             c = self.columns
-            return Catalog.from_columns(c.id, c.categories, c.category, c.price, c.popularity, c.brands, c.brand)
-        return Catalog(
-            CatalogItem(row["id"], row.get("category"), row.get("price"), row["popularity"], row.get("brand"))
-            for row in self.items or ()
-        )
+            found = Catalog.from_columns(c.id, c.categories, c.category, c.price, c.popularity, c.brands, c.brand)
+        else:
+            found = Catalog(
+                CatalogItem(row["id"], row.get("category"), row.get("price"), row["popularity"], row.get("brand"))
+                for row in self.items or ()
+            )
+        return found.with_category_axes(self.category_axes)
 
 
 class _Items(Sequence[CatalogItem]):
@@ -248,6 +252,16 @@ class Catalog:
         self.items: Sequence[CatalogItem] = _Items(self, range(len(ids)))
         self.by_id: Mapping[str, CatalogItem] = _ById(self)
         self.max_popularity = popularity[0] if popularity else 1.0
+        # Each category's place in a few-dimensional space of what people shop for together (the trainer's
+        # factorization of people x categories, model_export.data.catalog.category_axes): the segment features
+        # read a person's position in it from their category affinities. Shipped in catalog.json, so serve
+        # reads the same numbers. Empty until with_category_axes sets it (a catalog without axes).
+        self.category_axes: dict[str, tuple[float, ...]] = {}
+
+    def with_category_axes(self, axes: Mapping[str, Sequence[float]]) -> Catalog:
+        """This catalog, with `axes` as its category axes (returned for chaining)."""
+        self.category_axes = {category: tuple(float(x) for x in values) for category, values in axes.items()}
+        return self
 
     def item(self, position: int) -> CatalogItem:
         category, price, brand = self._category[position], self._price[position], self._brand[position]
@@ -339,7 +353,8 @@ class Catalog:
                 "popularity": self._popularity,
                 "brands": self._brands,
                 "brand": self._brand,
-            }
+            },
+            "category_axes": {category: list(axes) for category, axes in self.category_axes.items()},
         }
 
 

@@ -229,7 +229,7 @@ def for_person(request: FragmentRequest, sources: Sources) -> Fragment:
         # The cookie names a segment of the live version; an experiment's other version starts afresh.
         current = request.identity.segment if model_version == live.version else None
         predicted = models.segments.predict(
-            feature_vector(profile, request.now_ms, sources.catalog.relative_prices, sources.fold_settings), current
+            feature_vector(profile, request.now_ms, sources.catalog, sources.fold_settings), current
         )
         segment = (predicted.name, predicted.id)
     # What the person said "not interested" to stays out for the configured time, rules or not.
@@ -322,7 +322,7 @@ def for_segment(request: FragmentRequest, sources: Sources) -> Fragment:
         profile = _usable_profile(sources, request.identity.pseudonym)
         if isinstance(profile, Reason):
             return fallback(request, sources, profile, shared)
-        vector = feature_vector(profile, request.now_ms, sources.catalog.relative_prices, sources.fold_settings)
+        vector = feature_vector(profile, request.now_ms, sources.catalog, sources.fold_settings)
         segment_id = segments.predict(vector, known_segment).id
     if segment_id is None:
         return fallback(request, sources, Reason.ANONYMOUS, shared)

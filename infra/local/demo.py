@@ -175,8 +175,8 @@ def run(events_path: Path, keep_running: bool = False) -> int:
                 f" top categories {', '.join(f'{c} ({s:.1f})' for c, s in top) or 'none (no categories)'}"
             )
             # The published version's catalog is built from the same frame: the prices serve compares with.
-            prices = build_catalog(frame).relative_prices
-            vector = dict(zip(FEATURE_NAMES, feature_vector(stored.profile, now_ms, prices), strict=True))
+            catalog = build_catalog(frame)
+            vector = dict(zip(FEATURE_NAMES, feature_vector(stored.profile, now_ms, catalog), strict=True))
             print(f"    features: {', '.join(f'{k}={v:.2f}' for k, v in list(vector.items())[:8])}, ...")
             token = sign_token(identity_key, pseudonym, int(time.time()) + 3600)
             personal = fetch(

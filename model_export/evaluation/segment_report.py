@@ -22,7 +22,8 @@ SEED = 0
 
 
 def plot_projection(model: SegmentModel, features: np.ndarray[Any, Any], path: Path) -> None:
-    """People in the first two principal components of the standardized features, coloured by segment."""
+    """People in the first two principal components of the features as the clustering saw them (standardized
+    and weighted by the lens), coloured by segment."""
     rng = np.random.default_rng(SEED)
     rows = rng.choice(len(features), size=min(PROJECTION_SAMPLE, len(features)), replace=False)
     sample = features[np.sort(rows)]
@@ -40,7 +41,7 @@ def plot_projection(model: SegmentModel, features: np.ndarray[Any, Any], path: P
         axis.scatter(points[mine, 0], points[mine, 1], s=6, alpha=0.5, label=f"{segment.id}: {segment.name}")
     axis.set_xlabel("principal component 1")
     axis.set_ylabel("principal component 2")
-    axis.set_title(f"{len(sample):,} people, standardized features, by segment")
+    axis.set_title(f"{len(sample):,} people, standardized features through the lens, by segment")
     axis.legend(markerscale=3, fontsize=8, loc="best")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -51,7 +52,10 @@ def plot_centres(model: SegmentModel, features: np.ndarray[Any, Any], path: Path
     """Each segment's members' mean on every feature, in population standard deviations from the population."""
     scaler = model.pipeline.named_steps["scale"]
     labels = model.labels(features)
-    scaled = scaler.transform(features)
+    # Population SDs, not the lens's weighted units (the scaler's scales hold the lens): a heat map of
+    # standings, comparable across features.
+    varies = scaler.var_ > 0
+    scaled = (features - scaler.mean_) / np.where(varies, np.sqrt(scaler.var_), 1.0) * varies
     grid = np.stack(
         [
             scaled[labels == s.id].mean(axis=0) if (labels == s.id).any() else np.zeros(len(FEATURE_NAMES))
@@ -80,6 +84,7 @@ def segment_lines(model: SegmentModel, block: dict[str, Any]) -> list[str]:
     lines = [
         f"Chosen: **{model.method}, K = {model.k}** (silhouette {model.silhouette:.3f}, Davies-Bouldin"
         f" {model.davies_bouldin:.3f}, stability {model.stability:.2f} mean ARI over bootstrap refits)."
+        f" Lens: what people shop for weighs {model.category_weight:g} behavioural aspects."
         f" Rule: {model.summary()['rule']}. Admissible: smallest segment >= {model.min_share:.0%} of people and"
         " stability >= 0.8.",
     ]
@@ -87,12 +92,14 @@ def segment_lines(model: SegmentModel, block: dict[str, Any]) -> list[str]:
         lines.append(f"**One segment: {model.note}.**")
     lines += [
         "",
-        "| id | name | people | share | defining features (members' mean vs population's; z) |",
-        "|---|---|---|---|---|",
+        "| id | name | people | share | defining features (members' mean vs population's; z) |"
+        " shops for more than everyone (share of members' interest vs everyone's) |",
+        "|---|---|---|---|---|---|",
     ]
     for s in model.segments:
         defining = "; ".join(f"{d.feature} {d.members:.2f} vs {d.population:.2f} (z {d.z:+.1f})" for d in s.defining)
-        lines.append(f"| {s.id} | {s.name} | {s.size:,} | {s.share:.1%} | {defining} |")
+        shops = "; ".join(f"{c.category} {c.members:.0%} vs {c.population:.0%}" for c in s.categories) or "-"
+        lines.append(f"| {s.id} | {s.name} | {s.size:,} | {s.share:.1%} | {defining} | {shops} |")
     lines += [
         "",
         f"segment_lift (NDCG@10 of each segment's own best-sellers / the shop's best-sellers, on the members'"
@@ -101,8 +108,8 @@ def segment_lines(model: SegmentModel, block: dict[str, Any]) -> list[str]:
         "",
         "Every method and K compared on the selection sample:",
         "",
-        "| method | K | silhouette | Davies-Bouldin | smallest share | stability | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| lens (category weight) | method | K | silhouette | Davies-Bouldin | smallest share | stability | verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in model.candidates:
         stability = "-" if c.stability is None else f"{c.stability:.2f}"
@@ -111,7 +118,7 @@ def segment_lines(model: SegmentModel, block: dict[str, Any]) -> list[str]:
         else:
             verdict = "admissible" if c.exportable else "admissible, no exporter: reported only"
         lines.append(
-            f"| {c.method} | {c.k} | {c.silhouette:.3f} | {c.davies_bouldin:.3f} | {c.min_share:.1%} | {stability}"
-            f" | {verdict} |"
+            f"| {c.category_weight:g} | {c.method} | {c.k} | {c.silhouette:.3f} | {c.davies_bouldin:.3f}"
+            f" | {c.min_share:.1%} | {stability} | {verdict} |"
         )
     return lines

@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from model_export.data.canonical import indexed_events
-from personalization.features import FEATURE_NAMES, PriceIndex, feature_vector
+from personalization.features import FEATURE_NAMES, CatalogFacts, feature_vector
 from personalization.profile import PositionedEvent, Profile, fold
 
 SHARD = "replay"
@@ -60,16 +60,16 @@ def replay(
 
 
 def feature_matrix(
-    profiles: Mapping[str, Profile] | Iterable[tuple[str, Profile]], now_ms: int, prices: PriceIndex
+    profiles: Mapping[str, Profile] | Iterable[tuple[str, Profile]], now_ms: int, catalog: CatalogFacts
 ) -> tuple[list[str], np.ndarray]:
     """(user ids, matrix [n_users x len(FEATURE_NAMES)] float64), rows in the order of `profiles`.
 
-    `prices` is the catalog's `relative_prices`, the catalog the model version ships (serve reads the same)."""
+    `catalog` is the catalog the model version ships (serve reads the same prices and category axes)."""
     pairs = list(profiles.items()) if isinstance(profiles, Mapping) else list(profiles)
     user_ids = [user_id for user_id, _ in pairs]
     matrix = np.zeros((len(pairs), len(FEATURE_NAMES)), dtype=np.float64)
     for row, (_, profile) in enumerate(pairs):
-        matrix[row] = feature_vector(profile, now_ms, prices)
+        matrix[row] = feature_vector(profile, now_ms, catalog)
     return user_ids, matrix
 
 

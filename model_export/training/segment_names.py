@@ -6,6 +6,9 @@ bought more than once), filled a cart, or only looked; a segment is never called
 members browsed without buying. The qualifiers come from the features that set the segment apart most (its
 centre's largest standardized deviations from the population, at least MIN_DEVIATION), and each is used only
 when the members' own values bear it out (a segment is "mobile" only if most of its events came from phones).
+A segment set apart by what it shops for (the category axes) is named for its signature category: the category
+that holds a larger share of its members' interest than of everyone's, by the widest margin, used only when it
+holds at least SIGNATURE_SHARE of the members' interest and SIGNATURE_RATIO times the population's share.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
 
 from personalization.features import FEATURE_NAMES
+from personalization.profile import AFFINITY_WEIGHTS
 
 Matrix = npt.NDArray[np.float64]
 # A centre this many population standard deviations away from the mean on a feature is "set apart" by it.
@@ -28,6 +34,95 @@ _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _REPEAT = math.log1p(2)  # log_orders at two orders
 # "high-value" / "small-basket": the members' order value at least a quarter above / below other buyers'.
 _VALUE_GAP = math.log(1.25)
+SIGNATURE_SHARE = 0.25
+SIGNATURE_RATIO = 1.5
+_CATEGORY_AXIS = "category_axis_"
+
+
+@dataclass(frozen=True)
+class CategoryShare:
+    """A category's share of a segment's members' interest (their mean category mix) against everyone's."""
+
+    category: str
+    members: float
+    population: float
+
+    def to_dict(self) -> dict[str, float | str]:
+        return {"category": self.category, "members": round(self.members, 3), "population": round(self.population, 3)}
+
+
+@dataclass(frozen=True)
+class CategoryMixes:
+    """People's category mixes: row i is person i's shares of interest per category (summing to 1, or an empty
+    row), the columns `categories`."""
+
+    shares: sp.csr_matrix
+    categories: list[str]
+
+    @classmethod
+    def from_dicts(cls, mixes: Sequence[Mapping[str, float]]) -> CategoryMixes:
+        names = sorted({category for mix in mixes for category in mix})
+        column = {name: i for i, name in enumerate(names)}
+        rows = [row for row, mix in enumerate(mixes) for _ in mix]
+        cols = [column[category] for mix in mixes for category in mix]
+        values = [share for mix in mixes for share in mix.values()]
+        return cls(sp.csr_matrix((values, (rows, cols)), shape=(len(mixes), len(names))), names)
+
+
+def category_mixes(frame: pd.DataFrame, users: Sequence[str]) -> CategoryMixes:
+    """Each of `users`' category mix over `frame`, weighted as the profile's affinities are (view < cart <
+    purchase), in the order of `users` (a user without a categorized event has an empty row)."""
+    weights = frame["event_type"].map({kind.value: w for kind, w in AFFINITY_WEIGHTS.items()}).fillna(0.0)
+    keep = (weights > 0).to_numpy() & frame["category"].notna().to_numpy()
+    rows = pd.DataFrame({"user": frame["user_id"][keep], "category": frame["category"][keep].astype(str)})
+    rows["weight"] = weights[keep].to_numpy(dtype=np.float64)
+    totals = rows.groupby(["user", "category"], sort=False)["weight"].sum().reset_index()
+    position = pd.Series(np.arange(len(users)), index=pd.Index(users, dtype=object))
+    totals = totals[totals["user"].isin(position.index)]
+    categories = pd.Categorical(totals["category"])
+    matrix = sp.csr_matrix(
+        (totals["weight"].to_numpy(), (position[totals["user"]].to_numpy(), categories.codes)),
+        shape=(len(users), len(categories.categories)),
+    )
+    sums = np.asarray(matrix.sum(axis=1)).ravel()
+    return CategoryMixes(sp.csr_matrix(sp.diags(1.0 / np.maximum(sums, 1e-12)) @ matrix), list(categories.categories))
+
+
+def signature_categories(
+    mixes: CategoryMixes, labels: npt.NDArray[np.int64], k: int, top: int = 3
+) -> list[list[CategoryShare]]:
+    """Per segment, the categories whose share of the members' interest exceeds everyone's the most."""
+    n = len(labels)
+    if n == 0 or not mixes.categories:
+        return [[] for _ in range(k)]
+    membership = sp.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(k, n))
+    sizes = np.maximum(np.bincount(labels, minlength=k), 1).astype(np.float64)
+    mine = np.asarray((membership @ mixes.shares).todense()) / sizes[:, None]
+    everyone = np.asarray(mixes.shares.sum(axis=0)).ravel() / n
+    found = []
+    for i in range(k):
+        gap = mine[i] - everyone
+        order = sorted(np.flatnonzero(gap > 0).tolist(), key=lambda c: (-gap[c], mixes.categories[c]))[:top]
+        found.append([CategoryShare(mixes.categories[c], float(mine[i, c]), float(everyone[c])) for c in order])
+    return found
+
+
+def category_label(category: str) -> str:
+    """A category as a shopper would say it: the last part of a dotted taxonomy, else the id, marked as one."""
+    last = category.rsplit(".", 1)[-1].replace("_", " ")
+    if last.startswith("cat:") or last.isdigit():
+        return f"category {last.removeprefix('cat:')}"
+    return last
+
+
+def signature_of(shares: Sequence[CategoryShare]) -> str | None:
+    """The signature category's label, when the members bear it out (module docstring)."""
+    if not shares:
+        return None
+    first = shares[0]
+    if first.members >= SIGNATURE_SHARE and first.members >= SIGNATURE_RATIO * first.population:
+        return category_label(first.category)
+    return None
 
 
 @dataclass(frozen=True)
@@ -112,13 +207,18 @@ def noun(members: Matrix) -> str:
     return "visitors"
 
 
-def qualifiers(center_z: Matrix, member_means: Mapping[str, float]) -> list[str]:
-    """Qualifiers in order of how far the centre stands out on their feature, each borne out by the members."""
+def qualifiers(center_z: Matrix, member_means: Mapping[str, float], signature: str | None = None) -> list[str]:
+    """Qualifiers in order of how far the centre stands out on their feature, each borne out by the members.
+    A category axis stands for the segment's signature category, when it has one."""
     found: list[str] = []
     for i in sorted(range(len(FEATURE_NAMES)), key=lambda i: (-abs(float(center_z[i])), i)):
         z = float(center_z[i])
         if abs(z) < MIN_DEVIATION:
             break
+        if FEATURE_NAMES[i].startswith(_CATEGORY_AXIS):
+            if signature is not None and signature not in found:
+                found.append(signature)
+            continue
         rule = QUALIFIERS.get(FEATURE_NAMES[i])
         if rule is None:
             continue
@@ -134,8 +234,12 @@ def _buyers_order_value(rows: Matrix) -> float:
     return float(ordered[:, _COLUMN["log_order_value"]].mean()) if len(ordered) else 0.0
 
 
-def name_segments(centers_z: Matrix, members: Sequence[Matrix]) -> list[str]:
-    """One distinct name per segment. `centers_z` are standardized centres; `members[i]` segment i's raw rows."""
+def name_segments(
+    centers_z: Matrix, members: Sequence[Matrix], categories: Sequence[Sequence[CategoryShare]] | None = None
+) -> list[str]:
+    """One distinct name per segment. `centers_z` are standardized centres; `members[i]` segment i's raw rows;
+    `categories[i]` segment i's signature categories (signature_categories), when known."""
+    signatures = [signature_of(shares) for shares in categories] if categories else [None] * len(members)
     nouns = [noun(rows) if len(rows) else "visitors" for rows in members]
     everyone = np.vstack(list(members)) if members else np.zeros((0, len(FEATURE_NAMES)))
     population_value = _buyers_order_value(everyone)
@@ -145,7 +249,10 @@ def name_segments(centers_z: Matrix, members: Sequence[Matrix]) -> list[str]:
         mean["buyers_order_value"] = _buyers_order_value(rows)
         mean["population_buyers_order_value"] = population_value
         means.append(mean)
-    options = [qualifiers(center, mean) for center, mean in zip(centers_z, means, strict=True)]
+    options = [
+        qualifiers(center, mean, signature)
+        for center, mean, signature in zip(centers_z, means, signatures, strict=True)
+    ]
     used = [0 if len(centers_z) == 1 else min(MAX_QUALIFIERS - 1, len(o)) for o in options]
 
     def render(i: int) -> str:

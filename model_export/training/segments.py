@@ -1,6 +1,13 @@
 """Segments: few, sizeable, stable and truly named, or one segment when the data supports no split.
 
-Selection, on a bounded sample of standardized profile vectors:
+Selection, on a bounded sample of standardized profile vectors seen through a lens:
+0. The lens weighs the features by aspect. Every aspect of behaviour (recency, frequency, order value,
+   conversion, breadth, price sensitivity, device, time of day) weighs as one, whatever number of features
+   spell it (its features share the weight), so four time-of-day shares do not outvote one order value; what
+   people shop for (the category axes) weighs CATEGORY_WEIGHTS aspects. Lenses are tried heaviest category
+   weight first: a segment's banner shows products, and segments that differ in what they shop for are the
+   ones whose best-sellers differ. A lighter lens is tried only when a heavier one has no admissible K >= 3
+   solution (a shop whose category mixes do not split into sizeable, stable groups: then behaviour leads).
 1. K-Means, a Gaussian mixture (diagonal), K-Means started from that mixture's means, and agglomerative
    clustering (Ward) are each fitted for every K in K_RANGE, and scored with silhouette (higher is better)
    and Davies-Bouldin (lower is better). K-Means from k-means++ starts readily spends a centre on a tiny
@@ -9,15 +16,18 @@ Selection, on a bounded sample of standardized profile vectors:
 2. A solution is admissible only when its smallest segment holds at least `min_share` of the people, and when it
    is stable: fitted again on STABILITY_RESAMPLES bootstrap resamples, each refit labels the sample with a mean
    adjusted Rand index of at least MIN_STABILITY against the original fit.
-3. The rule: among admissible solutions of a method that can be exported to ONNX with parity (either
+3. The rule, within a lens: among admissible solutions of a method that can be exported to ONNX with parity (either
    K-Means; the mixture's skl2onnx converter disagrees with scikit-learn's labels, and Ward has no predict,
    so both are compared and reported, never exported), those with K >= 3 come first when there are any (a banner needs
    more than "these and everyone else"); among them the best mean rank of silhouette and Davies-Bouldin wins,
    then the smaller K.
+   The first lens (heaviest first) with an admissible K >= 3 solution wins; when no lens has one, the first
+   lens with an admissible K = 2 solution.
 4. When nothing is admissible (a tiny or uniform shop), the model is one segment, and the summary says so.
 
-The shipped model is StandardScaler + K-Means refitted on (a sample of) everyone; its graph returns the label
-and the distance to every centre, which serve's hysteresis compares (`hysteresis_margin`).
+The shipped model is StandardScaler + K-Means refitted on (a sample of) everyone, the lens folded into the
+scaler's scales; its graph returns the label and the distance to every centre (in lens units), which serve's
+hysteresis compares (`hysteresis_margin`).
 """
 
 from __future__ import annotations
@@ -40,8 +50,16 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from model_export.training.interactions import positive_weights
-from model_export.training.segment_names import Defining, defining_features, name_segments
-from personalization.features import FEATURE_NAMES
+from model_export.training.segment_names import (
+    CategoryMixes,
+    CategoryShare,
+    Defining,
+    defining_features,
+    name_segments,
+    signature_categories,
+)
+from personalization.features import CATEGORY_AXES, FEATURE_NAMES
+from personalization.profile import DAYPARTS
 
 K_RANGE = range(2, 9)
 MIN_SHARE = 0.03
@@ -55,6 +73,24 @@ FIT_SAMPLE = 200_000
 # median distance between centres (in standardized units): see personalization.models.SegmentModel.
 HYSTERESIS_FRACTION = 0.1
 SEED = 0
+# How many behavioural aspects what people shop for weighs, per lens, in the order they are tried (module
+# docstring, step 0). 0 is behaviour alone.
+CATEGORY_WEIGHTS = (4.0, 2.0, 1.0, 0.0)
+CATEGORY_GROUP = "what they shop for"
+# The aspects a merchandiser segments on, and the features that spell each (every feature in exactly one).
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "recency": ("log_hours_since_last_event",),
+    "frequency": ("log_visits", "log_views", "log_carts", "log_orders"),
+    "order value": ("log_order_value",),
+    "conversion": ("view_to_cart_rate", "cart_abandonment"),
+    "breadth": ("distinct_categories", "top_category_share"),
+    "price sensitivity": ("viewed_price_index", "bought_price_index"),
+    CATEGORY_GROUP: tuple(f"category_axis_{n}" for n in range(1, CATEGORY_AXES + 1)),
+    "device": ("share_mobile", "share_desktop", "share_tablet"),
+    "time of day": tuple(f"share_{part}" for part in DAYPARTS),
+}
+# A feature out of the lens still needs a finite scale (the ONNX scaler multiplies by its inverse).
+_OUT_OF_LENS = 1e-12
 EXPORTABLE = frozenset({"kmeans", "kmeans_from_gmm"})
 METHODS = ("kmeans", "kmeans_from_gmm", "gmm", "ward")
 
@@ -73,6 +109,7 @@ class Candidate:
     min_share: float
     stability: float | None
     min_share_required: float
+    category_weight: float = 0.0
 
     @property
     def exportable(self) -> bool:
@@ -91,6 +128,7 @@ class Candidate:
         return {
             "method": self.method,
             "k": self.k,
+            "category_weight": self.category_weight,
             "silhouette": round(self.silhouette, 4),
             "davies_bouldin": round(self.davies_bouldin, 4),
             "min_share": round(self.min_share, 4),
@@ -109,6 +147,8 @@ class Segment:
     share: float
     centroid: dict[str, float]
     defining: list[Defining] = field(default_factory=list)
+    # What its members shop for more than everyone does (segment_names.signature_categories).
+    categories: list[CategoryShare] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +158,7 @@ class Segment:
             "share": self.share,
             "centroid": self.centroid,
             "defining": [d.to_dict() for d in self.defining],
+            "categories": [c.to_dict() for c in self.categories],
         }
 
 
@@ -135,6 +176,8 @@ class SegmentModel:
     min_share: float
     # Why the model is one segment, when it is.
     note: str | None = None
+    # The lens the winner was chosen through (module docstring, step 0).
+    category_weight: float = 0.0
 
     def labels(self, features: Matrix) -> Labels:
         return np.asarray(self.pipeline.predict(features), dtype=np.int64)
@@ -152,6 +195,7 @@ class SegmentModel:
             "model": "StandardScaler+KMeans",
             "method": self.method,
             "k": self.k,
+            "category_weight": self.category_weight,
             "shares": self.shares,
             "names": [s.name for s in self.segments],
             "silhouette": round(self.silhouette, 4),
@@ -159,8 +203,9 @@ class SegmentModel:
             "stability": round(self.stability, 4),
             "min_share": self.min_share,
             "hysteresis_margin": round(self.hysteresis_margin, 4),
-            "rule": "admissible (min share, stability) and exportable; K >= 3 first; best mean rank of"
-            " silhouette and Davies-Bouldin; then smaller K",
+            "rule": "lenses heaviest category weight first, the first with an admissible K >= 3 (else K = 2)"
+            " solution; within it: admissible (min share, stability) and exportable; K >= 3 first; best mean"
+            " rank of silhouette and Davies-Bouldin; then smaller K",
             "note": self.note,
             "candidates": [c.to_dict() for c in self.candidates],
         }
@@ -217,8 +262,8 @@ def _stability(fitter: _Fitter, k: int, reference: Labels, rng: np.random.Genera
     return float(np.mean(scores))
 
 
-def compare(scaled: Matrix, min_share: float, progress: bool = False) -> list[Candidate]:
-    """Every method at every K, on a sample of the standardized vectors."""
+def compare(scaled: Matrix, min_share: float, progress: bool = False, category_weight: float = 0.0) -> list[Candidate]:
+    """Every method at every K, on a sample of the (lens-)scaled vectors."""
     rng = np.random.default_rng(SEED)
     sample = scaled[_sample(len(scaled), SELECTION_SAMPLE, rng)]
     distinct = len(np.unique(sample, axis=0))
@@ -232,7 +277,7 @@ def compare(scaled: Matrix, min_share: float, progress: bool = False) -> list[Ca
         used = len(np.unique(labels))
         shares = np.bincount(labels, minlength=k) / len(labels)
         if used < 2:
-            found.append(Candidate(method, k, -1.0, float("inf"), 0.0, None, min_share))
+            found.append(Candidate(method, k, -1.0, float("inf"), 0.0, None, min_share, category_weight))
             continue
         smallest = float(shares.min())
         # Stability costs five refits: spent only on solutions whose sizes already qualify.
@@ -246,6 +291,7 @@ def compare(scaled: Matrix, min_share: float, progress: bool = False) -> list[Ca
                 smallest,
                 stability,
                 min_share,
+                category_weight,
             )
         )
     return found
@@ -266,8 +312,30 @@ def choose(candidates: list[Candidate]) -> list[Candidate]:
     return sorted(pool, key=key)
 
 
-def _pipeline(features: Matrix, k: int, method: str = "kmeans") -> Pipeline:
+def lens_weights(features: Matrix, category_weight: float) -> npt.NDArray[np.float64]:
+    """Per-feature multipliers of the standardized values (module docstring, step 0). A group's features that
+    vary share its weight (a group's squared weights sum to its weight squared); constant ones say nothing."""
+    varies = features.var(axis=0) > 0 if len(features) else np.zeros(len(FEATURE_NAMES), dtype=bool)
+    weights = np.zeros(len(FEATURE_NAMES))
+    for group, names in FEATURE_GROUPS.items():
+        columns = [FEATURE_NAMES.index(name) for name in names]
+        live = max(int(varies[columns].sum()), 1)
+        weights[columns] = (category_weight if group == CATEGORY_GROUP else 1.0) / np.sqrt(live)
+    return weights
+
+
+def _scaler(features: Matrix, weights: npt.NDArray[np.float64]) -> StandardScaler:
+    """StandardScaler with the lens folded into its scales: what ships is a plain scaler (skl2onnx converts it
+    as it is), and its output is the standardized value times the feature's weight."""
     scaler = StandardScaler().fit(features)
+    scaler.scale_ = scaler.scale_ / np.maximum(weights, _OUT_OF_LENS)
+    return scaler
+
+
+def _pipeline(
+    features: Matrix, k: int, method: str = "kmeans", weights: npt.NDArray[np.float64] | None = None
+) -> Pipeline:
+    scaler = _scaler(features, np.ones(features.shape[1]) if weights is None else weights)
     if method == "kmeans_from_gmm":
         kmeans = _kmeans_from_gmm(scaler.transform(features), k)
     else:
@@ -275,32 +343,62 @@ def _pipeline(features: Matrix, k: int, method: str = "kmeans") -> Pipeline:
     return Pipeline([("scale", scaler), ("kmeans", kmeans)])
 
 
-def fit_segments(features: Matrix, min_share: float = MIN_SHARE, progress: bool = False) -> SegmentModel:
-    """Select by the rule, refit the winner on (a sample of) everyone, name it; one segment when none qualifies."""
+Mixes = CategoryMixes
+
+
+def fit_segments(
+    features: Matrix, min_share: float = MIN_SHARE, progress: bool = False, mixes: Mixes | None = None
+) -> SegmentModel:
+    """Select by the rule, refit the winner on (a sample of) everyone, name it; one segment when none qualifies.
+    `mixes` holds row i's category mix in its row i, which names segments by what they shop for."""
     # Over a hundred small fits: OpenMP's threads cost more in hand-offs than they win (a twentieth of the time
     # single-threaded, measured on the bundled data), and the machine is often shared.
     with threadpool_limits(1):
-        return _fit_segments(features, min_share, progress)
+        return _fit_segments(features, min_share, progress, mixes)
 
 
-def _fit_segments(features: Matrix, min_share: float, progress: bool) -> SegmentModel:
+def _fit_segments(features: Matrix, min_share: float, progress: bool, mixes: Mixes | None) -> SegmentModel:
     rng = np.random.default_rng(SEED)
-    scaled = StandardScaler().fit_transform(features) if len(features) else features
-    candidates = compare(scaled, min_share, progress) if len(features) >= 2 else []
     rows = _sample(len(features), FIT_SAMPLE, rng)
-    for chosen in choose(candidates):
-        pipeline = _pipeline(features[rows], chosen.k, chosen.method)
-        labels = np.asarray(pipeline.predict(features), dtype=np.int64)
-        shares = np.bincount(labels, minlength=chosen.k) / len(labels)
-        # The refit on everyone must keep the sizes the sample promised.
-        if shares.min() >= min_share:
-            return _model(features, pipeline, labels, chosen, candidates, min_share)
+    candidates: list[Candidate] = []
+    lenses: list[tuple[npt.NDArray[np.float64], list[Candidate]]] = []
+    for category_weight in CATEGORY_WEIGHTS if len(features) >= 2 else ():
+        weights = lens_weights(features, category_weight)
+        found = compare(_scaler(features, weights).transform(features), min_share, progress, category_weight)
+        candidates.extend(found)
+        lenses.append((weights, choose(found)))
+        # Step 3: the first lens with an admissible K >= 3 wins; lighter lenses are not fitted.
+        model = _first_that_holds(features, rows, weights, [c for c in lenses[-1][1] if c.k >= 3], min_share)
+        if model is not None:
+            return _model(features, *model, candidates, min_share, mixes)
+    for weights, chosen in lenses:
+        model = _first_that_holds(features, rows, weights, chosen, min_share)
+        if model is not None:
+            return _model(features, *model, candidates, min_share, mixes)
     pipeline = _pipeline(features[rows], 1)
     labels = np.zeros(len(features), dtype=np.int64)
     note = "no admissible split (every solution had a segment under the minimum share or was unstable)"
     if len(features) < 2 or not candidates:
         note = "too few distinct people to split"
-    return _model(features, pipeline, labels, None, candidates, min_share, note)
+    return _model(features, pipeline, labels, None, candidates, min_share, mixes, note)
+
+
+def _first_that_holds(
+    features: Matrix,
+    rows: npt.NDArray[np.int64],
+    weights: npt.NDArray[np.float64],
+    chosen: list[Candidate],
+    min_share: float,
+) -> tuple[Pipeline, Labels, Candidate] | None:
+    """The first candidate whose refit on (a sample of) everyone keeps every segment at the minimum share."""
+    for candidate in chosen:
+        pipeline = _pipeline(features[rows], candidate.k, candidate.method, weights)
+        labels = np.asarray(pipeline.predict(features), dtype=np.int64)
+        shares = np.bincount(labels, minlength=candidate.k) / len(labels)
+        # The refit on everyone must keep the sizes the sample promised.
+        if shares.min() >= min_share:
+            return pipeline, labels, candidate
+    return None
 
 
 def _model(
@@ -310,6 +408,7 @@ def _model(
     chosen: Candidate | None,
     candidates: list[Candidate],
     min_share: float,
+    mixes: Mixes | None = None,
     note: str | None = None,
 ) -> SegmentModel:
     scaler: StandardScaler = pipeline.named_steps["scale"]
@@ -317,7 +416,7 @@ def _model(
     k = len(centers)
     gaps = [float(np.linalg.norm(a - b)) for a, b in itertools.combinations(centers, 2)]
     margin = HYSTERESIS_FRACTION * float(np.median(gaps)) if gaps else 0.0
-    segments = describe(features, scaler, centers, labels)
+    segments = describe(features, scaler, centers, labels, mixes)
     return SegmentModel(
         pipeline=pipeline,
         k=k,
@@ -330,20 +429,25 @@ def _model(
         hysteresis_margin=margin,
         min_share=min_share,
         note=note,
+        category_weight=chosen.category_weight if chosen else 0.0,
     )
 
 
-def describe(features: Matrix, scaler: StandardScaler, centers: Matrix, labels: Labels) -> list[Segment]:
+def describe(
+    features: Matrix, scaler: StandardScaler, centers: Matrix, labels: Labels, mixes: Mixes | None = None
+) -> list[Segment]:
     """Size, share, centre (in feature units), defining features and a true name for every segment."""
     k = len(centers)
     sizes = np.bincount(labels, minlength=k)
     members = [features[labels == i] for i in range(k)]
     population = features.mean(axis=0) if len(features) else np.zeros(len(FEATURE_NAMES))
-    # The centre's standing against the population, in standard deviations; a constant feature stands nowhere.
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    # The centre's standing against the population, in standard deviations (not lens units); a constant feature
+    # stands nowhere.
+    scale = np.where(scaler.var_ > 0, np.sqrt(scaler.var_), 1.0)
     member_means = [rows.mean(axis=0) if len(rows) else population for rows in members]
     standing = np.stack([(m - population) / scale for m in member_means]) * (scaler.var_ > 0)
-    names = name_segments(standing, members)
+    categories = signature_categories(mixes, labels, k) if mixes is not None else [[] for _ in range(k)]
+    names = name_segments(standing, members, categories)
     original = scaler.inverse_transform(centers)
     return [
         Segment(
@@ -353,6 +457,7 @@ def describe(features: Matrix, scaler: StandardScaler, centers: Matrix, labels: 
             share=round(float(sizes[i] / max(sizes.sum(), 1)), 4),
             centroid={name: round(float(value), 4) for name, value in zip(FEATURE_NAMES, original[i], strict=True)},
             defining=defining_features(standing[i], member_means[i], population),
+            categories=categories[i],
         )
         for i in range(k)
     ]

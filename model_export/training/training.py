@@ -20,12 +20,13 @@ from model_export.training.parity import PARITY_USERS, ParityError, ParityReport
 from model_export.training.protocols import time_cutoff
 from model_export.training.recs import RecsData, RecsModel
 from model_export.training.replay import to_ms
+from model_export.training.segment_names import category_mixes
 from model_export.training.segments import MIN_SHARE, SegmentModel, fit_segments, segment_items
 from model_export.training.stages import Stages
 from model_export.training.tuning import CRITERION, Selection, Validation, search_users, select, validation
 from model_export.training.user_replay import Replay, Replayed, ReplaySpec, cutoff_seq, first_users, replay_users
 from personalization.catalog import Catalog
-from personalization.features import FEATURE_NAMES, SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
+from personalization.features import FEATURE_NAMES, SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL, CatalogFeatures
 from personalization.profile import Profile
 from personalization.recommend import (
     EXCLUDE_PENALTY,
@@ -165,7 +166,7 @@ def _replay_once(
     spec = ReplaySpec(
         cutoff_seq=cutoff_seq(frame, time_cutoff(frame, validation_fraction)),
         now_ms=to_ms(frame["timestamp"].max()) + 1,
-        prices=catalog.relative_prices,
+        catalog=CatalogFeatures(catalog.relative_prices, catalog.category_axes),
         keep_early=sample,
         keep_final=None if keep_profiles else first_users(frame, PARITY_USERS),
     )
@@ -201,7 +202,8 @@ def train_models(
     features = replayed.features
     with stages("segments"):
         # fit_segments runs its many small fits single-threaded (threads lose more than they win there).
-        segments = fit_segments(features, min_segment_share, progress=progress)
+        mixes = category_mixes(frame, replayed.users)
+        segments = fit_segments(features, min_segment_share, progress=progress, mixes=mixes)
         segment_onnx = segment_graph(segments.pipeline, len(FEATURE_NAMES))
     with stages("search"):
         valid = validation(frame, validation_fraction, profiles=replayed.early, users=sample)

@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from model_export.data.canonical import indexed_events
-from personalization.features import FEATURE_NAMES, PriceIndex, feature_vector
+from personalization.features import FEATURE_NAMES, CatalogFeatures, feature_vector
 from personalization.profile import PositionedEvent, Profile, fold
 
 # The shard name replay positions carry (as replay.replay's): seq is the row's place in the time-sorted frame.
@@ -45,7 +45,7 @@ class ReplaySpec:
 
     cutoff_seq: int
     now_ms: int
-    prices: PriceIndex
+    catalog: CatalogFeatures
     keep_early: frozenset[str] | None = frozenset()
     keep_final: frozenset[str] | None = frozenset()
 
@@ -104,7 +104,7 @@ def replay_partition(rows: pd.DataFrame, spec: ReplaySpec) -> Replayed:
         if _keeps(spec.keep_final, user_id):
             found.final[user_id] = final
         users.append(user_id)
-        vectors.append(feature_vector(final, spec.now_ms, spec.prices))
+        vectors.append(feature_vector(final, spec.now_ms, spec.catalog))
     found.features = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), len(FEATURE_NAMES))
     found.kept = np.asarray(kept, dtype=np.int64)
     return found

@@ -50,15 +50,15 @@ def test_serve_vectors_from_stored_profiles_equal_the_trainers(ingest: Ingest) -
     trained = replay(frame)
     now_ms = int(max(e.ts for e in events).timestamp() * 1000) + 60_000
     # Serve compares prices with the published catalog's: the one the trainer builds from the same events
-    prices = build_catalog(frame).relative_prices
-    users, offline = feature_matrix(trained, now_ms, prices)
+    catalog = build_catalog(frame)
+    users, offline = feature_matrix(trained, now_ms, catalog)
 
     # When serve computes each user's vector from the profile it reads back from the table
     online = np.zeros_like(offline)
     for row, raw_user in enumerate(users):
         stored = ingest.profiles.get(pseudonymize(ingest.pepper, raw_user))
         assert stored is not None, raw_user
-        online[row] = feature_vector(stored.profile, now_ms, prices)
+        online[row] = feature_vector(stored.profile, now_ms, catalog)
 
     # Then they are the same vectors, bit for bit, for every user (and the mixes and prices were exercised)
     assert len(users) > 100

@@ -1,12 +1,16 @@
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from model_export.data.canonical import CanonicalFormatError, read_events, to_events
 from model_export.data.catalog import build_catalog
 from model_export.data.datasets import detect
+from personalization.catalog import Catalog, CatalogError
 from personalization.events import EventType
+from personalization.features import CATEGORY_AXES
 from tests.helpers.data import REES46_SAMPLE, rees46_sample
 
 
@@ -68,3 +72,64 @@ def test_event_ids_are_deterministic_so_replays_are_recognized(tmp_path: Path) -
     second = [e.event_id for e in to_events(frame.head(50))]
     assert first == second
     assert len(set(first)) == 50
+
+
+def test_categories_shopped_together_lie_close_on_the_catalog_axes_and_travel_in_catalog_json(
+    tmp_path: Path,
+) -> None:
+    # Given people who shop phones and cases together, and others who shop tea and cups together
+    rows = []
+    for n in range(40):
+        pair = ("phones", "cases") if n % 2 else ("tea", "cups")
+        for m, category in enumerate(pair):
+            rows.append(
+                {
+                    "user_id": f"u{n}",
+                    "item_id": f"{category}{n % 3}",
+                    "event_type": "view",
+                    "category": category,
+                    "timestamp": f"2024-05-01T10:{n:02d}:{m:02d}Z",
+                }
+            )
+    catalog = build_catalog(read_events(write(tmp_path, rows)))
+    axes = {category: np.asarray(values) for category, values in catalog.category_axes.items()}
+
+    # Then every category has coordinates on the axes along which people's mixes vary (here two: which pair),
+    # and pairs shopped together are nearer than others
+    assert set(axes) == {"phones", "cases", "tea", "cups"}
+    assert {len(values) for values in axes.values()} == {2}
+    assert CATEGORY_AXES >= 2
+
+    def gap(a: str, b: str) -> float:
+        return float(np.linalg.norm(axes[a] - axes[b]))
+
+    assert gap("phones", "cases") < gap("phones", "tea")
+    assert gap("tea", "cups") < gap("cups", "cases")
+    # And catalog.json carries them unchanged to serve
+    assert Catalog.from_json(json.dumps(catalog.to_dict())).category_axes == catalog.category_axes
+
+
+def test_a_shop_with_one_category_or_none_has_no_axes(tmp_path: Path) -> None:
+    rows = [
+        {
+            "user_id": f"u{n}",
+            "item_id": str(n),
+            "event_type": "purchase",
+            "category": "all",
+            "timestamp": f"2024-05-01T10:{n:02d}:00Z",
+        }
+        for n in range(5)
+    ]
+    assert build_catalog(read_events(write(tmp_path, rows))).category_axes == {}
+    no_categories = [{key: value for key, value in row.items() if key != "category"} for row in rows]
+    assert build_catalog(read_events(write(tmp_path, no_categories))).category_axes == {}
+
+
+@pytest.mark.parametrize(
+    "axes",
+    [{"tea": [float("nan"), 0.0]}, {"tea": "0.1"}, {"tea": [[0.1]]}, ["tea"]],
+)
+def test_a_damaged_category_axes_document_is_refused(axes: object) -> None:
+    document = {"items": [{"id": "1", "category": "tea", "price": 1.0, "popularity": 1.0}], "category_axes": axes}
+    with pytest.raises(CatalogError):
+        Catalog.from_json(json.dumps(document))

@@ -56,11 +56,11 @@ def test_feature_matrix_is_feature_vector_row_by_row() -> None:
     frame = sample()
     profiles = replay(frame)
     now = to_ms(frame["timestamp"].max()) + 1
-    prices = build_catalog(frame).relative_prices
-    user_ids, matrix = feature_matrix(profiles, now, prices)
+    catalog = build_catalog(frame)
+    user_ids, matrix = feature_matrix(profiles, now, catalog)
     assert matrix.shape == (len(profiles), len(FEATURE_NAMES))
     for row in (0, len(user_ids) // 2, len(user_ids) - 1):
-        assert np.array_equal(matrix[row], feature_vector(profiles[user_ids[row]], now, prices))
+        assert np.array_equal(matrix[row], feature_vector(profiles[user_ids[row]], now, catalog))
 
 
 def test_events_at_or_after_the_cutoff_are_not_replayed() -> None:

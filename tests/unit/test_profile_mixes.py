@@ -1,6 +1,5 @@
 """The fold's frequencies and mixes: orders, cart episodes, visits, the local time-of-day and device mixes."""
 
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -42,9 +41,9 @@ def event(
     return PositionedEvent(e, "shard", n)
 
 
-def vector(profile: Profile, now_minutes: float, prices: Mapping[str, float] | None = None) -> dict[str, float]:
+def vector(profile: Profile, now_minutes: float, catalog: Catalog | None = None) -> dict[str, float]:
     now_ms = int((T0 + timedelta(minutes=now_minutes)).timestamp() * 1000)
-    return dict(zip(FEATURE_NAMES, feature_vector(profile, now_ms, prices or {}), strict=True))
+    return dict(zip(FEATURE_NAMES, feature_vector(profile, now_ms, catalog or Catalog([])), strict=True))
 
 
 def test_purchases_close_together_are_one_order_and_order_value_is_per_order() -> None:
@@ -181,11 +180,11 @@ def test_price_sensitivity_is_against_the_median_of_the_same_category() -> None:
             event(3, EventType.PURCHASE, 2, item="phone-mid", category="phones", price=400.0),
         ],
     )
-    features = vector(profile, 10, prices)
+    features = vector(profile, 10, catalog)
     # Then they look below their categories' medians and buy at it; unknown items say nothing
     assert features["viewed_price_index"] == -1.0
     assert features["bought_price_index"] == 0.0
-    assert vector(profile, 10, {})["viewed_price_index"] == 0.0
+    assert vector(profile, 10)["viewed_price_index"] == 0.0
 
 
 def located(n: int, minutes: float, country: str | None) -> PositionedEvent:
@@ -225,3 +224,30 @@ def test_the_last_country_does_not_depend_on_how_the_events_are_batched(
     if len(at_newest) == 1 and at_newest[0] is not None:
         assert whole.last_country == at_newest[0]
     assert whole.last_country in {None, *(country for _, country in stamped)}
+
+
+def test_what_a_person_shops_for_is_their_affinity_weighted_place_on_the_catalog_axes() -> None:
+    # Given a catalog whose axes put shoes at (1, 0) and hats at (0, 1); bags are not on the axes
+    catalog = Catalog([CatalogItem("i1", "shoes", 10.0, 1.0)]).with_category_axes(
+        {"shoes": [1.0, 0.0], "hats": [0.0, 1.0]}
+    )
+    # When a person views shoes three times and adds a hat to the cart once (affinity weights 1 and 3), and
+    # looks at bags
+    profile, _ = fold(
+        None,
+        USER,
+        [
+            event(1, category="shoes"),
+            event(2, minutes=1, category="shoes"),
+            event(3, minutes=2, category="shoes"),
+            event(4, EventType.ADD_TO_CART, 3, item="i2", category="hats"),
+            event(5, minutes=4, item="i3", category="bags"),
+        ],
+    )
+    features = vector(profile, 5, catalog)
+    # Then they stand halfway between shoes and hats (bags say nothing), and at 0 on the axis the catalog lacks
+    assert abs(features["category_axis_1"] - 0.5) < 1e-3
+    assert abs(features["category_axis_2"] - 0.5) < 1e-3
+    assert features["category_axis_3"] == 0.0
+    # And a catalog without axes places nobody
+    assert [vector(profile, 5)[f"category_axis_{n}"] for n in (1, 2, 3)] == [0.0, 0.0, 0.0]

@@ -2,8 +2,20 @@
 
 import numpy as np
 
-from model_export.training.segment_names import name_segments
-from model_export.training.segments import fit_segments
+from model_export.training.segment_names import (
+    CategoryMixes,
+    CategoryShare,
+    category_label,
+    name_segments,
+    signature_of,
+)
+from model_export.training.segments import (
+    CATEGORY_GROUP,
+    CATEGORY_WEIGHTS,
+    FEATURE_GROUPS,
+    fit_segments,
+    lens_weights,
+)
 from personalization.features import FEATURE_NAMES
 
 COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -93,3 +105,57 @@ def test_high_value_is_against_other_buyers_not_against_people_who_never_ordered
     assert "high-value" not in name_segments(centres, [browsers, buyers, dear])[1]
     dear[:, COLUMN["log_order_value"]] = 4.0 + np.log(2.5)
     assert name_segments(centres, [browsers, buyers, dear])[2] == "high-value buyers"
+
+
+def test_every_feature_belongs_to_one_aspect_and_an_aspect_weighs_as_one_whatever_its_features() -> None:
+    # Given features where every column varies
+    features = np.random.default_rng(6).normal(size=(50, len(FEATURE_NAMES)))
+    grouped = [name for names in FEATURE_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(FEATURE_NAMES)
+    for category_weight in CATEGORY_WEIGHTS:
+        weights = lens_weights(features, category_weight)
+        # Then each aspect's squared weights add up to one (the category axes: to the lens's weight squared)
+        for group, names in FEATURE_GROUPS.items():
+            total = sum(weights[COLUMN[name]] ** 2 for name in names)
+            expected = category_weight**2 if group == CATEGORY_GROUP else 1.0
+            assert np.isclose(total, expected), group
+    # A constant feature leaves its aspect's weight to the features that vary
+    features[:, COLUMN["share_tablet"]] = 0.0
+    weights = lens_weights(features, 1.0)
+    assert np.isclose(weights[COLUMN["share_mobile"]] ** 2 + weights[COLUMN["share_desktop"]] ** 2, 1.0)
+
+
+def test_people_who_shop_for_different_things_are_segments_named_for_what_they_shop_for() -> None:
+    rng = np.random.default_rng(7)
+    # Given three crowds that behave alike (one view now and then) but shop in different parts of the catalog,
+    # and behave differently in ways that say little (a noisy time-of-day mix)
+    groups = [(300, (1.0, 0.0, 0.0), "shoes.sneakers"), (200, (0.0, 1.0, 0.0), "phones"), (100, (0.0, 0.0, 1.0), "tea")]
+    rows, mixes = [], []
+    for size, axes, category in groups:
+        crowd = people(size, rng, log_views=1.0, log_visits=0.7, distinct_categories=1.0, top_category_share=1.0)
+        for n, value in enumerate(axes, start=1):
+            crowd[:, COLUMN[f"category_axis_{n}"]] = value + rng.normal(scale=0.05, size=size)
+        crowd[:, COLUMN["share_evening"]] = rng.uniform(size=size)
+        rows.append(crowd)
+        mixes += [{category: 1.0}] * size
+    model = fit_segments(np.vstack(rows), mixes=CategoryMixes.from_dicts(mixes))
+    # Then the segments are the three crowds, a lens that weighs what they shop for chose them, and each is named
+    # for its signature category (its last dotted part), which the report lists against everyone's share
+    assert sorted(s.size for s in model.segments) == [100, 200, 300]
+    assert model.category_weight > 0
+    names = {s.size: s.name for s in model.segments}
+    assert names == {300: "sneakers browsers", 200: "phones browsers", 100: "tea browsers"}
+    tea = next(s for s in model.segments if s.size == 100)
+    assert (tea.categories[0].category, tea.categories[0].members) == ("tea", 1.0)
+    assert np.isclose(tea.categories[0].population, 100 / 600)
+
+
+def test_a_category_is_in_a_name_only_when_members_bear_it_out() -> None:
+    # A segment whose members spend a fifth of their interest on a category, however far above everyone's
+    weak = [CategoryShare("tea", 0.2, 0.01)]
+    strong = [CategoryShare("tea", 0.6, 0.5)]
+    assert signature_of(weak) is None  # under a quarter of the members' interest
+    assert signature_of(strong) is None  # not 1.5x everyone's share
+    assert signature_of([CategoryShare("electronics.audio.headphone", 0.9, 0.05)]) == "headphone"
+    assert category_label("cat:2053013553559896355") == "category 2053013553559896355"
+    assert category_label("110122") == "category 110122"
