@@ -78,7 +78,7 @@ def test_categories_shopped_together_lie_close_on_the_catalog_axes_and_travel_in
     tmp_path: Path,
 ) -> None:
     # Given people who shop phones and cases together, and others who shop tea and cups together
-    rows = []
+    rows: list[dict[str, object]] = []
     for n in range(40):
         pair = ("phones", "cases") if n % 2 else ("tea", "cups")
         for m, category in enumerate(pair):
@@ -110,7 +110,7 @@ def test_categories_shopped_together_lie_close_on_the_catalog_axes_and_travel_in
 
 
 def test_a_shop_with_one_category_or_none_has_no_axes(tmp_path: Path) -> None:
-    rows = [
+    rows: list[dict[str, object]] = [
         {
             "user_id": f"u{n}",
             "item_id": str(n),
@@ -121,7 +121,9 @@ def test_a_shop_with_one_category_or_none_has_no_axes(tmp_path: Path) -> None:
         for n in range(5)
     ]
     assert build_catalog(read_events(write(tmp_path, rows))).category_axes == {}
-    no_categories = [{key: value for key, value in row.items() if key != "category"} for row in rows]
+    no_categories: list[dict[str, object]] = [
+        {key: value for key, value in row.items() if key != "category"} for row in rows
+    ]
     assert build_catalog(read_events(write(tmp_path, no_categories))).category_axes == {}
 
 
