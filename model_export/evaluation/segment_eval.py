@@ -99,6 +99,7 @@ def segments_block(frame: pd.DataFrame, cutoff: pd.Timestamp, trained: Trained) 
         "k": model.k,
         "shares": model.shares,
         "method": model.method,
+        "category_weight": model.category_weight,
         "silhouette": round(model.silhouette, 4),
         "davies_bouldin": round(model.davies_bouldin, 4),
         "stability": round(model.stability, 4),
