@@ -35,6 +35,9 @@ _REPEAT = math.log1p(2)  # log_orders at two orders
 # "high-value" / "small-basket": the members' order value at least a quarter above / below other buyers'.
 _VALUE_GAP = math.log(1.25)
 SIGNATURE_SHARE = 0.25
+# A category is listed for a segment only when its members' share exceeds everyone's by more than this (half a
+# percentage point): smaller gaps are noise, not something the segment shops for.
+MIN_GAP = 0.005
 SIGNATURE_RATIO = 1.5
 _CATEGORY_AXIS = "category_axis_"
 
@@ -102,7 +105,7 @@ def signature_categories(
     found = []
     for i in range(k):
         gap = mine[i] - everyone
-        order = sorted(np.flatnonzero(gap > 0).tolist(), key=lambda c: (-gap[c], mixes.categories[c]))[:top]
+        order = sorted(np.flatnonzero(gap > MIN_GAP).tolist(), key=lambda c: (-gap[c], mixes.categories[c]))[:top]
         found.append([CategoryShare(mixes.categories[c], float(mine[i, c]), float(everyone[c])) for c in order])
     return found
 

@@ -7,6 +7,7 @@ from model_export.training.segment_names import (
     CategoryShare,
     category_label,
     name_segments,
+    signature_categories,
     signature_of,
 )
 from model_export.training.segments import (
@@ -159,3 +160,14 @@ def test_a_category_is_in_a_name_only_when_members_bear_it_out() -> None:
     assert signature_of([CategoryShare("electronics.audio.headphone", 0.9, 0.05)]) == "headphone"
     assert category_label("cat:2053013553559896355") == "category 2053013553559896355"
     assert category_label("110122") == "category 110122"
+
+
+def test_a_segment_lists_only_categories_its_members_shop_for_noticeably_more_than_everyone() -> None:
+    # Given two segments: tea lovers (with a trace of coffee) and everyone else (all coffee, a trace of cups)
+    mixes = CategoryMixes.from_dicts([{"tea": 0.997, "coffee": 0.003}] * 50 + [{"coffee": 0.999, "cups": 0.001}] * 50)
+    labels = np.asarray([0] * 50 + [1] * 50, dtype=np.int64)
+    tea, coffee = signature_categories(mixes, labels, 2)
+    # Then the tea segment lists tea (99.7% of its interest against 49.9% of everyone's); the trace of cups,
+    # 0.05 points above everyone's share, is not listed for the coffee segment
+    assert [(c.category, round(c.members, 3), round(c.population, 4)) for c in tea] == [("tea", 0.997, 0.4985)]
+    assert [c.category for c in coffee] == ["coffee"]
