@@ -16,7 +16,7 @@ from model_export.publishing import rules as publish_rules
 from model_export.publishing.folder import data_summary, train_version
 from model_export.training.artifacts import read_manifest
 from model_export.training.segments import MIN_SHARE
-from model_export.training.user_replay import replay_users
+from model_export.training.user_replay import Replay, replay_users
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -56,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if frame.empty:
         print("no events to train on", file=sys.stderr)
         return 1
-    replay = replay_users
+    replay: Replay = replay_users
     if args.engine == "spark":
         from model_export.training.spark_engine import replay_for
 

@@ -98,7 +98,6 @@ def _replay_group(spec: ReplaySpec) -> Callable[[pd.DataFrame], pd.DataFrame]:
         # Users in the order of their first event, each user's rows in seq order: as user_replay.partitions gives.
         rows = rows.assign(first_seq=rows.groupby("user_id")["seq"].transform("min"))
         rows = rows.sort_values(["first_seq", "seq"], kind="stable")
-        first = dict(zip(rows["user_id"], rows["first_seq"], strict=False))
         rows = rows.set_index("seq").drop(columns=["part", "first_seq"])
         rows.index = rows.index.astype(np.int64)
         rows["timestamp"] = pd.to_datetime(rows["timestamp"], utc=True)
@@ -108,7 +107,7 @@ def _replay_group(spec: ReplaySpec) -> Callable[[pd.DataFrame], pd.DataFrame]:
         out = pd.DataFrame(
             {
                 "user_id": found.users,
-                "first_seq": [int(first[user]) for user in found.users],
+                "first_seq": found.first.tolist(),
                 "features": list(found.features),
                 "kept": [by_user.get(user, []) for user in found.users],
                 "early": [_dumps(found.early.get(user)) for user in found.users],

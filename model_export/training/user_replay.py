@@ -61,12 +61,17 @@ class Replayed:
     # The seqs of the rows the event schema accepted, and the others counted by the reason ingest would give.
     kept: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     refused: Counter[str] = field(default_factory=Counter)
+    # Each user's first accepted seq: users are ordered by it (a refused first row does not count).
+    first: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @staticmethod
     def concat(parts: list[Replayed]) -> Replayed:
         width = len(FEATURE_NAMES)
         features = np.concatenate([p.features for p in parts]) if parts else np.zeros((0, width))
-        found = Replayed([user for p in parts for user in p.users], features)
+        first = np.concatenate([p.first for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+        order = np.argsort(first, kind="stable")
+        users = [user for p in parts for user in p.users]
+        found = Replayed([users[i] for i in order], features[order], first=first[order])
         for part in parts:
             found.early.update(part.early)
             found.final.update(part.final)
@@ -89,10 +94,12 @@ def replay_partition(rows: pd.DataFrame, spec: ReplaySpec) -> Replayed:
     vectors: list[list[float]] = []
     found = Replayed(users, np.zeros((0, len(FEATURE_NAMES))))
     kept: list[int] = []
+    firsts: list[int] = []
     events = indexed_events(rows, refused=found.refused)
     for user_id, pairs in itertools.groupby(events, key=lambda pair: pair[1].user_id):
         positioned = [PositionedEvent(event, SHARD, seq) for seq, event in pairs]
         kept.extend(p.seq for p in positioned)
+        firsts.append(positioned[0].seq)
         split = bisect.bisect_left([p.seq for p in positioned], spec.cutoff_seq)
         early = fold(None, user_id, positioned[:split])[0] if split else None
         keep_early = early is not None and _keeps(spec.keep_early, user_id)
@@ -107,6 +114,7 @@ def replay_partition(rows: pd.DataFrame, spec: ReplaySpec) -> Replayed:
         vectors.append(feature_vector(final, spec.now_ms, spec.catalog))
     found.features = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), len(FEATURE_NAMES))
     found.kept = np.asarray(kept, dtype=np.int64)
+    found.first = np.asarray(firsts, dtype=np.int64)
     return found
 
 
@@ -132,13 +140,15 @@ def partitions(frame: pd.DataFrame, rows: int = PARTITION_ROWS) -> Iterator[pd.D
         yield frame.iloc[order[start:end]]
 
 
-def replay_users(frame: pd.DataFrame, spec: ReplaySpec, progress: bool = False) -> Replayed:
+def replay_users(
+    frame: pd.DataFrame, spec: ReplaySpec, progress: bool = False, rows_per_partition: int = PARTITION_ROWS
+) -> Replayed:
     """Every user's feature vector as of `spec.now_ms`, with the profiles `spec` keeps; partition by partition."""
     if not frame.index.is_monotonic_increasing:
         raise ValueError("replay_users needs the frame in time order, indexed by seq (canonical.normalize does it)")
     parts = []
     with tqdm(total=len(frame), desc="replay: users' events", unit="ev", disable=not progress) as bar:
-        for rows in partitions(frame):
+        for rows in partitions(frame, rows_per_partition):
             parts.append(replay_partition(rows, spec))
             bar.update(len(rows))
     return Replayed.concat(parts)
