@@ -771,10 +771,18 @@ def run(seconds: float, clients: int, events_per_post: int) -> dict[str, Any]:
         load, cpu = run_load(plan, pids)
         t = step("warm-up and load", t)
 
-        from bench.trending_burst import freshness, write_cost
+        from bench.trending_burst import freshness, third_score, write_cost
 
         # The live poller still runs: a burst of purchases per trial, until the item tops the trending slot
-        trending_s = freshness(collector.url, serve.url, [item.id for item in items])
+        trending_table = product.ingest_env["TRENDING_TABLE"]
+        half_life_ms = int(float(product.ingest_env["TRENDING_HALF_LIFE_HOURS"]) * 3600 * 1000)
+        dynamodb = stack.client("dynamodb")
+        trending_s = freshness(
+            collector.url,
+            serve.url,
+            [item.id for item in items],
+            lambda: third_score(dynamodb, trending_table, half_life_ms),
+        )
         t = step(f"trending freshness ({len(trending_s)} bursts)", t)
 
         tail = StreamTail(stack.client("kinesis"), product.stream)
@@ -803,6 +811,7 @@ def run(seconds: float, clients: int, events_per_post: int) -> dict[str, Any]:
         figures["trending_freshness_p95_s"] = round(percentile(trending_s, 0.95), 2) if trending_s else None
         figures["trending_freshness_max_s"] = round(max(trending_s), 2) if trending_s else None
         figures["trending_bursts"] = len(trending_s)
+        figures["trending_freshness_s"] = [round(s, 2) for s in trending_s]
 
     # -- figures ---------------------------------------------------------------------------------------------
     duration = load.duration_s

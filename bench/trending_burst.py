@@ -1,9 +1,12 @@
 """Trending freshness for `python -m bench.load`: how long a burst of purchases of one item takes to reach the
 trending slot's top 3, through the collector, the stream, the live ingest poller and serve (all on loopback).
 
-Each trial picks an item the slot does not show in its top 10, has BURST_BUYERS new visitors buy it through the
-collector (one POST each, as fast as they are answered), and polls GET /v1/fragments/trending?k=3 every
-POLL_S until the item is in it. The clock runs from the first POST to the answer that shows it; a trial that
+Each trial picks an item the slot does not show in its top 10 and has one new visitor buy it through the
+collector, in one POST, as many times as it takes to pass the third: the third item's score now (read from the
+trending rows, decayed to now) x LEAD / the purchase weight, so that the rules' boosts and buries cannot keep it
+out of the top 3 (the load before it makes some items hot, and each burst makes its item the hottest: so the
+bursts grow, and there are only TRIALS of them). Then it polls GET /v1/fragments/trending?k=3 every POLL_S
+until the item is in it. The clock runs from the first POST to the answer that shows it; a trial that
 does not see it within GIVE_UP_S counts as GIVE_UP_S. What this measures on loopback: the collector's put, the
 ingest batch window (template.yaml's IngestBatchWindowSeconds), the handler's batch, and serve's refresh of the
 trending rows (ServeConfig.trending_max_age_s); a CDN in front adds its s-maxage on top.
@@ -17,11 +20,15 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-BURST_BUYERS = 10
-TRIALS = 8
+PURCHASE_WEIGHT = 5.0
+# How far past the third item a burst takes the item: beyond a boost (x1.3) of the others and a bury (x0.5) of it.
+LEAD = 3.0
+MIN_BURST = 10
+MAX_BURST = 500  # the collector's limit per POST
+TRIALS = 5
 POLL_S = 0.05
 GIVE_UP_S = 30.0
 CONSENT = {"analytics": True, "personalization": True}
@@ -34,13 +41,28 @@ def _top(client: Any, serve_url: str, k: int) -> list[str]:
     return [item["id"] for item in response.json()["items"]]
 
 
-def _buy(client: Any, collect_url: str, item_id: str) -> None:
-    event = {"event_id": uuid.uuid4().hex, "type": "purchase", "item_id": item_id, "quantity": 1, "consent": CONSENT}
-    client.post(f"{collect_url}/v1/events", json={"events": [event]}).raise_for_status()
+def _buy(client: Any, collect_url: str, item_id: str, times: int) -> None:
+    events = [
+        {"event_id": uuid.uuid4().hex, "type": "purchase", "item_id": item_id, "quantity": 1, "consent": CONSENT}
+        for _ in range(times)
+    ]
+    client.post(f"{collect_url}/v1/events", json={"events": events}).raise_for_status()
 
 
-def freshness(collect_url: str, serve_url: str, item_ids: Sequence[str], trials: int = TRIALS) -> list[float]:
-    """Seconds from a burst's first purchase to the item in the trending top 3, per trial (quietest items first)."""
+def third_score(dynamodb: Any, table: str, half_life_ms: int) -> float:
+    """The score of the third trending item now, from every shard's row (as serve sums them)."""
+    from personalization.trending import combined
+    from store.trending import decode
+
+    items = [item for page in dynamodb.get_paginator("scan").paginate(TableName=table) for item in page["Items"]]
+    ranked = combined([decode(bytes(item["d"]["B"])) for item in items], int(time.time() * 1000), half_life_ms)
+    return ranked[min(2, len(ranked) - 1)][1] if ranked else 0.0
+
+
+def freshness(
+    collect_url: str, serve_url: str, item_ids: Sequence[str], third: Callable[[], float], trials: int = TRIALS
+) -> list[float]:
+    """Seconds from a burst's purchases to the item in the trending top 3, per trial (quietest items first)."""
     import httpx
 
     seconds: list[float] = []
@@ -52,9 +74,9 @@ def freshness(collect_url: str, serve_url: str, item_ids: Sequence[str], trials:
             if item is None:
                 break
             tried.add(item)
+            burst = min(max(math.ceil(third() * LEAD / PURCHASE_WEIGHT), MIN_BURST), MAX_BURST)
             started = time.monotonic()
-            for _ in range(BURST_BUYERS):
-                _buy(client, collect_url, item)
+            _buy(client, collect_url, item, burst)
             while item not in _top(client, serve_url, 3):
                 if time.monotonic() - started >= GIVE_UP_S:
                     break
