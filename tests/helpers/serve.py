@@ -47,7 +47,14 @@ def build_world(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> World:
         monkeypatch.setenv(name, value)
     ingest_deps.cache_clear()
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
-    serve_env = stack.function_env("ServeFunction")
+    # The template's 20/30 ms profile timeouts make serve fall back rather than keep a page waiting; on a
+    # shared test machine a loaded moment would turn a test about personalization into a fallback, so the
+    # served world waits up to a second (the fast-fail path has its own test in test_serve_degraded).
+    serve_env = {
+        **stack.function_env("ServeFunction"),
+        "PROFILE_CONNECT_TIMEOUT_S": "1.0",
+        "PROFILE_READ_TIMEOUT_S": "1.0",
+    }
 
     frame = rees46_sample()
     shift = datetime.now(UTC) - frame["timestamp"].max().to_pydatetime()

@@ -97,7 +97,10 @@ def test_an_unreachable_table_gives_the_popular_fragment_flagged(client_for, wor
 def test_a_hanging_table_times_out_into_the_fallback(client_for, world: World) -> None:  # type: ignore[no-untyped-def]
     hole = Blackhole()
     try:
-        status, mode, _ = fetch(client_for(AWS_ENDPOINT_URL_DYNAMODB=hole.url), world)
+        # The template's own tight timeouts (the served world relaxes them for a loaded test machine)
+        template = world.stack.function_env("ServeFunction")
+        tight = {name: template[name] for name in ("PROFILE_CONNECT_TIMEOUT_S", "PROFILE_READ_TIMEOUT_S")}
+        status, mode, _ = fetch(client_for(AWS_ENDPOINT_URL_DYNAMODB=hole.url, **tight), world)
     finally:
         hole.close()
     assert (status, mode) == (200, "fallback; reason=profile_unavailable")
