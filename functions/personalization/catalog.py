@@ -251,7 +251,8 @@ class Catalog:
         self.position = {item_id: where for where, item_id in enumerate(ids)}
         self.items: Sequence[CatalogItem] = _Items(self, range(len(ids)))
         self.by_id: Mapping[str, CatalogItem] = _ById(self)
-        self.max_popularity = popularity[0] if popularity else 1.0
+        # The scale scores divide by; a shop whose every item has popularity 0 scores them all 0, not 0/0
+        self.max_popularity = float(popularity[0]) if popularity and popularity[0] > 0 else 1.0
         # Each category's place in a few-dimensional space of what people shop for together (the trainer's
         # factorization of people x categories, model_export.data.catalog.category_axes): the segment features
         # read a person's position in it from their category affinities. Shipped in catalog.json, so serve

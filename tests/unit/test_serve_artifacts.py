@@ -220,3 +220,11 @@ def test_any_rules_document_leaves_the_last_good_rules_in_force(served: App, doc
         assert response.json()["items"][0]["id"] == "i9"
     # And a start with that document in the bucket serves too.
     assert_serves(served, bucket)
+
+
+def test_a_catalog_whose_items_all_have_zero_popularity_ranks_them_without_dividing_by_zero() -> None:
+    from personalization.catalog import Catalog, CatalogItem
+    from personalization.ranking import popular
+
+    catalog = Catalog([CatalogItem("b", None, None, 0.0, None), CatalogItem("a", None, None, 0.0, None)])
+    assert [(s.item.id, s.score) for s in popular(catalog, 2)] == [("a", 0.0), ("b", 0.0)]
