@@ -25,7 +25,9 @@ Figures (the JSON object on the last line):
                            with time.time() on both sides. Median of COLD_RUNS. As deployed: with bytecode (the
                            serve package ships .pyc compiled by python3.12, see functions/Makefile), measured with
                            a warmed cache (PYTHONPYCACHEPREFIX in a temporary folder); _no_bytecode is the same
-                           compiling every module from source, and its phases are itemized
+                           compiling every module from source; both itemized (imports, state, first request)
+  cold_start_ms_500k       the same, with bytecode, against a version trained on BIG_ITEMS items (a longer synthetic
+                           tail) made current in the same bucket
   serve_zip_mb             the serve package built as `sam build` builds it (bench.package), zipped
   rollout_look_ms          what a warm container spends every MODEL_MAX_AGE_S: GET models/current.json and the rules
                            document, nothing changed, so nothing downloaded (Rollout.refresh, median of 20, moto S3)
@@ -81,6 +83,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_ITEMS = 55_000
+# The big catalog of cold_start_ms_500k: the same real events, a longer synthetic tail, trained the same way.
+BIG_ITEMS = 500_000
 SYNTHETIC_PER_USER = 10
 PROFILES = 300
 K = 8
@@ -88,7 +92,13 @@ WARMUP = 300
 REQUESTS = 3_000
 MODEL_REPS = 5
 COLD_RUNS = 3
-TARGETS = {"p99_ms": 5.0, "onnx_speedup": 3.0, "cold_start_ms": 600.0, "serve_zip_mb": 50.0}
+TARGETS = {
+    "p99_ms": 5.0,
+    "onnx_speedup": 3.0,
+    "cold_start_ms": 600.0,
+    "cold_start_ms_500k": 1000.0,
+    "serve_zip_mb": 45.0,
+}
 
 
 # -- data and model ----------------------------------------------------------------------------------------
@@ -381,6 +391,14 @@ def run() -> dict[str, Any]:
         recs_file, segment_file = manifest["recs_model"]["file"], manifest["segment_model"]["file"]
         figures["recs_onnx_mb"] = round(len(files[recs_file]) / 2**20, 1)
 
+        # The 500,000-item version, trained as the other (its in-memory references are not needed)
+        huge, _ = scaled(frame, BIG_ITEMS)
+        folder_500k, _, train_500k_s = train(huge, Path(tmp) / "models_500k")
+        del huge
+        figures["train_500k_s"] = round(train_500k_s, 1)
+        recs_500k = json.loads((folder_500k / "manifest.json").read_text())["recs_model"]["file"]
+        figures["recs_onnx_mb_500k"] = round((folder_500k / recs_500k).stat().st_size / 2**20, 1)
+
         # Waited for before anything is timed: the build's zip compression would compete for the CPU
         out, err = package.communicate(timeout=300)
         if package.returncode == 0:
@@ -580,11 +598,18 @@ def run() -> dict[str, Any]:
             with tempfile.TemporaryDirectory() as pycache:
                 cold_start(env, tokens[0], Path(pycache))  # fills the bytecode cache
                 cached = [cold_start(env, tokens[0], Path(pycache)) for _ in range(COLD_RUNS)]
+                # The same against the 500,000-item version, made current (the rules stay as published)
+                ArtifactStore(env["ARTIFACT_BUCKET"], stack.region).publish(folder_500k)
+                cold_start(env, tokens[0], Path(pycache))
+                cached_500k = [cold_start(env, tokens[0], Path(pycache)) for _ in range(COLD_RUNS)]
             for name in ("interpreter_ms", "import_ms", "state_ms", "request_ms", "total_ms"):
                 figures[f"cold_{name}"] = round(median([c[name] for c in cold]), 1)
+                figures[f"cold_cached_{name}"] = round(median([c[name] for c in cached]), 1)
+                figures[f"cold_500k_{name}"] = round(median([c[name] for c in cached_500k]), 1)
             figures["cold_start_ms_no_bytecode"] = figures["cold_total_ms"]
-            figures["cold_start_ms"] = round(median([c["total_ms"] for c in cached]), 1)
-            figures["cold_import_ms_bytecode_cached"] = round(median([c["import_ms"] for c in cached]), 1)
+            figures["cold_start_ms"] = figures["cold_cached_total_ms"]
+            figures["cold_start_ms_500k"] = figures["cold_500k_total_ms"]
+            figures["cold_import_ms_bytecode_cached"] = figures["cold_cached_import_ms"]
             figures["import_costs_ms"] = {name: round(ms, 1) for name, ms in import_costs(env)}
             serve_state.cache_clear()
 
@@ -636,13 +661,24 @@ def report(f: dict[str, Any]) -> None:
             ">= 3",
             f"top-k agree {f['onnx_topk_agree']}/{f['onnx_requests']}",
         ),
-        ("cold_start_ms", f"{f['cold_start_ms']:.0f}", "<= 600", "with bytecode, as deployed; median"),
+        ("cold_start_ms", f"{f['cold_start_ms']:.0f}", "<= 600", "with bytecode, as deployed; median:"),
+        ("  interpreter_ms", f"{f['cold_cached_interpreter_ms']:.0f}", "", "spawn to the child's first line"),
+        ("  import_ms", f"{f['cold_cached_import_ms']:.0f}", "", "import serve.app"),
+        ("  state_ms", f"{f['cold_cached_state_ms']:.0f}", "", "import serve.handler: serve_state() + priming"),
+        ("  request_ms", f"{f['cold_cached_request_ms']:.0f}", "", "first Function URL event via Mangum"),
+        (
+            "cold_start_ms_500k",
+            f"{f['cold_start_ms_500k']:.0f}",
+            "<= 1,000",
+            f"{BIG_ITEMS:,} items (recs.onnx {f['recs_onnx_mb_500k']} MB): state {f['cold_500k_state_ms']:.0f}, "
+            f"request {f['cold_500k_request_ms']:.0f}",
+        ),
         ("cold_start_ms_no_bytecode", f"{f['cold_start_ms_no_bytecode']:.0f}", "", "compiling from source:"),
         ("  interpreter_ms", f"{f['cold_interpreter_ms']:.0f}", "", "spawn to the child's first line"),
         ("  import_ms", f"{f['cold_import_ms']:.0f}", "", "import serve.app"),
         ("  state_ms", f"{f['cold_state_ms']:.0f}", "", "import serve.handler: Mangum + serve_state()"),
         ("    s3 + sha256", f"{f['state_s3_ms']:.0f}", "", "ArtifactStore.load (warm process, moto S3)"),
-        ("    catalog", f"{f['state_catalog_ms']:.0f}", "", "Catalog.from_json (pydantic-validated)"),
+        ("    catalog", f"{f['state_catalog_ms']:.0f}", "", "Catalog.from_json (columns, pydantic-validated)"),
         ("    onnx sessions", f"{f['state_models_ms']:.0f}", "", "load_models: graph optimization at load"),
         ("  request_ms", f"{f['cold_request_ms']:.0f}", "", "first Function URL event via Mangum, profile read"),
         ("rollout_look_ms", f"{f['rollout_look_ms']:.1f}", "", "a warm look at current.json + rules, no change"),
@@ -660,10 +696,11 @@ def report(f: dict[str, Any]) -> None:
         "p99_ms": f"pipeline p99 {f['pipeline_p99_ms']:.2f} ms of it; the rest is ASGI/FastAPI and the threadpool hop",
         "onnx_speedup": f"onnx {f['onnx_ms_p50']:.3f} ms (segment {f['onnx_segment_ms_p50']:.3f}) vs reference "
         f"{f['reference_ms_p50']:.3f} ms",
-        "cold_start_ms": f"imports {f['cold_import_ms']:.0f} ms "
-        f"(with bytecode cache {f['cold_import_ms_bytecode_cached']:.0f}), "
-        f"state {f['cold_state_ms']:.0f} ms, interpreter {f['cold_interpreter_ms']:.0f} ms, "
-        f"first request {f['cold_request_ms']:.0f} ms",
+        "cold_start_ms": f"imports {f['cold_cached_import_ms']:.0f} ms (from source {f['cold_import_ms']:.0f}), "
+        f"state {f['cold_cached_state_ms']:.0f} ms, interpreter {f['cold_cached_interpreter_ms']:.0f} ms, "
+        f"first request {f['cold_cached_request_ms']:.0f} ms",
+        "cold_start_ms_500k": f"imports {f['cold_500k_import_ms']:.0f} ms, state {f['cold_500k_state_ms']:.0f} ms, "
+        f"first request {f['cold_500k_request_ms']:.0f} ms",
         "serve_zip_mb": f"unzipped {f.get('serve_unzipped_mb')} MB",
     }
     for name, ok in met.items():
