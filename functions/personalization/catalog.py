@@ -278,17 +278,24 @@ class Catalog:
         return len(self.ids)
 
     @cached_property
-    def by_category(self) -> dict[str, Sequence[CatalogItem]]:
-        """Each named category's items, in catalog order."""
+    def _in_category(self) -> dict[str, list[int]]:
+        """Each named category's positions, in catalog order."""
         positions: dict[int, list[int]] = {}
         for where, code in enumerate(self._category):
             if code != NONE:
                 positions.setdefault(code, []).append(where)
-        return {
-            self._categories[code]: _Items(self, found)
-            for code, found in positions.items()
-            if self._categories[code]  # an empty name is no category
-        }
+        # An empty name is no category.
+        return {self._categories[code]: found for code, found in positions.items() if self._categories[code]}
+
+    @cached_property
+    def by_category(self) -> dict[str, Sequence[CatalogItem]]:
+        """Each named category's items, in catalog order."""
+        return {category: _Items(self, found) for category, found in self._in_category.items()}
+
+    def ids_by_category(self) -> dict[str, list[str]]:
+        """Each named category's item ids, in catalog order (no item objects made)."""
+        ids = self.ids
+        return {category: [ids[where] for where in found] for category, found in self._in_category.items()}
 
     @cached_property
     def brand_of(self) -> Mapping[str, list[str]]:

@@ -55,7 +55,7 @@ class _CatalogIndex:
 
     @cached_property
     def by_category(self) -> dict[str, frozenset[str]]:
-        return {category: frozenset(i.id for i in items) for category, items in self._catalog.by_category.items()}
+        return {category: frozenset(ids) for category, ids in self._catalog.ids_by_category().items()}
 
     @cached_property
     def under(self) -> dict[str, list[str]]:
