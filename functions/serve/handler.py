@@ -9,10 +9,9 @@ from serve.wiring import serve_state
 # Loaded at init, so SnapStart snapshots a container whose models and catalog are already in memory.
 serve_state()
 
-asgi = Mangum(app, lifespan="off")
 # One health check through the whole stack at init: what a first request would otherwise pay once (anyio's
 # asyncio backend imported, the threadpool started, the routing warmed) is paid before the snapshot instead.
-asgi(
+Mangum(app, lifespan="off")(
     {
         "version": "2.0",
         "rawPath": "/v1/health",
@@ -25,4 +24,4 @@ asgi(
 )
 
 # log_metrics flushes the request's metrics as one EMF line when the invocation ends.
-handler = metrics.log_metrics(asgi)
+handler = metrics.log_metrics(Mangum(app, lifespan="off"))
