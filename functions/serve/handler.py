@@ -9,9 +9,10 @@ from serve.wiring import serve_state
 # Loaded at init, so SnapStart snapshots a container whose models and catalog are already in memory.
 serve_state()
 
+asgi = Mangum(app, lifespan="off")
 # One health check through the whole stack at init: what a first request would otherwise pay once (anyio's
 # asyncio backend imported, the threadpool started, the routing warmed) is paid before the snapshot instead.
-Mangum(app, lifespan="off")(
+asgi(
     {
         "version": "2.0",
         "rawPath": "/v1/health",
@@ -24,4 +25,4 @@ Mangum(app, lifespan="off")(
 )
 
 # log_metrics flushes the request's metrics as one EMF line when the invocation ends.
-handler = metrics.log_metrics(Mangum(app, lifespan="off"))
+handler = metrics.log_metrics(asgi)
