@@ -49,11 +49,17 @@ def positive_weights(frame: pd.DataFrame) -> pd.Series:
     return frame["event_type"].map(TYPE_WEIGHTS).fillna(0.0)
 
 
+def epoch_ms(timestamps: pd.Series) -> pd.Series:
+    """Milliseconds since the epoch, whatever unit the column holds (pandas 3 reads timestamps as microseconds,
+    pandas 2 as nanoseconds: dividing the raw int64 by a fixed factor is right for only one of them)."""
+    return timestamps.dt.as_unit("ms").astype("int64")
+
+
 def session_keys(frame: pd.DataFrame) -> pd.Series:
     """A session key per row: the given session_id, else the profile fold's rule (a new session after 30
     minutes of inactivity), so offline sessions are the ones serve sees."""
     ordered = frame.sort_values(["user_id", "timestamp"], kind="stable")
-    ms = ordered["timestamp"].astype("int64") // 1_000_000
+    ms = epoch_ms(ordered["timestamp"])
     gap = ms.diff().fillna(np.inf) > SESSION_TIMEOUT_MS
     new_user = ordered["user_id"] != ordered["user_id"].shift()
     number = (gap | new_user).cumsum()

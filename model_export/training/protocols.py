@@ -20,7 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from model_export.training.interactions import TYPE_CODE_BY_VALUE, positive_weights, session_keys
+from model_export.training.interactions import TYPE_CODE_BY_VALUE, epoch_ms, positive_weights, session_keys
 from personalization.profile import Profile
 from personalization.recommend import RecentWeighting, recent_inputs
 
@@ -98,7 +98,7 @@ def session_next_item(frame: pd.DataFrame, cutoff: pd.Timestamp, limit: int = 20
     rows = rows[starts >= cutoff].sort_values(["key", "timestamp"], kind="stable")
     queries: list[RawQuery] = []
     repeats = 0
-    ms = (rows["timestamp"].astype("int64") // 1_000_000).to_numpy()
+    ms = epoch_ms(rows["timestamp"]).to_numpy()
     codes = rows["event_type"].map(TYPE_CODE_BY_VALUE).to_numpy()
     positive = (positive_weights(rows) > 0).to_numpy()
     items = rows["item_id"].to_numpy()
