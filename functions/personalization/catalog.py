@@ -251,6 +251,9 @@ class Catalog:
         self.position = {item_id: where for where, item_id in enumerate(ids)}
         self.items: Sequence[CatalogItem] = _Items(self, range(len(ids)))
         self.by_id: Mapping[str, CatalogItem] = _ById(self)
+        # Items already made, by position: a warm container asks for the same few thousand items on every
+        # request, and making one costs more than finding it (frozen, so sharing is safe). At most one per item.
+        self._made: dict[int, CatalogItem] = {}
         # The scale scores divide by; a shop whose every item has popularity 0 scores them all 0, not 0/0
         self.max_popularity = float(popularity[0]) if popularity and popularity[0] > 0 else 1.0
         # Each category's place in a few-dimensional space of what people shop for together (the trainer's
@@ -265,14 +268,18 @@ class Catalog:
         return self
 
     def item(self, position: int) -> CatalogItem:
+        made = self._made.get(position)
+        if made is not None:
+            return made
         category, price, brand = self._category[position], self._price[position], self._brand[position]
-        return CatalogItem(
+        made = self._made[position] = CatalogItem(
             self.ids[position],
             None if category == NONE else self._categories[category],
             None if price != price else price,
             self._popularity[position],
             None if brand == NONE else self._brands[brand],
         )
+        return made
 
     def __len__(self) -> int:
         return len(self.ids)
