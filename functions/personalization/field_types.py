@@ -59,15 +59,20 @@ def _optional(tp: Any) -> Any | None:
     return None
 
 
+def _passing_none(convert: Convert | None) -> Convert | None:
+    """`convert` for an `X | None` field: None stays None, anything else is converted as an X."""
+    if convert is None:
+        return None
+    inner = convert
+    return lambda value: None if value is None else inner(value)
+
+
 def copier(tp: Any) -> Convert | None:
     """A function copying a value of type `tp` so that the copy shares nothing mutable; None if the value is
     immutable (scalars, None and tuples of them), so it is shared as it is."""
     inner = _optional(tp)
     if inner is not None:
-        copy_inner = copier(inner)
-        if copy_inner is None:
-            return None
-        return lambda value: None if value is None else copy_inner(value)
+        return _passing_none(copier(inner))
     if tp in _SCALARS:
         return None
     origin = get_origin(tp)
@@ -99,10 +104,7 @@ def to_plain(tp: Any) -> Convert | None:
     (tuples become arrays). A dataclass becomes the array of its field values, in declaration order."""
     inner = _optional(tp)
     if inner is not None:
-        plain = to_plain(inner)
-        if plain is None:
-            return None
-        return lambda value: None if value is None else plain(value)
+        return _passing_none(to_plain(inner))
     if tp in _SCALARS:
         return None
     origin = get_origin(tp)
@@ -122,10 +124,7 @@ def from_plain(tp: Any) -> Convert | None:
     tuples and dataclasses, from arrays (a wrong length raises: a damaged item is never half read)."""
     inner = _optional(tp)
     if inner is not None:
-        build_inner = from_plain(inner)
-        if build_inner is None:
-            return None
-        return lambda value: None if value is None else build_inner(value)
+        return _passing_none(from_plain(inner))
     if tp in _SCALARS:
         return None
     origin = get_origin(tp)
