@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import replace
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args, get_type_hints
 
 from fastapi import Cookie, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.params import Param
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError, create_model
 
 from http_headers import install as install_standard_headers
 from names import (
@@ -157,8 +159,63 @@ def _describe(viewer: RequestContext, daypart: str | None) -> str:
     return f"{viewer.describe()}; daypart={daypart or '-'}"
 
 
+FRAGMENT_PATH = "/v1/fragments/{slot}"
+
+
+def _fragment_parameters(
+    slot: Slot,
+    format: Annotated[Format, Query()] = "html",
+    k: Annotated[int, Query(ge=1, le=50)] = 8,
+    page: Text = None,
+    item: Annotated[str | None, Query(max_length=128)] = None,
+    journey: Annotated[str | None, Query(pattern=r"^[a-z0-9_-]{1,32}$")] = None,
+    identity_header: Annotated[str | None, Header(alias=IDENTITY_HEADER, max_length=256)] = None,
+    if_none_match: Annotated[str | None, Header(alias="if-none-match", max_length=256)] = None,
+    identity_cookie: Annotated[str | None, Cookie(alias=IDENTITY_COOKIE, max_length=256)] = None,
+    segment_cookie: Annotated[str | None, Cookie(alias=SEGMENT_COOKIE, max_length=64)] = None,
+) -> None:
+    """The fragment route's parameters (path, query, headers, cookies: FastAPI's order, so its 422s list problems
+    in the same order). Never called: FastAPI documents them from this signature (_openapi) and FragmentParams,
+    a model made from it, validates them in one call (_params). Declared on the route itself, FastAPI would
+    resolve and validate them one by one on every request, which cost more than the whole pipeline (issue 23)."""
+
+
+_declared = get_type_hints(_fragment_parameters, include_extras=True)
+_declared.pop("return")
+_defaults = {name: p.default for name, p in inspect.signature(_fragment_parameters).parameters.items()}
+FragmentParams = create_model(  # type: ignore[call-overload]  # field definitions built from the signature
+    "FragmentParams", **{name: (hint, _defaults[name]) for name, hint in _declared.items()}
+)
+# Where each parameter travels, by the name the request carries it under (a problem's location in a 422).
+_LOCATION = {
+    (param.alias or name): param.in_.value
+    for name, hint in _declared.items()
+    for param in get_args(hint)[1:]
+    if isinstance(param, Param)
+}
+_IN_QUERY = tuple(name for name, where in _LOCATION.items() if where == "query")
+_IN_HEADERS = tuple(name for name, where in _LOCATION.items() if where == "header")
+_IN_COOKIES = tuple(name for name, where in _LOCATION.items() if where == "cookie")
+
+
+def _params(http: Request) -> Any:
+    """The request's fragment parameters, validated as FastAPI would (the same constraints, messages and
+    locations: a RequestValidationError, answered by _invalid_request), in one call."""
+    query, headers, cookies = http.query_params, http.headers, http.cookies
+    given = {"slot": http.path_params["slot"]}
+    given.update((name, query[name]) for name in _IN_QUERY if name in query)
+    given.update((name, headers[name]) for name in _IN_HEADERS if name in headers)
+    given.update((name, cookies[name]) for name in _IN_COOKIES if name in cookies)
+    try:
+        return FragmentParams.model_validate(given)
+    except ValidationError as invalid:
+        raise RequestValidationError(
+            [{**error, "loc": (_LOCATION[str(error["loc"][0])], *error["loc"])} for error in invalid.errors()]
+        ) from None
+
+
 @app.get(
-    "/v1/fragments/{slot}",
+    FRAGMENT_PATH,
     response_model=Fragment,
     responses={
         200: {"content": {"text/html": {"schema": {"type": "string"}}}},
@@ -166,20 +223,14 @@ def _describe(viewer: RequestContext, daypart: str | None) -> str:
         422: {"model": InvalidRequest},
     },
 )
-def get_fragment(
-    http: Request,
-    state: State,
-    slot: Slot,
-    format: Annotated[Format, Query()] = "html",
-    k: Annotated[int, Query(ge=1, le=50)] = 8,
-    page: Text = None,
-    item: Annotated[str | None, Query(max_length=128)] = None,
-    journey: Annotated[str | None, Query(pattern=r"^[a-z0-9_-]{1,32}$")] = None,
-    identity_cookie: Annotated[str | None, Cookie(alias=IDENTITY_COOKIE, max_length=256)] = None,
-    segment_cookie: Annotated[str | None, Cookie(alias=SEGMENT_COOKIE, max_length=64)] = None,
-    identity_header: Annotated[str | None, Header(alias=IDENTITY_HEADER, max_length=256)] = None,
-    if_none_match: Annotated[str | None, Header(max_length=256)] = None,
-) -> Response:
+async def get_fragment(http: Request, state: State) -> Response:
+    # async, and the use case called directly: under Mangum a Lambda container handles one event at a time, so
+    # the threadpool hop of a plain function (a worker thread, two context switches) bought nothing and cost
+    # every request, most of all in its tail. Under uvicorn (the local demo and tests, never deployed) the
+    # blocking profile read now holds the event loop: concurrent requests take turns, at loopback latencies.
+    params = _params(http)
+    slot, if_none_match, segment_cookie = params.slot, params.if_none_match, params.segment_cookie
+    identity_header, identity_cookie = params.identity_header, params.identity_cookie
     serving = state.serving()  # once: every step of this request sees the same version
     snapshot = serving.snapshot
     now = time.time()
@@ -187,10 +238,10 @@ def get_fragment(
     viewer = request_context(http.headers, now)
     request = FragmentRequest(
         slot=slot,
-        k=k,
+        k=params.k,
         now_ms=int(now * 1000),
-        context=PageContext(page=page, item=item, journey=journey, viewer=viewer),
-        format=format,
+        context=PageContext(page=params.page, item=params.item, journey=params.journey, viewer=viewer),
+        format=params.format,
     )
     key: bytes | None = None
     try:
@@ -210,6 +261,21 @@ def get_fragment(
     else:
         fragment = personalize(request, serving.sources)
     return _answer(http, state, request, now, fragment, snapshot, key, segment_cookie, if_none_match)
+
+
+def _openapi() -> dict[str, Any]:
+    """FastAPI's document, with the fragment route's parameters as FastAPI documents _fragment_parameters' (built
+    on the first ask, as FastAPI builds its own: no container pays for it unless /openapi.json is asked)."""
+    if app.openapi_schema is None:
+        document = FastAPI.openapi(app)
+        documented = FastAPI()
+        documented.get(FRAGMENT_PATH)(_fragment_parameters)
+        parameters = documented.openapi()["paths"][FRAGMENT_PATH]["get"]["parameters"]
+        document["paths"][FRAGMENT_PATH]["get"]["parameters"] = parameters
+    return app.openapi_schema  # type: ignore[return-value]  # set by FastAPI.openapi
+
+
+app.openapi = _openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend its document
 
 
 def _answer(
