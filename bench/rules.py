@@ -5,7 +5,9 @@ SYNTHETIC tail to 55,000 items: made-up ids with real categories and brands draw
 popularity below every real item's. The rules document has 112 rules of every kind, built from the catalog's real
 categories, brands and ids (seeded, so every run times the same document); 200 candidates per request, half from
 the best-sellers, half from anywhere, with model-like descending scores; 50 made-up people with purchases (inside
-and outside the windows, some among the candidates) and carts.
+and outside the windows, some among the candidates) and carts. The candidates reach the rules as the recommendation
+graph hands them over: arrays of catalog positions and scores (personalization.ranking.Candidates), no object per
+candidate; only the k shown items become objects.
 
 Figures (the JSON object on the last line):
   rules_us_p50 / _p99   engine.plan(request) + plan.apply(200 candidates, k), microseconds of this thread's CPU
@@ -41,7 +43,7 @@ from typing import Any
 from bench.common import main_of, median, percentile, table
 from personalization.catalog import Catalog, CatalogItem
 from personalization.context import Channel, Device, RequestContext
-from personalization.ranking import Scored
+from personalization.ranking import Candidates, Scored
 from personalization.rules import RuleEngine, RuleRequest, RulesDocument, parse_document
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +171,8 @@ CONTEXT_SCOPES: list[dict[str, Any]] = [
 ]
 
 
-def candidate_lists(catalog: Catalog, rng: random.Random) -> list[list[Scored]]:
+def candidate_lists(catalog: Catalog, rng: random.Random) -> list[Candidates]:
+    """As the graph gives them: positions and scores (turned into arrays here, before any timing)."""
     top = catalog.items[:400]
     lists = []
     for _ in range(CANDIDATE_LISTS):
@@ -177,7 +180,7 @@ def candidate_lists(catalog: Catalog, rng: random.Random) -> list[list[Scored]]:
         chosen = list({item.id: item for item in rng.sample(top, CANDIDATES)}.values())[: CANDIDATES // 2]
         chosen += [item for item in rng.sample(catalog.items, CANDIDATES) if item not in chosen][: CANDIDATES // 2]
         scores = sorted((rng.random() for _ in chosen), reverse=True)
-        lists.append([Scored(item, score) for item, score in zip(chosen, scores, strict=True)])
+        lists.append(Candidates.of(catalog, [Scored(item, score) for item, score in zip(chosen, scores, strict=True)]))
     return lists
 
 
@@ -207,7 +210,7 @@ def requests(
 
 
 def timed_us(
-    engine: RuleEngine, reqs: Sequence[RuleRequest], lists: Sequence[list[Scored]]
+    engine: RuleEngine, reqs: Sequence[RuleRequest], lists: Sequence[Candidates]
 ) -> tuple[list[float], list[float]]:
     """(CPU, wall) microseconds of plan + apply per request. The CPU clock (this thread's) leaves out the time
     other processes on the machine took the core away; the wall clock does not."""

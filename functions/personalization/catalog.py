@@ -372,6 +372,11 @@ class Catalog:
             "category_axes": {category: list(axes) for category, axes in self.category_axes.items()},
         }
 
+    def category_codes(self) -> Sequence[int]:
+        """Each item's category as a code, by position (NONE: no category): two items share a code exactly when
+        they share a category. The rules' diversity cap counts categories by it without making an item."""
+        return self._category
+
 
 def _in_order(ids: list[str], popularity: list[float]) -> bool:
     """Descending popularity, ties by ascending id: the order the trainer writes."""

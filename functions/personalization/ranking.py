@@ -6,8 +6,11 @@ cannot be used, so it must always answer.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 from personalization.catalog import Catalog, CatalogItem
 from personalization.profile import FoldSettings, Profile, affinities_at
@@ -23,6 +26,64 @@ TOP_CATEGORIES = 5
 class Scored:
     item: CatalogItem
     score: float
+
+
+Positions = npt.NDArray[np.intp]
+Scores = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Candidates:
+    """Ranked candidates as the recommendation graph hands them over: positions in `catalog` and their scores,
+    best first, each position once (a graph's top k names an item once; `of` keeps a repeated item's best
+    score). No object per candidate: the rules rank positions, and only the items a fragment shows become
+    Scored objects (`scored`)."""
+
+    catalog: Catalog
+    positions: Positions
+    scores: Scores
+
+    @classmethod
+    def of(cls, catalog: Catalog, scored: Iterable[Scored]) -> Candidates:
+        """From objects (popular items, the affinity ranking, ...): an item listed twice keeps its best score, in
+        the place it was first listed; an item the catalog does not hold is left out (serve shows nothing from
+        outside its catalog)."""
+        position = catalog.position
+        best: dict[int, float] = {}
+        for candidate in scored:
+            where = position.get(candidate.item.id)
+            if where is not None and (where not in best or candidate.score > best[where]):
+                best[where] = candidate.score
+        return cls(
+            catalog,
+            np.fromiter(best, dtype=np.intp, count=len(best)),
+            np.fromiter(best.values(), dtype=np.float64, count=len(best)),
+        )
+
+    @classmethod
+    def empty(cls, catalog: Catalog) -> Candidates:
+        return cls(catalog, np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float64))
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def ids(self) -> list[str]:
+        ids = self.catalog.ids
+        return [ids[where] for where in self.positions.tolist()]
+
+    def scored(self, k: int | None = None) -> list[Scored]:
+        """The first k (all by default) as objects."""
+        item = self.catalog.item
+        return [
+            Scored(item(where), score)
+            for where, score in zip(self.positions[:k].tolist(), self.scores[:k].tolist(), strict=True)
+        ]
+
+    def then(self, more: Candidates) -> Candidates:
+        """These, then `more` (of the same catalog, none of these) below them."""
+        return Candidates(
+            self.catalog, np.concatenate([self.positions, more.positions]), np.concatenate([self.scores, more.scores])
+        )
 
 
 def popular(catalog: Catalog, k: int, category: str | None = None, exclude: Collection[str] = ()) -> list[Scored]:

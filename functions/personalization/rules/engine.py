@@ -10,6 +10,7 @@ from functools import cached_property
 from personalization.catalog import Catalog, CatalogItem
 from personalization.experiments import Experiment
 from personalization.ranking import Scored
+from personalization.rules.arrays import CatalogArrays
 from personalization.rules.document import (
     DAY_MS,
     Boost,
@@ -25,12 +26,9 @@ from personalization.rules.document import (
 )
 from personalization.rules.plan import RulePlan
 from personalization.rules.selection import (
-    _ID,
-    _SCORE,
     RuleRequest,
     Signature,
     _Boosts,
-    _Factors,
     _Key,
     _PinSpec,
     _Scope,
@@ -128,6 +126,8 @@ class RuleEngine:
             if isinstance(rule, Pin | Curated)
         }
         self._boosts = self._signatures()
+        excludes = {rule.id: self._matched[rule.id] for rule, _ in self._rules if isinstance(rule, Exclude)}
+        self._arrays = CatalogArrays(catalog, self._boosts, excludes)
         self._bounds = sorted(
             {ms for _, scope in self._rules for ms in (scope.start_ms, scope.end_ms) if ms is not None}
         )
@@ -162,7 +162,7 @@ class RuleEngine:
                 self._cache.clear()
             if self._cache_size > 0:
                 self._cache[key] = selection
-        return RulePlan(selection, request, self._order)
+        return RulePlan(selection, request, self._order, self._arrays)
 
     def _key(self, request: RuleRequest) -> _Key:
         """The request as far as scopes can tell it apart: names no rule uses all look alike."""
@@ -211,11 +211,11 @@ class RuleEngine:
             cart_rule=next((rule.id for rule in active if isinstance(rule, ExcludeCart)), None),
             excludes=excludes,
             static=_union([ids for _, ids in excludes]),
-            factors=_Factors(self._boosts, boosts) if boosts else None,
+            boosts=boosts,
             pins=pins,
             pin_ids=frozenset(item.id for pin in pins for item in pin.items),
             curated=(curated[0].id, listed) if listed is not None else None,
-            curated_arrays=(tuple(map(_ID, listed)), list(map(_SCORE, listed))) if listed is not None else None,
+            curated_ids=tuple(scored.item.id for scored in listed or ()),
             diversity=(diversity[0].id, diversity[0].max_per_category, diversity[0].top_k) if diversity else None,
             notes=tuple(notes),
         )

@@ -3,23 +3,27 @@ diversity and pins over its candidates."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
-from operator import itemgetter, mul
+from operator import itemgetter
 
-from personalization.catalog import CatalogItem
+import numpy as np
+
+from personalization.catalog import NONE, CatalogItem
 from personalization.fatigue import ignored, shown_since
-from personalization.ranking import Scored
+from personalization.ranking import Candidates, Positions, Scored, Scores
+from personalization.rules.arrays import (
+    EXCLUDED,
+    PINNED,
+    CatalogArrays,
+    Ranking,
+    SelectionArrays,
+    ranked,
+)
 from personalization.rules.selection import (
-    _ID,
-    _SCORE,
     Exclusions,
     Placed,
     RuledList,
     RuleRequest,
-    _Factors,
     _Selection,
 )
 
@@ -32,10 +36,23 @@ DISMISSED = "dismissed by the person"
 class RulePlan:
     """The rules in force for one request. Build it before asking the model: `excluded` goes into its mask."""
 
-    __slots__ = ("_cart", "_dismissed", "_now_ms", "_order", "_purchased", "_seen", "_selection", "excluded")
+    __slots__ = (
+        "_arrays",
+        "_cart",
+        "_dismissed",
+        "_now_ms",
+        "_order",
+        "_purchased",
+        "_seen",
+        "_selection",
+        "excluded",
+    )
 
-    def __init__(self, selection: _Selection, request: RuleRequest, order: Mapping[str, int]) -> None:
+    def __init__(
+        self, selection: _Selection, request: RuleRequest, order: Mapping[str, int], arrays: CatalogArrays
+    ) -> None:
         self._selection = selection
+        self._arrays = arrays
         self._order = order
         self._now_ms = request.now_ms
         self._purchased = request.purchased
@@ -69,7 +86,7 @@ class RulePlan:
         if selection.curated is not None:
             return 0
         room = k + len(selection.pin_ids)
-        if selection.factors is not None or selection.diversity is not None:
+        if selection.boosts or selection.diversity is not None:
             # Room for what a boost lifts or a cap passes over from below the top k.
             room += 2 * k
         return min(room, max(POOL_CAP, k))
@@ -92,31 +109,48 @@ class RulePlan:
                     break
         if item_id in self._cart and selection.cart_rule is not None:
             found.append(selection.cart_rule)
-        for rule, ids in selection.excludes:
-            if item_id in ids:
-                found.append(rule)
-                break
+        if item_id in selection.static:  # one look-up spares a pass over the exclude rules for most items
+            for rule, ids in selection.excludes:
+                if item_id in ids:
+                    found.append(rule)
+                    break
         if found:
             return min(found, key=self._order.__getitem__)
         return DISMISSED if item_id in self._dismissed else None
 
-    def apply(self, candidates: Sequence[Scored], k: int) -> RuledList:
-        """At most k items: filters, then curated, boosts, the diversity cap and pins (see the module doc)."""
+    def apply(self, candidates: Candidates | Sequence[Scored], k: int) -> RuledList:
+        """At most k items: filters, then curated, boosts, the diversity cap and pins (see the module doc).
+
+        Candidates come as arrays (positions in the catalog the rules were compiled against, as the graph gives
+        them) or as Scored objects, which are put into arrays first (an item the catalog lacks is left out)."""
         if k <= 0:
             return RuledList([], [], [])
         selection = self._selection
         pins, pin_notes, pins_removed = self._pins()
         notes = [*selection.notes, *pin_notes]
         acted: set[str] = set()
+        arrays = self._selection_arrays()
         if selection.curated is not None:
             acted.add(selection.curated[0])
-            candidates = selection.curated[1]
-        ranking, removed, pin_scores = self._rank(candidates, acted, selection.curated_arrays)
+            ranking, removed, pin_scores = self._curated_ranking(arrays, acted)
+        else:
+            catalog = self._arrays.catalog
+            if not isinstance(candidates, Candidates):
+                candidates = Candidates.of(catalog, candidates)
+            elif candidates.catalog is not catalog:  # another version's catalog: its positions mean other items
+                candidates = Candidates.of(catalog, candidates.scored())
+            ranking, removed, pin_scores = self._rank(arrays, candidates.positions, candidates.scores, acted)
         if removed or pins_removed:
             self._credit_filters({*removed, *pins_removed}, notes, acted)
         fill = self._fill(ranking, pins, k, notes, acted)
-        items = _merge(pins, fill, ranking, k, pin_scores, notes, acted)
+        items = self._merge(pins, fill, ranking, k, pin_scores, notes, acted)
         return RuledList(items, notes, sorted(acted, key=self._order.__getitem__))
+
+    def _selection_arrays(self) -> SelectionArrays:
+        selection = self._selection
+        if not selection.arrays:
+            selection.arrays.append(SelectionArrays(selection, self._arrays))
+        return selection.arrays[0]
 
     def _pins(self) -> tuple[list[Placed], list[str], list[str]]:
         """Every eligible pinned item by claimed position, the notes on the others, and the excluded ones."""
@@ -156,55 +190,66 @@ class RulePlan:
         placed.sort(key=itemgetter(0))
         return placed, notes, removed
 
-    def _rank(
-        self, candidates: Sequence[Scored], acted: set[str], arrays: tuple[Sequence[str], list[float]] | None = None
-    ) -> tuple[_Ranking, frozenset[str], dict[str, float]]:
-        """The candidates once each (best score), boosted, ordered without excluded and pinned items; what the
-        filters removed; the pinned items' own scores. Whole-list operations (map, set algebra, sort by an index
-        key) keep Python-level work per candidate to a minimum: this runs on every request. `arrays` are the
-        candidates' ids and scores when already at hand (a curated list's); neither is modified."""
-        if arrays is None:
-            ids: Sequence[str] = list(map(_ID, candidates))
-            scores = list(map(_SCORE, candidates))
-        else:
-            ids, scores = arrays
-        present = set(ids)
-        if len(present) != len(ids):
-            candidates, ids, scores = _best_of_each(candidates, ids, scores)
-        # set & set walks the smaller side: the personal exclusions and the pins are usually a handful.
-        removed = frozenset(present & self.excluded.static | present & self.excluded.personal)
-        if self._selection.factors is not None:
-            scores = self._boosted(self._selection.factors, ids, scores, acted)
-        pinned = present & self._selection.pin_ids
-        dropped = removed | pinned
-        # One dict of positions instead of a list.index scan per dropped item (a dozen of them cost ~20 us).
-        where = dict(zip(ids, range(len(ids)), strict=True)) if dropped else {}
-        pin_scores = {item_id: scores[where[item_id]] for item_id in pinned}
-        return _Ranking(candidates, scores, _order(ids, scores, dropped, where)), removed, pin_scores
+    def _curated_ranking(
+        self, arrays: SelectionArrays, acted: set[str]
+    ) -> tuple[Ranking, frozenset[str], dict[str, float]]:
+        """_rank of the selection's curated list: ranked once per selection without the person's exclusions,
+        which then only take their items out (the order of the others stands)."""
+        if not arrays.curated:
+            boosts: set[str] = set()
+            ranking, removed, pin_scores = self._rank(
+                arrays, arrays.curated_positions, arrays.curated_scores, boosts, person=False
+            )
+            arrays.curated.append((ranking, removed, pin_scores, frozenset(boosts)))
+        ranking, removed, pin_scores, boosted = arrays.curated[0]
+        acted |= boosted
+        if self.excluded.personal:
+            hit = self._arrays.among(self._personal_positions(), ranking.positions)
+            if hit.any():
+                ids = self._arrays.ids
+                removed = removed | {ids[where] for where in ranking.positions[hit].tolist()}
+                ranking = Ranking(ranking.positions[~hit], ranking.scores[~hit])
+        return ranking, removed, pin_scores
 
-    @staticmethod
-    def _boosted(factors: _Factors, ids: Sequence[str], scores: list[float], acted: set[str]) -> list[float]:
-        signatures = list(map(factors.of_item.get, ids))
-        multipliers = list(map(factors.__getitem__, signatures))
-        acted.update(*map(factors.rule_ids.__getitem__, set(signatures)))
-        if min(scores, default=0.0) >= 0:
-            return list(map(mul, scores, multipliers))
-        # Dividing a negative score keeps the promise that a boost lifts and a bury lowers.
-        return [s * f if s >= 0 else s / f for s, f in zip(scores, multipliers, strict=True)]
+    def _personal_positions(self) -> Positions:
+        """The catalog positions of what this person may not be offered (bought, in the cart, ...)."""
+        position = self._arrays.position
+        return np.fromiter((position[i] for i in self.excluded.personal if i in position), np.intp)
+
+    def _rank(
+        self, arrays: SelectionArrays, positions: Positions, scores: Scores, acted: set[str], person: bool = True
+    ) -> tuple[Ranking, frozenset[str], dict[str, float]]:
+        """The candidates once each (best score), boosted, ordered without excluded and pinned items; what the
+        filters removed; the pinned items' own scores. A few whole-array steps: this runs on every request.
+        Without `person`, the person's own exclusions are left to the caller."""
+        ids = self._arrays.ids
+        # One look-up in the selection's catalog mask answers both: excluded by a rule, pinned.
+        marks = arrays.mask[positions]
+        excluded = (marks & EXCLUDED).view(np.bool_)
+        dropped = marks != 0
+        if person and self.excluded.personal:
+            hit = self._arrays.among(self._personal_positions(), positions)
+            excluded |= hit
+            dropped |= hit
+        if arrays.boosting is not None:
+            scores = arrays.boosting.boosted(self._arrays.signature[positions], scores, acted)
+        removed = frozenset(ids[where] for where in positions[excluded].tolist())
+        pin_scores: dict[str, float] = {}
+        if self._selection.pin_ids:
+            pinned = marks >= PINNED
+            if pinned.any():
+                pinned_ids = [ids[where] for where in positions[pinned].tolist()]
+                pin_scores = dict(zip(pinned_ids, scores[pinned].tolist(), strict=True))
+        order, ordered_scores = ranked(positions, scores, dropped, ids)
+        return Ranking(positions[order], ordered_scores), removed, pin_scores
 
     def _credit_filters(self, removed: set[str], notes: list[str], acted: set[str]) -> None:
         """Every filter that excluded something this list would have held counts as applied."""
         selection = self._selection
         hit = frozenset(removed)
         if selection.curated is not None:
-            rule_id = selection.curated[0]
-            curated_ids = selection.curated_arrays[0] if selection.curated_arrays else ()
             # In the list's order; `hit` is the small side, so look each listed id up in it.
-            notes += [
-                f"curated '{rule_id}' item {item_id} dropped: excluded by '{self.excluded_by(item_id)}'"
-                for item_id in curated_ids
-                if item_id in hit
-            ]
+            notes += [self._curated_note(item_id) for item_id in selection.curated_ids if item_id in hit]
         if selection.cart_rule is not None and not self._cart.isdisjoint(hit):
             acted.add(selection.cart_rule)
         bought = [ts for item_id, ts in self._purchased.items() if item_id in hit]
@@ -217,39 +262,58 @@ class RulePlan:
             if any(shown_since(entry, self._now_ms - window) >= times for entry in entries):
                 acted.add(rule_id)
 
-    def _fill(self, ranking: _Ranking, pins: list[Placed], k: int, notes: list[str], acted: set[str]) -> list[int]:
-        """The recommended (non-pinned) items that can be shown, in order, under the diversity cap."""
+    def _curated_note(self, item_id: str) -> str:
+        """Why a curated item is not shown. An item the person's exclusions miss is excluded by the selection's
+        rules alone, so its note is the same for every request of the selection: made once."""
+        selection = self._selection
+        assert selection.curated is not None
+        if item_id in self.excluded.personal:
+            return f"curated '{selection.curated[0]}' item {item_id} dropped: excluded by '{self.excluded_by(item_id)}'"
+        notes = self._selection_arrays().curated_notes
+        note = notes.get(item_id)
+        if note is None:
+            note = notes[item_id] = (
+                f"curated '{selection.curated[0]}' item {item_id} dropped: excluded by '{self.excluded_by(item_id)}'"
+            )
+        return note
+
+    def _fill(self, ranking: Ranking, pins: list[Placed], k: int, notes: list[str], acted: set[str]) -> list[int]:
+        """The recommended (non-pinned) items that can be shown, as indices into the ranking, under the
+        diversity cap."""
         # Pins claiming a place in the top k are shown whatever comes; the others only if the list runs short.
         need = k - sum(1 for position, _, _ in pins if position <= k)
-        order = ranking.order
+        size = len(ranking.positions)
         diversity = self._selection.diversity
         if diversity is None:
-            return order[:need]
+            return list(range(min(max(need, 0), size)))
         rule_id, cap, top_k = diversity
         window = need if top_k is None else min(top_k, need)
-        counts: dict[str, int] = {}
+        # Categories by their catalog codes: no item is made to read its category. Every eligible pin counts.
+        codes, position = self._arrays.codes, self._arrays.position
+        counts: dict[int, int] = {}
         for _, _, item in pins:
-            if item.category is not None:
-                counts[item.category] = counts.get(item.category, 0) + 1
+            code = codes[position[item.id]]
+            if code != NONE:
+                counts[code] = counts.get(code, 0) + 1
         fill: list[int] = []
         passed: list[int] = []
-        candidates = ranking.candidates
         looked = 0
-        for index in order:
+        # Item by item: the window is usually full after a few dozen of the few hundred.
+        for index, where in enumerate(ranking.positions.tolist()):
             if len(fill) == window:
                 break
             looked += 1
-            category = candidates[index].item.category
-            if category is not None:
-                count = counts.get(category, 0)
+            code = codes[where]
+            if code != NONE:
+                count = counts.get(code, 0)
                 if count >= cap:
                     passed.append(index)
                     continue
-                counts[category] = count + 1
+                counts[code] = count + 1
             fill.append(index)
         if len(fill) == window < need:
             # The window is full: what it passed over ranks above everything not yet looked at.
-            fill += (passed + order[looked:])[: need - window]
+            fill += (passed + list(range(looked, size)))[: need - window]
             if passed:
                 notes.append(f"diversity '{rule_id}' moved {len(passed)} item(s) below the top {window}")
         elif passed:
@@ -258,70 +322,32 @@ class RulePlan:
             acted.add(rule_id)
         return fill
 
-
-@dataclass(frozen=True, slots=True)
-class _Ranking:
-    """The candidates, their boosted scores, and the order to show them in (indices into both)."""
-
-    # As given: a candidate's item is read only if it is shown or reaches the diversity cap.
-    candidates: Sequence[Scored]
-    # Boosted.
-    scores: list[float]
-    order: list[int]
-
-
-def _best_of_each(
-    candidates: Sequence[Scored], ids: Sequence[str], scores: list[float]
-) -> tuple[list[Scored], list[str], list[float]]:
-    """A candidate listed twice keeps its best score."""
-    best: dict[str, Scored] = {}
-    for scored in candidates:
-        kept = best.get(scored.item.id)
-        if kept is None or scored.score > kept.score:
-            best[scored.item.id] = scored
-    return list(best.values()), list(best), [scored.score for scored in best.values()]
-
-
-def _order(ids: Sequence[str], scores: list[float], dropped: AbstractSet[str], where: Mapping[str, int]) -> list[int]:
-    """Indices by score descending, then id ascending, without the dropped items (ids are distinct).
-
-    Sorting indices by a list's __getitem__ compares plain floats: several times faster than sorting (score, id)
-    tuples. A reverse sort is stable too, so an id sort first orders equal scores; it runs only on a tie."""
-    keys = scores.copy()
-    for item_id in dropped:
-        keys[where[item_id]] = -math.inf  # sorts last, then cut off
-    order = list(range(len(ids)))
-    if len(set(keys)) - (1 if dropped else 0) < len(ids) - len(dropped):
-        order.sort(key=ids.__getitem__)
-    order.sort(key=keys.__getitem__, reverse=True)
-    return order[: len(ids) - len(dropped)]
-
-
-def _merge(
-    pins: list[Placed],
-    fill: list[int],
-    ranking: _Ranking,
-    k: int,
-    pin_scores: Mapping[str, float],
-    notes: list[str],
-    acted: set[str],
-) -> list[Scored]:
-    """Pins at their claimed positions, recommended items around them, pins past the end closing the list;
-    then cut to k."""
-    merged: list[Scored] = []
-    pin_index = fill_index = 0
-    while len(merged) < k and (pin_index < len(pins) or fill_index < len(fill)):
-        if pin_index < len(pins) and (pins[pin_index][0] == len(merged) + 1 or fill_index == len(fill)):
-            _, rule_id, item = pins[pin_index]
-            merged.append(Scored(item, pin_scores.get(item.id, 0.0)))
-            acted.add(rule_id)
-            pin_index += 1
-        else:
-            index = fill[fill_index]
-            given = ranking.candidates[index]
-            score = ranking.scores[index]
-            merged.append(given if given.score == score else Scored(given.item, score))
-            fill_index += 1
-    for position, rule_id, item in pins[pin_index:]:
-        notes.append(f"pin '{rule_id}' item {item.id} not shown: position {position} is past the {k} shown")
-    return merged
+    def _merge(
+        self,
+        pins: list[Placed],
+        fill: list[int],
+        ranking: Ranking,
+        k: int,
+        pin_scores: Mapping[str, float],
+        notes: list[str],
+        acted: set[str],
+    ) -> list[Scored]:
+        """Pins at their claimed positions, recommended items around them, pins past the end closing the list;
+        then cut to k. Only here do the shown items become objects."""
+        item_at = self._arrays.catalog.item
+        shown = ranking.positions[fill].tolist()
+        scores = ranking.scores[fill].tolist()
+        merged: list[Scored] = []
+        pin_index = fill_index = 0
+        while len(merged) < k and (pin_index < len(pins) or fill_index < len(fill)):
+            if pin_index < len(pins) and (pins[pin_index][0] == len(merged) + 1 or fill_index == len(fill)):
+                _, rule_id, item = pins[pin_index]
+                merged.append(Scored(item, pin_scores.get(item.id, 0.0)))
+                acted.add(rule_id)
+                pin_index += 1
+            else:
+                merged.append(Scored(item_at(shown[fill_index]), scores[fill_index]))
+                fill_index += 1
+        for position, rule_id, item in pins[pin_index:]:
+            notes.append(f"pin '{rule_id}' item {item.id} not shown: position {position} is past the {k} shown")
+        return merged

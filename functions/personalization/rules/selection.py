@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from operator import attrgetter
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from personalization.catalog import CatalogItem
 from personalization.context import UNKNOWN, RequestContext
 from personalization.experiments import to_ms
 from personalization.ranking import Scored
 from personalization.rules.document import Scope
+
+if TYPE_CHECKING:  # arrays.py reads the selection: a runtime import would be circular
+    from personalization.rules.arrays import SelectionArrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +147,6 @@ Signature = tuple[tuple[int, float, str], ...]
 # (claimed position, pin rule id, item)
 Placed = tuple[int, str, CatalogItem]
 
-_SCORE = attrgetter("score")
-_ID = attrgetter("item.id")
-
 
 @dataclass(frozen=True, slots=True)
 class _Boosts:
@@ -155,28 +154,6 @@ class _Boosts:
 
     of_item: Mapping[str, int]
     signatures: Sequence[Signature]
-
-
-class _Factors(dict[int | None, float]):
-    """Signature -> the product of the active boosts' factors, computed the first time a candidate shows it."""
-
-    def __init__(self, boosts: _Boosts, active: frozenset[int]) -> None:
-        super().__init__({None: 1.0})
-        self.of_item = boosts.of_item
-        self._signatures = boosts.signatures
-        self._active = active
-        self.rule_ids: dict[int | None, tuple[str, ...]] = {None: ()}
-
-    def __missing__(self, signature: int | None) -> float:
-        factor = 1.0
-        rule_ids = []
-        for index, rule_factor, rule_id in () if signature is None else self._signatures[signature]:
-            if index in self._active:
-                factor *= rule_factor
-                rule_ids.append(rule_id)
-        self.rule_ids[signature] = tuple(rule_ids) if factor != 1.0 else ()
-        self[signature] = factor
-        return factor
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,17 +169,19 @@ class _Selection:
     cart_rule: str | None
     excludes: tuple[tuple[str, frozenset[str]], ...]
     static: frozenset[str]
-    factors: _Factors | None
+    # The active boosts, by index among the enabled rules (arrays.Boosting makes their factors per signature).
+    boosts: frozenset[int]
     pins: tuple[_PinSpec, ...]
     pin_ids: frozenset[str]
     # (rule id, its items scored 1.0 down to 1/n)
     curated: tuple[str, tuple[Scored, ...]] | None
-    # The curated list as arrays (ids, scores), built once per selection instead of read off its objects on
-    # every request.
-    curated_arrays: tuple[tuple[str, ...], list[float]] | None
+    # The curated list's ids, in its order (for the notes on the ones dropped).
+    curated_ids: tuple[str, ...]
     # (rule id, max per category, top_k)
     diversity: tuple[str, int, int | None] | None
     notes: tuple[str, ...]
     # The pins as resolved against the static exclusions alone: every request whose personal exclusions miss
     # the pinned items shares it.
     resolved_pins: list[tuple[list[Placed], list[str], list[str]]] = field(default_factory=list)
+    # Its item sets as catalog positions, built by its first request with candidates (arrays.SelectionArrays).
+    arrays: list[SelectionArrays] = field(default_factory=list)

@@ -1,0 +1,222 @@
+"""The rules over candidates as arrays (catalog positions and scores, as the graph hands them over): the item sets
+a selection excludes, pins or boosts as catalog positions, and the whole-array steps of a ranking (membership,
+boosts, the order). No object per candidate: only the items a fragment shows are made (RulePlan._merge).
+
+Every step gives what the object path gave, to the bit: boosts multiply (or divide a negative score) in float64
+as Python floats do, one factor at a time in document order, and the order is score descending, then
+id ascending (tests/unit/test_rules_arrays.py holds the previous object path as the oracle).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from personalization.catalog import Catalog
+from personalization.ranking import Positions, Scores
+from personalization.rules.selection import _Boosts, _Selection
+
+Mask = npt.NDArray[np.bool_]
+
+
+class CatalogArrays:
+    """Per engine (one catalog, one document), built at compile: each catalog position's boost signature (-1: no
+    boost matches it), which boost rules each signature holds, and each exclude rule's items as positions."""
+
+    __slots__ = (
+        "_boosting",
+        "_masks",
+        "_scratch",
+        "boost_columns",
+        "boost_factors",
+        "boost_rules",
+        "catalog",
+        "codes",
+        "excluded",
+        "holding",
+        "holds",
+        "ids",
+        "position",
+        "signature",
+        "signatures",
+    )
+
+    def __init__(self, catalog: Catalog, boosts: _Boosts, excludes: Mapping[str, frozenset[str]]) -> None:
+        self.catalog = catalog
+        self.ids = catalog.ids
+        self.position = catalog.position
+        self.codes = catalog.category_codes()
+        self.signatures = len(boosts.signatures)
+        self.signature = np.full(len(catalog), -1, dtype=np.int32)
+        # Boosts match catalog items only (RuleEngine resolves them through the catalog's indexes).
+        found = [(self.position[item_id], signature) for item_id, signature in boosts.of_item.items()]
+        self.signature[[where for where, _ in found]] = [signature for _, signature in found]
+        # The boost rules as columns (by their index among the enabled rules): each one's factor, the signatures
+        # holding it, and which of them each signature holds (one row per signature, the last, -1, none).
+        columns: dict[int, int] = {}
+        names: list[str] = []
+        factors: list[float] = []
+        holding: list[list[int]] = []
+        for signature, entries in enumerate(boosts.signatures):
+            for index, factor, rule_id in entries:
+                if index not in columns:
+                    columns[index] = len(names)
+                    names.append(rule_id)
+                    factors.append(factor)
+                    holding.append([])
+                holding[columns[index]].append(signature)
+        self.boost_columns = columns
+        self.boost_rules = names
+        self.boost_factors = factors
+        self.holding = [np.asarray(signatures, dtype=np.intp) for signatures in holding]
+        self.holds = np.zeros((self.signatures + 1, len(names)), dtype=np.bool_)
+        for column, signatures in enumerate(self.holding):
+            self.holds[signatures, column] = True
+        self.excluded = {rule_id: self.positions_of(ids) for rule_id, ids in excludes.items()}
+        self._masks: dict[tuple[tuple[str, ...], frozenset[str]], npt.NDArray[np.uint8]] = {}
+        self._boosting: dict[frozenset[int], Boosting] = {}
+        # Per thread, a catalog-sized mask for the person's exclusions: set, read at the candidates, cleared.
+        self._scratch = threading.local()
+
+    def positions_of(self, ids: Sequence[str] | frozenset[str] | Mapping[str, int]) -> Positions:
+        """The positions of the ids the catalog holds, in the ids' order (unknown ids left out)."""
+        position = self.position
+        return np.fromiter((position[i] for i in ids if i in position), dtype=np.intp)
+
+    def mask(self, excludes: tuple[str, ...], pins: frozenset[str]) -> npt.NDArray[np.uint8]:
+        """Per catalog position: EXCLUDED if one of these exclude rules matches it, PINNED if pinned. Shared by
+        every selection with the same exclude rules and pinned items (most differ in boosts or scope only), so
+        one catalog-sized array serves many; bounded like the selection cache."""
+        key = (excludes, pins)
+        found = self._masks.get(key)
+        if found is None:
+            found = np.zeros(len(self.ids), dtype=np.uint8)
+            if excludes:
+                found[np.concatenate([self.excluded[rule_id] for rule_id in excludes])] = EXCLUDED
+            found[self.positions_of(pins)] |= PINNED
+            if len(self._masks) >= MASKS:
+                self._masks.clear()
+            self._masks[key] = found
+        return found
+
+    def boosting(self, active: frozenset[int]) -> Boosting:
+        """The active boosts (by index among the enabled rules) as arrays: shared by every selection with the
+        same active boosts, bounded like the masks."""
+        found = self._boosting.get(active)
+        if found is None:
+            found = Boosting(self, active)
+            if len(self._boosting) >= MASKS:
+                self._boosting.clear()
+            self._boosting[active] = found
+        return found
+
+    def among(self, items: Positions, positions: Positions) -> Mask:
+        """positions[i] in items, for every i: three whole-array steps on this thread's catalog-sized mask (its
+        own, so concurrent requests do not meet), left all False again."""
+        marks: Mask | None = getattr(self._scratch, "marks", None)
+        if marks is None:
+            marks = self._scratch.marks = np.zeros(len(self.ids), dtype=np.bool_)
+        marks[items] = True
+        found = marks[positions]
+        marks[items] = False
+        return found
+
+
+# mask() bits, and how many distinct masks (exclude rules and pins; active boosts) an engine keeps.
+EXCLUDED = 1
+PINNED = 2
+MASKS = 64
+
+
+class Boosting:
+    """Active boosts as arrays: each signature's product of their factors, multiplied one factor at a time in
+    document order (as the object path did: the same product to the bit; the last entry stands for signature -1,
+    no boost: 1.0),
+    and which active rules each signature holds, rows of signatures whose product is 1 left empty (those change
+    no score, so their rules do not count as applied)."""
+
+    __slots__ = ("acting", "acts", "multipliers", "names")
+
+    def __init__(self, arrays: CatalogArrays, active: frozenset[int]) -> None:
+        self.multipliers = np.ones(arrays.signatures + 1)
+        columns = np.zeros(len(arrays.boost_rules), dtype=np.bool_)
+        for index in sorted(active):
+            column = arrays.boost_columns.get(index)
+            if column is not None:  # None: the rule matches no catalog item
+                columns[column] = True
+                self.multipliers[arrays.holding[column]] *= arrays.boost_factors[column]
+        self.acting = arrays.holds & columns & (self.multipliers != 1.0)[:, None]
+        self.acts = self.acting.any(axis=1)
+        self.names = arrays.boost_rules
+
+    def boosted(self, signatures: npt.NDArray[np.int32], scores: Scores, acted: set[str]) -> Scores:
+        """The scores with the boosts applied; the rules that changed one of them go into acted."""
+        multipliers = self.multipliers[signatures]
+        # The distinct signatures that act, then their rules: a few dozen rows rather than one per candidate.
+        present = np.zeros(len(self.acts), dtype=np.bool_)
+        present[signatures] = True
+        rows = self.acting[np.flatnonzero(present & self.acts)]
+        names = self.names
+        acted.update([names[column] for column in np.flatnonzero(rows.any(axis=0)).tolist()])
+        if scores.size == 0 or scores.min() >= 0:
+            return scores * multipliers
+        # Dividing a negative score keeps the promise that a boost lifts and a bury lowers.
+        return np.where(scores >= 0, scores * multipliers, scores / multipliers)
+
+
+class SelectionArrays:
+    """One selection's item sets as a catalog mask, its boosts, and its curated list as arrays: built on the
+    selection's first request with candidates and shared by every one after it."""
+
+    __slots__ = ("boosting", "curated", "curated_notes", "curated_positions", "curated_scores", "mask")
+
+    def __init__(self, selection: _Selection, arrays: CatalogArrays) -> None:
+        self.mask = arrays.mask(tuple(rule_id for rule_id, _ in selection.excludes), selection.pin_ids)
+        self.boosting = arrays.boosting(selection.boosts) if selection.boosts else None
+        if selection.curated is not None:
+            listed = selection.curated[1]
+            self.curated_positions = arrays.positions_of([scored.item.id for scored in listed])
+            self.curated_scores = np.fromiter((s.score for s in listed), dtype=np.float64, count=len(listed))
+        else:
+            self.curated_positions, self.curated_scores = _NONE, _NO_SCORES
+        # The curated list ranked with the rules that need no person (RulePlan._curated_ranking), and the notes
+        # on its items a rule of the selection excludes: the same for every request of the selection.
+        self.curated: list[tuple[Ranking, frozenset[str], dict[str, float], frozenset[str]]] = []
+        self.curated_notes: dict[str, str] = {}
+
+
+_NONE: Positions = np.zeros(0, dtype=np.intp)
+_NO_SCORES: Scores = np.zeros(0, dtype=np.float64)
+
+
+def ranked(positions: Positions, scores: Scores, dropped: Mask, ids: Sequence[str]) -> tuple[Positions, Scores]:
+    """Indices of the candidates by score descending, then id ascending, without the dropped ones; and their
+    scores in that order."""
+    kept = np.flatnonzero(~dropped)
+    keys = scores[kept]
+    order = np.argsort(-keys)  # not stable: each run of equal scores is sorted by id below
+    by_score = keys[order]
+    tied = by_score[1:] == by_score[:-1]
+    if tied.any():
+        # Equal scores go by id (a popularity fallback has many): each run of them sorted on its own.
+        edges = np.flatnonzero(np.diff(np.concatenate(([False], tied, [False])).astype(np.int8))).tolist()
+        where = positions[kept].tolist()
+        for start, end in zip(edges[::2], edges[1::2], strict=True):
+            run = order[start : end + 1].tolist()
+            run.sort(key=lambda index: ids[where[index]])
+            order[start : end + 1] = run
+        by_score = keys[order]  # equal, but 0.0 and -0.0 are two scores
+    return kept[order], by_score
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """The candidates to show, best first, without the excluded and pinned ones: catalog positions and boosted
+    scores."""
+
+    positions: Positions
+    scores: Scores

@@ -1,0 +1,260 @@
+"""A rules document compiled against one catalog: item sets resolved through catalog indexes, selections
+cached per scope."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from functools import cached_property
+
+from personalization.catalog import Catalog, CatalogItem
+from personalization.experiments import Experiment
+from personalization.ranking import Scored
+from personalization.rules.document import (
+    DAY_MS,
+    Boost,
+    Curated,
+    Diversity,
+    Exclude,
+    ExcludeCart,
+    ExcludePurchased,
+    ExcludeSeen,
+    Match,
+    Pin,
+    RulesDocument,
+)
+from personalization.rules.selection import RuleRequest
+from tests.helpers.rules_objects.plan import RulePlan
+from tests.helpers.rules_objects.selection import (
+    _ID,
+    _SCORE,
+    Signature,
+    _Boosts,
+    _Factors,
+    _Key,
+    _PinSpec,
+    _Scope,
+    _Selection,
+)
+
+# Distinct (slot, journey, segment, variants, time window) combinations the rules tell apart; bounded so that
+# a flood of made-up journeys cannot grow it (values no rule names share one entry anyway).
+SELECTION_CACHE_SIZE = 1024
+
+
+class _CatalogIndex:
+    """Catalog lookups by category prefix, brand and price, so a rule's items resolve without a full scan.
+
+    Each index is built the first time a rule needs it, from the catalog's columns: a document without a brand
+    rule never pays for the brand index, and one without rules pays for none of them."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self.by_id = catalog.by_id
+        self._memo: dict[str, frozenset[str]] = {}
+
+    @cached_property
+    def by_category(self) -> dict[str, frozenset[str]]:
+        return {category: frozenset(ids) for category, ids in self._catalog.ids_by_category().items()}
+
+    @cached_property
+    def under(self) -> dict[str, list[str]]:
+        under: dict[str, list[str]] = {}
+        for category in self.by_category:
+            parts = category.split(".")
+            for depth in range(1, len(parts) + 1):
+                under.setdefault(".".join(parts[:depth]), []).append(category)
+        return under
+
+    @cached_property
+    def by_brand(self) -> dict[str, set[str]]:
+        by_brand: dict[str, set[str]] = {}
+        for brand, item_ids in self._catalog.brand_of.items():
+            by_brand.setdefault(brand.lower(), set()).update(item_ids)
+        return by_brand
+
+    @cached_property
+    def _priced(self) -> tuple[list[float], list[str]]:
+        priced = self._catalog.priced()
+        return [price for price, _ in priced], [item_id for _, item_id in priced]
+
+    def resolve(self, match: Match) -> frozenset[str]:
+        key = match.model_dump_json()
+        if key not in self._memo:
+            self._memo[key] = self._resolve(match)
+        return self._memo[key]
+
+    def _resolve(self, match: Match) -> frozenset[str]:
+        narrowing: list[frozenset[str]] = []
+        if match.items is not None:
+            narrowing.append(frozenset(i for i in match.items if i in self.by_id))
+        if match.categories is not None:
+            narrowing.append(
+                frozenset[str]().union(*(self.by_category[c] for p in match.categories for c in self.under.get(p, ())))
+            )
+        if match.brands is not None:
+            narrowing.append(frozenset[str]().union(*(self.by_brand.get(brand.lower(), ()) for brand in match.brands)))
+        low = -math.inf if match.price_min is None else match.price_min
+        high = math.inf if match.price_max is None else match.price_max
+        if narrowing:
+            narrowing.sort(key=len)
+            found = narrowing[0].intersection(*narrowing[1:])
+            if match.price_min is None and match.price_max is None:
+                return found
+            return frozenset(i for i in found if (price := self.by_id[i].price) is not None and low <= price <= high)
+        # Price alone: a slice of the price-sorted catalog.
+        prices, priced_ids = self._priced
+        first, last = bisect.bisect_left(prices, low), bisect.bisect_right(prices, high)
+        return frozenset(priced_ids[first:last])
+
+
+class RuleEngine:
+    """A rules document compiled against one catalog: rebuild it when either changes."""
+
+    def __init__(self, document: RulesDocument, catalog: Catalog, cache_size: int = SELECTION_CACHE_SIZE) -> None:
+        self.document = document
+        self.warnings: list[str] = []
+        index = _CatalogIndex(catalog)
+        self._rules = [(rule, _Scope.of(rule.when)) for rule in document.rules if rule.enabled]
+        self._order = {rule.id: position for position, rule in enumerate(document.rules)}
+        self._matched = {
+            rule.id: self._resolve(rule.id, rule.match, index)
+            for rule, _ in self._rules
+            if isinstance(rule, Exclude | Boost)
+        }
+        self._listed = {
+            rule.id: self._known(rule.id, rule.items, catalog)
+            for rule, _ in self._rules
+            if isinstance(rule, Pin | Curated)
+        }
+        self._boosts = self._signatures()
+        self._bounds = sorted(
+            {ms for _, scope in self._rules for ms in (scope.start_ms, scope.end_ms) if ms is not None}
+        )
+        scopes = [scope for _, scope in self._rules]
+        self._slots = frozenset[str]().union(*(scope.slots or () for scope in scopes))
+        self._journeys = frozenset[str]().union(*(scope.journeys or () for scope in scopes))
+        self._segments = frozenset[str]().union(*(scope.segments or () for scope in scopes))
+        self._variants = frozenset[str]().union(*(scope.variants or () for scope in scopes))
+        self._devices = frozenset[str]().union(*(scope.devices or () for scope in scopes))
+        self._countries = frozenset[str]().union(*(scope.countries or () for scope in scopes))
+        self._dayparts = frozenset[str]().union(*(scope.dayparts or () for scope in scopes))
+        self._channels = frozenset[str]().union(*(scope.channels or () for scope in scopes))
+        # What the edge must key shared fragments on (personalization.context.context_key).
+        self.dimensions = document.context_dimensions()
+        self._cache: dict[_Key, _Selection] = {}
+        self._cache_size = cache_size
+
+    @property
+    def version(self) -> str:
+        return self.document.version
+
+    @property
+    def experiments(self) -> list[Experiment]:
+        return self.document.experiments
+
+    def plan(self, request: RuleRequest) -> RulePlan:
+        key = self._key(request)
+        selection = self._cache.get(key)
+        if selection is None:
+            selection = self._select(key, request.now_ms)
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            if self._cache_size > 0:
+                self._cache[key] = selection
+        return RulePlan(selection, request, self._order)
+
+    def _key(self, request: RuleRequest) -> _Key:
+        """The request as far as scopes can tell it apart: names no rule uses all look alike."""
+        segment_id = None if request.segment_id is None else str(request.segment_id)
+        context = request.context
+        device = None if context.device is None else context.device.value
+        daypart = self.document.daypart_at(context.local_hour) if self._dayparts else None
+        return _Key(
+            request.slot if request.slot in self._slots else None,
+            request.journey if request.journey in self._journeys else None,
+            request.segment if request.segment in self._segments else None,
+            segment_id if segment_id in self._segments else None,
+            request.variants & self._variants,
+            # Between two consecutive start/end instants, no rule's window opens or closes.
+            bisect.bisect_right(self._bounds, request.now_ms),
+            device if device in self._devices else None,
+            context.country if context.country in self._countries else None,
+            daypart if daypart in self._dayparts else None,
+            context.channel.value if context.channel.value in self._channels else None,
+        )
+
+    def _select(self, key: _Key, now_ms: int) -> _Selection:
+        positions = [position for position, (_, scope) in enumerate(self._rules) if scope.admits(key, now_ms)]
+        active = [self._rules[position][0] for position in positions]
+        curated = [rule for rule in active if isinstance(rule, Curated)]
+        diversity = sorted(
+            (rule for rule in active if isinstance(rule, Diversity)),
+            key=lambda rule: (rule.max_per_category, self._order[rule.id]),
+        )
+        excludes = tuple((rule.id, self._matched[rule.id]) for rule in active if isinstance(rule, Exclude))
+        boosts = frozenset(position for position in positions if isinstance(self._rules[position][0], Boost))
+        windows = tuple((rule.id, rule.days * DAY_MS) for rule in active if isinstance(rule, ExcludePurchased))
+        pins = tuple(
+            _PinSpec(rule.id, rule.position, self._listed[rule.id]) for rule in active if isinstance(rule, Pin)
+        )
+        notes = [f"curated '{rule.id}' ignored: curated '{curated[0].id}' comes first" for rule in curated[1:]]
+        notes += [f"diversity '{rule.id}' ignored: '{diversity[0].id}' is stricter" for rule in diversity[1:]]
+        listed = _scored(self._listed[curated[0].id]) if curated else None
+        return _Selection(
+            rule_ids=tuple(rule.id for rule in active),
+            purchase_windows=windows,
+            longest_purchase_ms=max((window for _, window in windows), default=None),
+            seen_rules=tuple(
+                (rule.id, rule.times, rule.days * DAY_MS) for rule in active if isinstance(rule, ExcludeSeen)
+            ),
+            cart_rule=next((rule.id for rule in active if isinstance(rule, ExcludeCart)), None),
+            excludes=excludes,
+            static=_union([ids for _, ids in excludes]),
+            factors=_Factors(self._boosts, boosts) if boosts else None,
+            pins=pins,
+            pin_ids=frozenset(item.id for pin in pins for item in pin.items),
+            curated=(curated[0].id, listed) if listed is not None else None,
+            curated_arrays=(tuple(map(_ID, listed)), list(map(_SCORE, listed))) if listed is not None else None,
+            diversity=(diversity[0].id, diversity[0].max_per_category, diversity[0].top_k) if diversity else None,
+            notes=tuple(notes),
+        )
+
+    def _signatures(self) -> _Boosts:
+        entries: dict[str, list[tuple[int, float, str]]] = {}
+        for position, (rule, _) in enumerate(self._rules):
+            if isinstance(rule, Boost):
+                for item_id in self._matched[rule.id]:
+                    entries.setdefault(item_id, []).append((position, rule.factor, rule.id))
+        numbers: dict[Signature, int] = {}
+        of_item = {item_id: numbers.setdefault(tuple(found), len(numbers)) for item_id, found in entries.items()}
+        return _Boosts(of_item, list(numbers))
+
+    def _resolve(self, rule_id: str, match: Match, index: _CatalogIndex) -> frozenset[str]:
+        found = index.resolve(match)
+        unknown = [item for item in match.items or () if item not in index.by_id]
+        if unknown:
+            self.warnings.append(f"rule '{rule_id}' match.items: {len(unknown)} not in the catalog (e.g. {unknown[0]})")
+        if not found:
+            self.warnings.append(f"rule '{rule_id}' matches no catalog item")
+        return found
+
+    def _known(self, rule_id: str, items: list[str], catalog: Catalog) -> tuple[CatalogItem, ...]:
+        unknown = [item for item in items if item not in catalog.by_id]
+        if unknown:
+            self.warnings.append(
+                f"rule '{rule_id}' items: {len(unknown)} not in the catalog, left out (e.g. {unknown[0]})"
+            )
+        return tuple(catalog.by_id[item] for item in items if item in catalog.by_id)
+
+
+def _scored(items: tuple[CatalogItem, ...]) -> tuple[Scored, ...]:
+    """A curated list's items scored 1.0 down to 1/n: its order stands until a boost changes it."""
+    return tuple(Scored(item, (len(items) - rank) / len(items)) for rank, item in enumerate(items))
+
+
+def _union(sets: list[frozenset[str]]) -> frozenset[str]:
+    # One set: the very object, no copy (it may hold a whole category).
+    if len(sets) == 1:
+        return sets[0]
+    return frozenset[str]().union(*sets)
