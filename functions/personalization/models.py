@@ -6,11 +6,12 @@ the ones the manifest promises, or its item index disagrees with the catalog; se
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
@@ -19,7 +20,7 @@ from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT
 from personalization.hysteresis import sticky_segment
 from personalization.manifest import Manifest, SegmentInfo
 from personalization.profile import Profile
-from personalization.ranking import Scored
+from personalization.ranking import Candidates, Scored
 from personalization.recommend import (
     EXCLUDED_BELOW,
     INPUT_EXCLUDE,
@@ -122,50 +123,51 @@ class RecsModel:
         if item_ids == catalog.ids:
             # The trainer writes the index in catalog order: the catalog's own positions serve as is.
             self.index: Mapping[str, int] = catalog.position
-            self._positions: Sequence[int] = range(len(item_ids))
+            self._positions: npt.NDArray[np.intp] | None = None
         else:
             missing = [item for item in item_ids if item not in catalog.position]
             if missing:
                 raise ModelError(f"recs index names {len(missing)} items the catalog lacks, e.g. {missing[0]}")
             self.index = {item: position for position, item in enumerate(item_ids)}
-            self._positions = [catalog.position[item] for item in item_ids]
+            # The graph's index -> the catalog position, to hand its top k over as catalog positions.
+            self._positions = np.fromiter((catalog.position[item] for item in item_ids), np.intp, len(item_ids))
         self.item_ids = item_ids
         self._catalog = catalog
         self.weighting = weighting
 
     def __len__(self) -> int:
-        return len(self._positions)
+        return len(self.item_ids)
 
-    def _scored(self, indices: Any, scores: Any) -> list[Scored]:
-        item, positions = self._catalog.item, self._positions
-        return [
-            Scored(item(positions[i]), s)
-            for i, s in zip(indices.tolist(), scores.tolist(), strict=True)
-            if s > EXCLUDED_BELOW
-        ]
+    def _candidates(self, indices: Any, scores: Any) -> Candidates:
+        """The graph's top k as catalog positions and scores (no object per item), without the excluded items
+        that only filled the list. TopK names an index once, as Candidates wants."""
+        kept = scores > EXCLUDED_BELOW
+        top = indices[kept].astype(np.intp, copy=False)
+        positions = top if self._positions is None else self._positions[top]
+        return Candidates(self._catalog, positions, scores[kept].astype(np.float64))
 
-    def recommend(self, profile: Profile, k: int, exclude: Collection[str]) -> list[Scored]:
+    def recommend(self, profile: Profile, k: int, exclude: Collection[str]) -> Candidates:
         """Top k for the profile's recent items; excluded items are masked inside the graph, so the list is
         filled with eligible items rather than trimmed afterwards. Empty when the history names no known item."""
         item_idx, item_w = recent_inputs(profile.recent, self.index, self.weighting)
         if item_idx.size == 0:
-            return []
+            return Candidates.empty(self._catalog)
         exclude_idx = exclusion_indices(exclude, self.index)
         feed = onnx_feed(item_idx, item_w, exclude_idx, min(k, len(self)))
         indices, scores = self._session.run([OUTPUT_INDICES, OUTPUT_SCORES], feed)
-        return self._scored(indices, scores)
+        return self._candidates(indices, scores)
 
-    def similar(self, item_id: str, k: int, exclude: Collection[str]) -> list[Scored]:
+    def similar(self, item_id: str, k: int, exclude: Collection[str]) -> Candidates:
         """Items like `item_id` ("because you viewed"): the same graph, fed a one-item history. Empty when
         the model does not know the item."""
         position = self.index.get(item_id)
         if position is None:
-            return []
+            return Candidates.empty(self._catalog)
         exclude_idx = exclusion_indices({*exclude, item_id}, self.index)
         item_idx = np.asarray([position], dtype=np.int64)
         feed = onnx_feed(item_idx, np.ones(1, dtype=np.float32), exclude_idx, min(k, len(self)))
         indices, scores = self._session.run([OUTPUT_INDICES, OUTPUT_SCORES], feed)
-        return self._scored(indices, scores)
+        return self._candidates(indices, scores)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from personalization.features import feature_vector
 from personalization.fragments import Fragment, Labels, Mode, Reason, build
 from personalization.models import Models
 from personalization.profile import Profile
-from personalization.ranking import Scored, by_affinity, excluded_for, popular
+from personalization.ranking import Candidates, Scored, by_affinity, excluded_for, popular
 from personalization.rules import POOL_CAP, RulePlan, RuleRequest
 from serve.requests import FragmentRequest, PageContext
 from serve.sources import RulesInForce, Sources
@@ -101,25 +101,19 @@ def _plan(
     )
 
 
-def _curated(plan: RulePlan | None) -> list[Scored] | None:
-    if plan is None or plan.curated_items is None:
-        return None
-    n = len(plan.curated_items)
-    return [Scored(item, 1.0 - rank / max(n, 1)) for rank, item in enumerate(plan.curated_items)]
-
-
-def _finish(plan: RulePlan | None, candidates: list[Scored], k: int) -> tuple[list[Scored], list[str]]:
+def _finish(plan: RulePlan | None, candidates: Candidates, k: int) -> tuple[list[Scored], list[str]]:
+    """At most k items; only the ones shown become objects."""
     if plan is None:
-        return candidates[:k], []
+        return candidates.scored(k), []
     ruled = plan.apply(candidates, k)
     return ruled.items, ruled.notes
 
 
-def _ruled(plan: RulePlan | None, k: int, fetch: Callable[[int], list[Scored]]) -> tuple[list[Scored], list[str]]:
-    """Candidates from `fetch(pool)`, through the rules; a curated list replaces them."""
-    curated = _curated(plan)
-    if curated is not None:
-        return _finish(plan, curated, k)
+def _ruled(plan: RulePlan | None, k: int, fetch: Callable[[int], Candidates]) -> tuple[list[Scored], list[str]]:
+    """Candidates from `fetch(pool)`, through the rules; a curated list replaces them (the rules hold it)."""
+    if plan is not None and plan.curated_items is not None:
+        ruled = plan.apply((), k)
+        return ruled.items, ruled.notes
     pool = plan.pool_size(k) if plan else k
     candidates = fetch(pool)
     ranked, notes = _finish(plan, candidates, k)
@@ -149,10 +143,12 @@ def fallback(
 
     answered: list[Mode] = []  # what the last fetch took its candidates from (none: a curated list)
 
-    def fetch(pool: int) -> list[Scored]:
+    def fetch(pool: int) -> Candidates:
         similar = _like_page_item(sources, request, pool, excluded)
         answered.append(Mode.SIMILAR if similar else Mode.FALLBACK)
-        return similar or popular(sources.catalog, pool, category=category, exclude=excluded)
+        if similar:
+            return similar
+        return Candidates.of(sources.catalog, popular(sources.catalog, pool, category=category, exclude=excluded))
 
     ranked, notes = _ruled(plan, request.k, fetch)
     mode = answered[-1] if answered else Mode.FALLBACK
@@ -165,10 +161,10 @@ def _like_page_item(
     pool: int,
     excluded: Collection[str],
     models: Models | None = None,
-) -> list[Scored]:
+) -> Candidates:
     models = models or sources.models.models
     if models is None or request.item is None or not request.slot.startswith(CONTEXT_SLOT_PREFIX):
-        return []
+        return Candidates.empty(sources.catalog)
     return models.recs.similar(request.item, pool, excluded)
 
 
@@ -197,16 +193,17 @@ def _candidates(
     pool: int,
     excluded: Collection[str],
     now_ms: int,
-) -> list[Scored]:
+) -> Candidates:
     settings = sources.fold_settings
+    catalog = sources.catalog
     if models is None:
-        return by_affinity(sources.catalog, profile, now_ms, pool, settings, exclude=excluded)
+        return Candidates.of(catalog, by_affinity(catalog, profile, now_ms, pool, settings, exclude=excluded))
     ranked = models.recs.recommend(profile, pool, excluded)
     if len(ranked) < pool:
         # A history of items the model does not know, or a short list: top up from the profile's categories.
-        shown = {s.item.id for s in ranked}
-        more = by_affinity(sources.catalog, profile, now_ms, pool + len(shown), settings, exclude=excluded)
-        ranked += [s for s in more if s.item.id not in shown][: pool - len(ranked)]
+        shown = set(ranked.ids())
+        more = by_affinity(catalog, profile, now_ms, pool + len(shown), settings, exclude=excluded)
+        ranked = ranked.then(Candidates.of(catalog, [s for s in more if s.item.id not in shown][: pool - len(ranked)]))
     return ranked
 
 
@@ -240,7 +237,7 @@ def for_person(request: FragmentRequest, sources: Sources) -> Fragment:
 
     answered: list[Mode] = []  # what the last fetch took its candidates from (none: a curated list)
 
-    def fetch(pool: int) -> list[Scored]:
+    def fetch(pool: int) -> Candidates:
         # On a because* slot the page item's neighbours come first, whatever the arm: the model answered.
         similar = _like_page_item(sources, request, pool, excluded, models)
         if similar:
@@ -249,7 +246,7 @@ def for_person(request: FragmentRequest, sources: Sources) -> Fragment:
         if _popular_arm(decision.variant):
             # The arm's baseline, not the model: said so in the mode, so no reader takes it for the model's work.
             answered.append(Mode.EXPERIMENT)
-            return popular(sources.catalog, pool, exclude=excluded)
+            return Candidates.of(sources.catalog, popular(sources.catalog, pool, exclude=excluded))
         answered.append(Mode.PERSONALIZED)
         return _candidates(sources, models, profile, pool, excluded, request.now_ms)
 
@@ -285,7 +282,7 @@ def trending(request: FragmentRequest, sources: Sources) -> Fragment:
     catalog = sources.catalog
     top = ranked[0][1] if ranked else 1.0
 
-    def fetch(pool: int) -> list[Scored]:
+    def fetch(pool: int) -> Candidates:
         known = [
             Scored(catalog.by_id[item], score / top)
             for item, score in ranked
@@ -295,7 +292,7 @@ def trending(request: FragmentRequest, sources: Sources) -> Fragment:
             # The aggregate's scores are relative to its top item; popular items fill in below them.
             shown = {s.item.id for s in known} | set(excluded)
             known += [Scored(s.item, s.score * 1e-3) for s in popular(catalog, pool - len(known), exclude=shown)]
-        return known
+        return Candidates.of(catalog, known)
 
     items, notes = _ruled(plan, request.k, fetch)
     return build(request.slot, Mode.TRENDING, items, sources.models.version, labels=shared.labels(notes))
@@ -331,12 +328,12 @@ def for_segment(request: FragmentRequest, sources: Sources) -> Fragment:
     plan = _plan(shared, request, (name, segment_id))
     excluded = plan.excluded if plan else frozenset()
 
-    def fetch(pool: int) -> list[Scored]:
+    def fetch(pool: int) -> Candidates:
         candidates = [s for s in segments.popular(segment_id, pool) if s.item.id not in excluded]
         if len(candidates) < pool:
             shown = {s.item.id for s in candidates} | set(excluded)
             candidates += popular(sources.catalog, pool - len(candidates), exclude=shown)
-        return candidates
+        return Candidates.of(sources.catalog, candidates)
 
     ranked, notes = _ruled(plan, request.k, fetch)
     return build(
