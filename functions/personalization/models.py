@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,12 @@ from personalization.recommend import (
     onnx_feed,
     recent_inputs,
 )
+
+
+class CatalogPositions(Protocol):
+    """Exclusions that know their catalog positions (personalization.rules.Exclusions.catalog_positions)."""
+
+    def __call__(self, catalog: Catalog) -> npt.NDArray[np.intp] | None: ...
 
 
 class ModelError(Exception):
@@ -124,13 +130,17 @@ class RecsModel:
             # The trainer writes the index in catalog order: the catalog's own positions serve as is.
             self.index: Mapping[str, int] = catalog.position
             self._positions: npt.NDArray[np.intp] | None = None
+            self._indices: npt.NDArray[np.int64] | None = None
         else:
             missing = [item for item in item_ids if item not in catalog.position]
             if missing:
                 raise ModelError(f"recs index names {len(missing)} items the catalog lacks, e.g. {missing[0]}")
             self.index = {item: position for position, item in enumerate(item_ids)}
-            # The graph's index -> the catalog position, to hand its top k over as catalog positions.
+            # The graph's index -> the catalog position, to hand its top k over as catalog positions; and back
+            # (-1: an item the graph does not know), for the exclusions.
             self._positions = np.fromiter((catalog.position[item] for item in item_ids), np.intp, len(item_ids))
+            self._indices = np.full(len(catalog), -1, dtype=np.int64)
+            self._indices[self._positions] = np.arange(len(item_ids))
         self.item_ids = item_ids
         self._catalog = catalog
         self.weighting = weighting
@@ -146,14 +156,25 @@ class RecsModel:
         positions = top if self._positions is None else self._positions[top]
         return Candidates(self._catalog, positions, scores[kept].astype(np.float64))
 
+    def _exclusion_indices(self, exclude: Collection[str]) -> npt.NDArray[np.int64]:
+        """The graph's indices of the excluded items, ascending and distinct: straight from the catalog positions
+        when the exclusions know theirs (the rules' Exclusions), else one look-up per id."""
+        positioned: CatalogPositions | None = getattr(exclude, "catalog_positions", None)
+        positions = None if positioned is None else positioned(self._catalog)
+        if positions is None:
+            return exclusion_indices(exclude, self.index)
+        if self._indices is None:
+            return positions.astype(np.int64)
+        found = self._indices[positions]
+        return np.sort(found[found >= 0])
+
     def recommend(self, profile: Profile, k: int, exclude: Collection[str]) -> Candidates:
         """Top k for the profile's recent items; excluded items are masked inside the graph, so the list is
         filled with eligible items rather than trimmed afterwards. Empty when the history names no known item."""
         item_idx, item_w = recent_inputs(profile.recent, self.index, self.weighting)
         if item_idx.size == 0:
             return Candidates.empty(self._catalog)
-        exclude_idx = exclusion_indices(exclude, self.index)
-        feed = onnx_feed(item_idx, item_w, exclude_idx, min(k, len(self)))
+        feed = onnx_feed(item_idx, item_w, self._exclusion_indices(exclude), min(k, len(self)))
         indices, scores = self._session.run([OUTPUT_INDICES, OUTPUT_SCORES], feed)
         return self._candidates(indices, scores)
 
@@ -163,7 +184,7 @@ class RecsModel:
         position = self.index.get(item_id)
         if position is None:
             return Candidates.empty(self._catalog)
-        exclude_idx = exclusion_indices({*exclude, item_id}, self.index)
+        exclude_idx = np.union1d(self._exclusion_indices(exclude), [position])
         item_idx = np.asarray([position], dtype=np.int64)
         feed = onnx_feed(item_idx, np.ones(1, dtype=np.float32), exclude_idx, min(k, len(self)))
         indices, scores = self._session.run([OUTPUT_INDICES, OUTPUT_SCORES], feed)

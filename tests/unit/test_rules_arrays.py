@@ -74,6 +74,9 @@ def check(catalog: Catalog, doc: RulesDocument, req: RuleRequest, rows: list[tup
     engine = RuleEngine(doc, catalog)
     plan = engine.plan(req)
     assert set(plan.excluded) == set(before.excluded)
+    positions = plan.excluded.catalog_positions(catalog)
+    assert positions is not None
+    assert positions.tolist() == sorted(catalog.position[i] for i in before.excluded if i in catalog.position)
     assert bits(plan.apply(Candidates.of(catalog, candidates), k)) == expected
     # Again on the cached selection (its arrays built by the first request), and as objects, uncached.
     assert bits(engine.plan(req).apply(Candidates.of(catalog, candidates), k)) == expected

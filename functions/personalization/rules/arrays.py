@@ -52,9 +52,11 @@ class CatalogArrays:
         self.codes = catalog.category_codes()
         self.signatures = len(boosts.signatures)
         self.signature = np.full(len(catalog), -1, dtype=np.int32)
-        # Boosts match catalog items only (RuleEngine resolves them through the catalog's indexes).
-        found = [(self.position[item_id], signature) for item_id, signature in boosts.of_item.items()]
-        self.signature[[where for where, _ in found]] = [signature for _, signature in found]
+        # Boosts and excludes match catalog items only (RuleEngine resolves them through the catalog's indexes).
+        matched = boosts.of_item
+        self.signature[np.fromiter(map(self.position.__getitem__, matched), np.intp, len(matched))] = np.fromiter(
+            matched.values(), np.int32, len(matched)
+        )
         # The boost rules as columns (by their index among the enabled rules): each one's factor, the signatures
         # holding it, and which of them each signature holds (one row per signature, the last, -1, none).
         columns: dict[int, int] = {}
@@ -76,7 +78,10 @@ class CatalogArrays:
         self.holds = np.zeros((self.signatures + 1, len(names)), dtype=np.bool_)
         for column, signatures in enumerate(self.holding):
             self.holds[signatures, column] = True
-        self.excluded = {rule_id: self.positions_of(ids) for rule_id, ids in excludes.items()}
+        self.excluded = {
+            rule_id: np.fromiter(map(self.position.__getitem__, ids), np.intp, len(ids))
+            for rule_id, ids in excludes.items()
+        }
         self._masks: dict[tuple[tuple[str, ...], frozenset[str]], npt.NDArray[np.uint8]] = {}
         self._boosting: dict[frozenset[int], Boosting] = {}
         # Per thread, a catalog-sized mask for the person's exclusions: set, read at the candidates, cleared.
@@ -172,10 +177,21 @@ class SelectionArrays:
     """One selection's item sets as a catalog mask, its boosts, and its curated list as arrays: built on the
     selection's first request with candidates and shared by every one after it."""
 
-    __slots__ = ("boosting", "curated", "curated_notes", "curated_positions", "curated_scores", "mask")
+    __slots__ = (
+        "_excludes",
+        "_static",
+        "boosting",
+        "curated",
+        "curated_notes",
+        "curated_positions",
+        "curated_scores",
+        "mask",
+    )
 
     def __init__(self, selection: _Selection, arrays: CatalogArrays) -> None:
-        self.mask = arrays.mask(tuple(rule_id for rule_id, _ in selection.excludes), selection.pin_ids)
+        self._excludes = tuple(rule_id for rule_id, _ in selection.excludes)
+        self._static: Positions | None = None
+        self.mask = arrays.mask(self._excludes, selection.pin_ids)
         self.boosting = arrays.boosting(selection.boosts) if selection.boosts else None
         if selection.curated is not None:
             listed = selection.curated[1]
@@ -187,6 +203,13 @@ class SelectionArrays:
         # on its items a rule of the selection excludes: the same for every request of the selection.
         self.curated: list[tuple[Ranking, frozenset[str], dict[str, float], frozenset[str]]] = []
         self.curated_notes: dict[str, str] = {}
+
+    def static_positions(self, arrays: CatalogArrays) -> Positions:
+        """What the selection's exclude rules match, as catalog positions, ascending and distinct (made once)."""
+        if self._static is None:
+            parts = [arrays.excluded[rule_id] for rule_id in self._excludes]
+            self._static = np.unique(np.concatenate(parts)) if parts else _NONE
+        return self._static
 
 
 _NONE: Positions = np.zeros(0, dtype=np.intp)

@@ -4,6 +4,7 @@ diversity and pins over its candidates."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from operator import itemgetter
 
 import numpy as np
@@ -67,7 +68,9 @@ class RulePlan:
         if request.seen:
             for _, times, window in selection.seen_rules:
                 personal = personal | ignored(request.seen, times, request.now_ms - window)
-        self.excluded = Exclusions(selection.static, personal)
+        self.excluded = Exclusions(
+            selection.static, personal, arrays.catalog, partial(_excluded_positions, arrays, selection, personal)
+        )
 
     @property
     def rule_ids(self) -> list[str]:
@@ -147,10 +150,7 @@ class RulePlan:
         return RuledList(items, notes, sorted(acted, key=self._order.__getitem__))
 
     def _selection_arrays(self) -> SelectionArrays:
-        selection = self._selection
-        if not selection.arrays:
-            selection.arrays.append(SelectionArrays(selection, self._arrays))
-        return selection.arrays[0]
+        return _selection_arrays(self._arrays, self._selection)
 
     def _pins(self) -> tuple[list[Placed], list[str], list[str]]:
         """Every eligible pinned item by claimed position, the notes on the others, and the excluded ones."""
@@ -213,8 +213,7 @@ class RulePlan:
 
     def _personal_positions(self) -> Positions:
         """The catalog positions of what this person may not be offered (bought, in the cart, ...)."""
-        position = self._arrays.position
-        return np.fromiter((position[i] for i in self.excluded.personal if i in position), np.intp)
+        return _positions_of(self._arrays, self.excluded.personal)
 
     def _rank(
         self, arrays: SelectionArrays, positions: Positions, scores: Scores, acted: set[str], person: bool = True
@@ -351,3 +350,20 @@ class RulePlan:
         for position, rule_id, item in pins[pin_index:]:
             notes.append(f"pin '{rule_id}' item {item.id} not shown: position {position} is past the {k} shown")
         return merged
+
+
+def _selection_arrays(arrays: CatalogArrays, selection: _Selection) -> SelectionArrays:
+    if not selection.arrays:
+        selection.arrays.append(SelectionArrays(selection, arrays))
+    return selection.arrays[0]
+
+
+def _positions_of(arrays: CatalogArrays, ids: frozenset[str]) -> Positions:
+    position = arrays.position
+    return np.fromiter((position[i] for i in ids if i in position), np.intp)
+
+
+def _excluded_positions(arrays: CatalogArrays, selection: _Selection, personal: frozenset[str]) -> Positions:
+    """Exclusions.catalog_positions: the selection's (sorted once) and the person's."""
+    static = _selection_arrays(arrays, selection).static_positions(arrays)
+    return np.union1d(static, _positions_of(arrays, personal)) if personal else static

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from personalization.catalog import CatalogItem
+from personalization.catalog import Catalog, CatalogItem
 from personalization.context import UNKNOWN, RequestContext
 from personalization.experiments import to_ms
-from personalization.ranking import Scored
+from personalization.ranking import Positions, Scored
 from personalization.rules.document import Scope
 
 if TYPE_CHECKING:  # arrays.py reads the selection: a runtime import would be circular
@@ -50,13 +50,29 @@ class Exclusions(AbstractSet[str]):
     """Every item excluded for a request, without copying the catalog-wide part (an excluded category can
     hold thousands of items) per request: membership tests both parts, iteration yields each id once."""
 
-    __slots__ = ("personal", "static")
+    __slots__ = ("_catalog", "_positions", "personal", "static")
 
-    def __init__(self, static: frozenset[str], personal: frozenset[str]) -> None:
+    def __init__(
+        self,
+        static: frozenset[str],
+        personal: frozenset[str],
+        catalog: Catalog | None = None,
+        positions: Callable[[], Positions] | None = None,
+    ) -> None:
         # The same frozenset object for every request with the same active rules: serve may cache by identity.
         self.static = static
         # Bought within the window, in the cart, shown too often without a click, dismissed.
         self.personal = personal
+        self._catalog = catalog
+        self._positions = positions
+
+    def catalog_positions(self, catalog: Catalog) -> Positions | None:
+        """The excluded items' positions in `catalog`, ascending and distinct, when the rules were compiled
+        against it (None otherwise: go by the ids). A graph's mask then needs no look-up per excluded id: an
+        excluded category can hold thousands."""
+        if self._positions is None or catalog is not self._catalog:
+            return None
+        return self._positions()
 
     def __contains__(self, item: object) -> bool:
         return item in self.personal or item in self.static
