@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import struct
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,9 @@ def check(catalog: Catalog, doc: RulesDocument, req: RuleRequest, rows: list[tup
     before = ObjectEngine(doc, catalog).plan(req)
     expected = bits(before.apply(candidates, k))
     engine = RuleEngine(doc, catalog)
+    # Another person first, on the same selection: what it caches (pins, notes, the curated ranking) must not leak.
+    other = replace(req, purchased={}, cart=list(req.cart)[:1], seen={}, dismissed=frozenset(list(req.dismissed)[:1]))
+    engine.plan(other).apply(Candidates.of(catalog, candidates[::-1]), k)
     plan = engine.plan(req)
     assert set(plan.excluded) == set(before.excluded)
     positions = plan.excluded.catalog_positions(catalog)

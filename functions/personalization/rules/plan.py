@@ -30,6 +30,8 @@ from personalization.rules.selection import (
 
 # serve never asks the model for more: past a few hundred candidates the rules' cost outgrows their gain.
 POOL_CAP = 200
+# How many pin resolutions for people who lose pinned items a selection keeps (by the items and the reasons).
+PERSON_PINS = 256
 # What a note names as the reason for an item the person dismissed (not a rule: it holds under any document).
 DISMISSED = "dismissed by the person"
 
@@ -157,8 +159,17 @@ class RulePlan:
         selection = self._selection
         if not selection.pins:
             return [], [], []
-        if not self.excluded.personal.isdisjoint(selection.pin_ids):
-            return self._resolve_pins()
+        hits = self.excluded.personal & selection.pin_ids
+        if hits:
+            # What else decides the pins (the rules' exclusions, the reasons named for those) is the selection's:
+            # people who lose the same pinned items for the same reasons share one resolution.
+            key = tuple(sorted((item, self.excluded_by(item) or "") for item in hits))
+            found = selection.person_pins.get(key)
+            if found is None:
+                if len(selection.person_pins) >= PERSON_PINS:
+                    selection.person_pins.clear()
+                found = selection.person_pins[key] = self._resolve_pins()
+            return found
         if not selection.resolved_pins:
             selection.resolved_pins.append(self._resolve_pins())
         return selection.resolved_pins[0]

@@ -199,5 +199,9 @@ class _Selection:
     # The pins as resolved against the static exclusions alone: every request whose personal exclusions miss
     # the pinned items shares it.
     resolved_pins: list[tuple[list[Placed], list[str], list[str]]] = field(default_factory=list)
+    # The pins as resolved for people whose own exclusions take pinned items out, by (item, reason) pairs.
+    person_pins: dict[tuple[tuple[str, str], ...], tuple[list[Placed], list[str], list[str]]] = field(
+        default_factory=dict
+    )
     # Its item sets as catalog positions, built by its first request with candidates (arrays.SelectionArrays).
     arrays: list[SelectionArrays] = field(default_factory=list)
