@@ -544,7 +544,7 @@ def shop_items(product: LocalProduct) -> tuple[tuple[Item, ...], tuple[tuple[int
     from store.artifacts import ArtifactStore
 
     version = ArtifactStore(product.bucket, product.stack.region).load()
-    listed = shop_catalog(Catalog.from_dict(version.json("catalog.json")), version.version)
+    listed = shop_catalog(Catalog.from_bytes(version.catalog_data), version.version)
     items = tuple(Item(str(row["id"]), row.get("category"), row.get("price")) for row in listed["items"])
     position = {item.id: index for index, item in enumerate(items)}
     categories = tuple(

@@ -14,7 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Bumped only for a change an older reader would misread; additions are extra keys and need no bump.
 MANIFEST_SCHEMA_VERSION = 1
+# The catalog file of versions that name none (written before catalog.bin): a JSON document.
 CATALOG_FILE = "catalog.json"
+# What trainers write now (personalization.catalog_file), named by the manifest's `catalog_file`.
+CATALOG_BINARY_FILE = "catalog.bin"
 MANIFEST_FILE = "manifest.json"
 
 # A version is an S3 key segment and a response header value: a plain token, never a path or a line break.
@@ -47,7 +50,9 @@ class RecentWeightingInfo(_Part):
 
 class RecsModelInfo(_Part):
     file: FileName
-    index_file: FileName
+    # The graph's index -> item id. None (versions since catalog.bin): the graph indexes the catalog's own
+    # order, so the ids are not shipped twice.
+    index_file: FileName | None = None
     recent_weighting: RecentWeightingInfo
 
 
@@ -57,6 +62,8 @@ class Manifest(_Part):
     version: VersionName
     feature_schema_version: Annotated[str, Field(max_length=32)]
     files: dict[FileName, Sha256]
+    # Which of `files` is the item catalog (catalog.bin or a catalog.json document); absent: catalog.json.
+    catalog_file: FileName = CATALOG_FILE
     segments: list[SegmentInfo] = []
     segment_model: SegmentModelInfo | None = None
     recs_model: RecsModelInfo | None = None
@@ -74,8 +81,8 @@ class Manifest(_Part):
             raise ValueError(
                 f"manifest schema {self.manifest_schema_version} is newer than this reader's {MANIFEST_SCHEMA_VERSION}"
             )
-        if CATALOG_FILE not in self.files:
-            raise ValueError(f"files: lists no {CATALOG_FILE}")
+        if self.catalog_file not in self.files:
+            raise ValueError(f"files: lists no {self.catalog_file}")
         named = [
             *([self.segment_model.file, self.segment_model.items_file] if self.segment_model else []),
             *([self.recs_model.file, self.recs_model.index_file] if self.recs_model else []),

@@ -89,13 +89,13 @@ class Segment:
 class SegmentModel:
     def __init__(
         self,
-        graph: bytes,
+        graph: bytes | ort.InferenceSession,
         segments: list[SegmentInfo],
         items: Mapping[int, list[str]],
         catalog: Catalog,
         hysteresis_margin: float = 0.0,
     ) -> None:
-        self._session = session(graph)
+        self._session = graph if isinstance(graph, ort.InferenceSession) else session(graph)
         _require_io(self._session, [SEGMENT_INPUT], [SEGMENT_DISTANCES], "segment.onnx")
         self.segments = {s.id: Segment(s.id, s.name) for s in segments}
         self.hysteresis_margin = hysteresis_margin
@@ -118,15 +118,17 @@ class SegmentModel:
 
 
 class RecsModel:
-    def __init__(self, graph: bytes, item_ids: list[str], catalog: Catalog, weighting: RecentWeighting) -> None:
-        self._session = session(graph)
+    def __init__(
+        self, graph: bytes | ort.InferenceSession, item_ids: list[str], catalog: Catalog, weighting: RecentWeighting
+    ) -> None:
+        self._session = graph if isinstance(graph, ort.InferenceSession) else session(graph)
         _require_io(
             self._session,
             [INPUT_ITEMS, INPUT_WEIGHTS, INPUT_EXCLUDE, INPUT_K],
             [OUTPUT_INDICES, OUTPUT_SCORES],
             "recs.onnx",
         )
-        if item_ids == catalog.ids:
+        if item_ids is catalog.ids or item_ids == catalog.ids:
             # The trainer writes the index in catalog order: the catalog's own positions serve as is.
             self.index: Mapping[str, int] = catalog.position
             self._positions: npt.NDArray[np.intp] | None = None
@@ -197,19 +199,46 @@ class Models:
     recs: RecsModel
 
 
-def load_models(files: Mapping[str, bytes], manifest: Manifest, catalog: Catalog) -> Models:
-    """The version's graphs, ready to serve against `catalog`; ModelError for anything else."""
+@dataclass(frozen=True, slots=True)
+class Sessions:
+    """A version's two graphs, loaded: what needs no catalog, so it can be made while the catalog is read."""
+
+    segment: ort.InferenceSession
+    recs: ort.InferenceSession
+
+
+def load_sessions(files: Mapping[str, bytes], manifest: Manifest) -> Sessions:
+    """The graphs' sessions (ModelError when the manifest names none or a graph does not load). onnxruntime
+    builds a session natively, mostly without the GIL: serve runs this on a thread beside the catalog's read."""
     recs_meta, segment_meta = manifest.recs_model, manifest.segment_model
     if recs_meta is None or segment_meta is None:
         raise ModelError("the manifest describes no recs_model or no segment_model")
     try:
-        item_ids = _ItemIndex.model_validate_json(files[recs_meta.index_file]).items
+        segment, recs = files[segment_meta.file], files[recs_meta.file]
+    except KeyError as exc:
+        raise ModelError(f"model files incomplete: {exc}") from None
+    return Sessions(session(segment), session(recs))
+
+
+def load_models(
+    files: Mapping[str, bytes], manifest: Manifest, catalog: Catalog, sessions: Sessions | None = None
+) -> Models:
+    """The version's graphs, ready to serve against `catalog`; ModelError for anything else. `sessions`: the
+    graphs already loaded (load_sessions), else they are loaded here."""
+    recs_meta, segment_meta = manifest.recs_model, manifest.segment_model
+    if recs_meta is None or segment_meta is None:
+        raise ModelError("the manifest describes no recs_model or no segment_model")
+    try:
+        index_file = recs_meta.index_file
+        # No index file: the graph indexes the catalog's own order (the trainer writes it so since catalog.bin).
+        item_ids = catalog.ids if index_file is None else _ItemIndex.model_validate_json(files[index_file]).items
         items_file = segment_meta.items_file
         items = _SEGMENT_ITEMS.validate_json(files[items_file]) if items_file else {}
     except (KeyError, ValidationError) as exc:
         raise ModelError(f"model files incomplete or of the wrong shape: {exc}") from None
     recent = recs_meta.recent_weighting
     weighting = RecentWeighting(decay=recent.decay, max_events=recent.max_events)
-    segments = SegmentModel(files[segment_meta.file], manifest.segments, items, catalog, segment_meta.hysteresis_margin)
-    recs = RecsModel(files[recs_meta.file], item_ids, catalog, weighting)
+    graphs = sessions or load_sessions(files, manifest)
+    segments = SegmentModel(graphs.segment, manifest.segments, items, catalog, segment_meta.hysteresis_margin)
+    recs = RecsModel(graphs.recs, item_ids, catalog, weighting)
     return Models(segments, recs)

@@ -7,8 +7,11 @@ request sees one version's catalog with another's models or rules.
 
 from __future__ import annotations
 
+import gc
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,8 +19,7 @@ from observability import logger
 from personalization.catalog import Catalog, CatalogError
 from personalization.features import FEATURE_SCHEMA_VERSION
 from personalization.fragments import Reason
-from personalization.manifest import CATALOG_FILE
-from personalization.models import Models, load_models
+from personalization.models import Models, load_models, load_sessions
 from personalization.rules import RuleEngine
 from store.artifacts import ArtifactError, ArtifactInvalid, ModelVersion
 
@@ -101,6 +103,21 @@ def empty(error: Reason = Reason.MODEL_UNAVAILABLE) -> Snapshot:
     return Snapshot(NO_VERSION, Catalog([]), error)
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a version loads: loading makes millions of objects (ids, their
+    positions, the rules' item sets) that all live on, and the collector would walk them again and again as they
+    pile up (about a second of a 500,000-item version's init) to find no garbage. What garbage the load leaves is
+    collected after it, at the next threshold."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _models_of(model: ModelVersion, catalog: Catalog) -> Models:
     spec = model.manifest
     if spec.feature_schema_version != FEATURE_SCHEMA_VERSION:
@@ -117,30 +134,45 @@ def load_snapshot(
     schema, a graph that does not load) still yields a snapshot, flagged, that serves its catalog's popular
     items; a caller that already serves a healthy version keeps that one instead (serve.rollout).
     """
+    with collector_paused():
+        return _load_snapshot(artifacts, version, compile_rules)
+
+
+def _load_snapshot(
+    artifacts: ArtifactSource, version: str, compile_rules: Callable[[Catalog], RuleEngine | None]
+) -> Snapshot:
     try:
         model = artifacts.load(version)
-        spec = model.manifest
-        catalog = Catalog.from_json(model.files[CATALOG_FILE])
-        catalog.relative_prices  # noqa: B018  # computed now, at load, not by the first request that needs it
-    except (ArtifactInvalid, CatalogError) as exc:
+    except ArtifactInvalid as exc:
         raise VersionRefused(version, str(exc), lasting=True) from None
     except ArtifactError as exc:
         raise VersionRefused(version, str(exc), lasting=False) from None
-    error: Reason | None = None
-    models: Models | None = None
+    spec = model.manifest
     schema = spec.feature_schema_version
-    if schema != FEATURE_SCHEMA_VERSION:
-        # Its models would read vectors this code does not compute; its catalog is still a fine fallback.
-        logger.warning(
-            "model trained on another feature schema", extra={"model": schema, "serve": FEATURE_SCHEMA_VERSION}
-        )
-        error = Reason.UNKNOWN_FEATURE_SCHEMA
-    elif spec.recs_model is not None:
+    usable = schema == FEATURE_SCHEMA_VERSION and spec.recs_model is not None
+    # The graphs load on a thread while this one reads the catalog: onnxruntime builds a session mostly
+    # without the GIL, and neither needs the other until the models are put together.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx") as pool:
+        sessions = pool.submit(load_sessions, model.files, spec) if usable else None
         try:
-            models = load_models(model.files, spec, catalog)
-        except Exception as exc:  # ModelError, or whatever a hostile graph provokes in onnxruntime
-            logger.warning("model version unusable; serving its catalog", extra={"error": str(exc)[:2000]})
-            error = Reason.MODEL_UNAVAILABLE
+            catalog = Catalog.from_bytes(model.catalog_data)
+            catalog.relative_prices  # noqa: B018  # computed now, at load, not by the first request that needs it
+        except CatalogError as exc:
+            raise VersionRefused(version, str(exc), lasting=True) from None
+        error: Reason | None = None
+        models: Models | None = None
+        if schema != FEATURE_SCHEMA_VERSION:
+            # Its models would read vectors this code does not compute; its catalog is still a fine fallback.
+            logger.warning(
+                "model trained on another feature schema", extra={"model": schema, "serve": FEATURE_SCHEMA_VERSION}
+            )
+            error = Reason.UNKNOWN_FEATURE_SCHEMA
+        elif sessions is not None:
+            try:
+                models = load_models(model.files, spec, catalog, sessions.result())
+            except Exception as exc:  # ModelError, or whatever a hostile graph provokes in onnxruntime
+                logger.warning("model version unusable; serving its catalog", extra={"error": str(exc)[:2000]})
+                error = Reason.MODEL_UNAVAILABLE
     try:
         rules = compile_rules(catalog)
     except Exception as exc:

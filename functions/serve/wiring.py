@@ -3,6 +3,7 @@ rollout that holds the model version and rules in force."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -11,10 +12,10 @@ from serve.config import ServeConfig
 from serve.impressions import ImpressionLog
 from serve.live_rules import LiveRules
 from serve.rollout import Rollout
-from serve.snapshot import Snapshot
+from serve.snapshot import Snapshot, collector_paused
 from serve.sources import Sources
 from serve.trending import TrendingView
-from store.artifacts import ArtifactStore
+from store.artifacts import ArtifactStore, s3_client
 from store.erasure import Eraser, connect_eraser
 from store.parameters import get_secret
 from store.profiles import ProfileStore, TableSettings
@@ -32,11 +33,7 @@ class ServeState:
     trending: TrendingView | None = None
 
     def identity_key(self) -> bytes | None:
-        try:
-            return get_secret(self.config.identity_key_parameter)
-        except Exception:
-            logger.exception("identity key unavailable; every visitor is anonymous until it is")
-            return None
+        return identity_key(self.config)
 
     def serving(self) -> Serving:
         """What one request answers with: take it once per request."""
@@ -68,6 +65,14 @@ class Serving:
         )
 
 
+def identity_key(config: ServeConfig) -> bytes | None:
+    try:
+        return get_secret(config.identity_key_parameter)
+    except Exception:
+        logger.exception("identity key unavailable; every visitor is anonymous until it is")
+        return None
+
+
 @lru_cache(maxsize=1)
 def serve_state() -> ServeState:
     config = ServeConfig.from_env()
@@ -80,20 +85,31 @@ def serve_state() -> ServeState:
             max_retry_attempts=0,
         )
     )
-    artifacts = ArtifactStore(config.artifact_bucket, config.region)
-    # The rollout paces the rules reads (every RULES_MAX_AGE_S); the provider's own TTL cache on top would only
-    # delay a change by up to another max age.
-    source = RulesSource(config.artifact_bucket, config.region, max_age_s=0)
-    # Loads the live version and compiles the rules now, before the snapshot, not on the first request.
-    rollout = Rollout(artifacts, LiveRules(source.fetch), config.model_max_age_s, config.rules_max_age_s)
+    # What the first request would otherwise set up (the table's client, the stream's, the identity key from
+    # SSM, cached), made on a thread while this one loads the model version: each half waits on the network
+    # (S3, SSM) while the other works.
+    with collector_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="init") as pool:
+        connected = pool.submit(_connect, config, profiles)
+        # One S3 client for the artifacts and the rules document: each client of a service costs its making.
+        s3 = s3_client(config.region)
+        artifacts = ArtifactStore(config.artifact_bucket, config.region, s3=s3)
+        # The rollout paces the rules reads (every RULES_MAX_AGE_S); the provider's own TTL cache on top would
+        # only delay a change by up to another max age.
+        source = RulesSource(config.artifact_bucket, config.region, max_age_s=0, s3=s3)
+        # Loads the live version and compiles the rules now, before the snapshot, not on the first request.
+        rollout = Rollout(artifacts, LiveRules(source.fetch), config.model_max_age_s, config.rules_max_age_s)
+        impressions = connected.result()
+    return ServeState(config, profiles, rollout, impressions, trending_view(config))
+
+
+def _connect(config: ServeConfig, profiles: ProfileStore) -> ImpressionLog | None:
+    """The clients a request uses besides the model version's, and the identity key (cached by get_secret)."""
+    profiles.connect()
     impressions = None
     if config.stream_name:
         impressions = ImpressionLog(EventStream.connect(StreamSettings(config.stream_name, config.region)))
-    state = ServeState(config, profiles, rollout, impressions, trending_view(config))
-    # What the first request would otherwise set up: the table's client and the identity key (SSM, cached).
-    profiles.connect()
-    state.identity_key()
-    return state
+    identity_key(config)
+    return impressions
 
 
 @lru_cache(maxsize=1)

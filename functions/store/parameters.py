@@ -15,7 +15,7 @@ def get_secret(name: str) -> bytes:
     if "ssm" not in DEFAULT_PROVIDERS:  # parameters.clear_caches() empties it
         # The provider's client from the process's one botocore session (store.aws): a client of its own would
         # parse botocore's data files again, a cold start's 40 ms for one parameter.
-        DEFAULT_PROVIDERS["ssm"] = SSMProvider(boto3_client=aws.boto3_session().client("ssm"))
+        DEFAULT_PROVIDERS["ssm"] = SSMProvider(boto3_client=aws.boto3_client("ssm"))
     value = parameters.get_parameter(name, decrypt=True, max_age=SECRET_MAX_AGE_S)
     if not value:
         raise LookupError(f"SSM parameter {name} is empty")

@@ -109,7 +109,8 @@ class ProfileStore:
         connection = self._model._get_connection().connection
         # pynamodb offers no public way to pass a session: it makes one per thread, on first use, under this name.
         connection._local.session = aws.session()
-        _ = connection.client
+        with aws.creating():
+            _ = connection.client
 
     def get(self, user_id: str) -> StoredProfile | None:
         """The person's profile; None when there is none or they were erased."""

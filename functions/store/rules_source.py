@@ -25,11 +25,11 @@ class S3ObjectProvider(BaseProvider):
     """Powertools ships SSM, Secrets Manager, AppConfig and DynamoDB providers but none for S3; a rules
     document outgrows an SSM parameter (8 KB at most), so this reads an object and inherits the TTL cache."""
 
-    def __init__(self, bucket: str, region: str) -> None:
+    def __init__(self, bucket: str, region: str, s3: S3Client | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
         self._bucket = bucket
         # A plain botocore client, as for the model artifacts: boto3 would only add import time.
-        self._s3 = cast("S3Client", aws.client("s3", region))
+        self._s3 = s3 or cast("S3Client", aws.client("s3", region))
 
     def _get(self, name: str, **sdk_options: Any) -> bytes:
         body: bytes = self._s3.get_object(Bucket=self._bucket, Key=name, **sdk_options)["Body"].read()
@@ -50,8 +50,9 @@ class S3ObjectProvider(BaseProvider):
 
 
 class RulesSource:
-    def __init__(self, bucket: str, region: str, max_age_s: int) -> None:
-        self._provider = S3ObjectProvider(bucket, region)
+    def __init__(self, bucket: str, region: str, max_age_s: int, s3: S3Client | None = None) -> None:
+        """`s3`: a client to share (serve passes the artifact store's), else one of its own."""
+        self._provider = S3ObjectProvider(bucket, region, s3)
         self._max_age_s = max_age_s
 
     def fetch(self) -> bytes:

@@ -227,7 +227,7 @@ class ShopCatalogSource:
                 return None  # nothing published yet: the shop says so instead of failing
             if version != self._version:
                 model = self._store.load(version)
-                self._body = shop_catalog(Catalog.from_dict(model.json("catalog.json")), model.version)
+                self._body = shop_catalog(Catalog.from_bytes(model.catalog_data), model.version)
                 self._version = version
             return self._body
 

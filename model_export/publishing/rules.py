@@ -27,7 +27,7 @@ def run_publish_rules(args: argparse.Namespace) -> int:
         return 2
     region = region_from(os.environ)
     try:
-        catalog = Catalog.from_dict(ArtifactStore(args.bucket, region).load().json("catalog.json"))
+        catalog = Catalog.from_bytes(ArtifactStore(args.bucket, region).load().catalog_data)
     except ArtifactError:
         catalog = Catalog([])
         print("no model version published yet: item ids are not checked against a catalog", file=sys.stderr)

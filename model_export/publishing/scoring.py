@@ -8,7 +8,6 @@ does not know count as misses, as they would in production.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
@@ -57,7 +56,7 @@ def servable(files: Mapping[str, bytes], manifest: Manifest) -> Models:
     if manifest.feature_schema_version != FEATURE_SCHEMA_VERSION:
         raise ModelError(f"trained on feature schema {manifest.feature_schema_version!r}")
     try:
-        catalog = Catalog.from_dict(json.loads(files["catalog.json"]))
+        catalog = Catalog.from_bytes(files[manifest.catalog_file])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"catalog missing or unreadable: {exc!r}") from exc
     return load_models(files, manifest, catalog)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,10 @@ from model_export.training.segments import MIN_SHARE, SegmentModel, fit_segments
 from model_export.training.stages import Stages
 from model_export.training.tuning import CRITERION, Selection, Validation, search_users, select, validation
 from model_export.training.user_replay import Replay, Replayed, ReplaySpec, cutoff_seq, first_users, replay_users
-from personalization.catalog import Catalog
+from personalization.catalog import Catalog, CatalogError
+from personalization.catalog_file import MAGIC as CATALOG_MAGIC
 from personalization.features import FEATURE_NAMES, SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL, CatalogFeatures
+from personalization.manifest import CATALOG_BINARY_FILE, CATALOG_FILE
 from personalization.profile import Profile
 from personalization.recommend import (
     EXCLUDE_PENALTY,
@@ -72,17 +75,38 @@ class Trained:
     frame: pd.DataFrame | None = None
 
     def files(self) -> dict[str, bytes]:
-        return {
+        files = {
             "segment.onnx": self.segment_onnx,
             "recs.onnx": self.recs_onnx,
-            "catalog.json": _compact(self.catalog.to_dict()),
-            # The recs graph's index -> item id; the catalog lists items in the same order.
-            "items.json": _compact({"items": self.index.ids}),
+            self.catalog_file: self._catalog_bytes,
             "segment_items.json": _compact(self.segment_items or {}),
         }
+        if self.index_file is not None:
+            files[self.index_file] = _compact({"items": self.index.ids})
+        return files
+
+    @cached_property
+    def _catalog_bytes(self) -> bytes:
+        """catalog.bin, which serve loads without an object per item; catalog.json for a shop whose ids the
+        binary file cannot hold (a line break in one)."""
+        try:
+            return self.catalog.to_bytes()
+        except CatalogError:
+            return _compact(self.catalog.to_dict())
+
+    @property
+    def catalog_file(self) -> str:
+        return CATALOG_BINARY_FILE if self._catalog_bytes.startswith(CATALOG_MAGIC) else CATALOG_FILE
+
+    @property
+    def index_file(self) -> str | None:
+        """None when the recs graph indexes the catalog's order (always, as trained here): serve reads the ids
+        from the catalog. Otherwise items.json lists them in the graph's order."""
+        return None if self.index.ids == self.catalog.ids else "items.json"
 
     def manifest_extra(self) -> dict[str, Any]:
         return {
+            "catalog_file": self.catalog_file,
             "feature_names": list(FEATURE_NAMES),
             "segments": [segment.to_dict() for segment in self.segments.segments],
             "segment_model": {
@@ -95,7 +119,7 @@ class Trained:
             },
             "recs_model": {
                 "file": "recs.onnx",
-                "index_file": "items.json",
+                **({"index_file": self.index_file} if self.index_file else {}),
                 "n_items": self.recs.n_items,
                 "opset": OPSET,
                 "inputs": {

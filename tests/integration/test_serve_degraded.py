@@ -113,8 +113,8 @@ def _publish_variant(world: World, version: str, *, corrupt: bool = False, schem
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{current}/manifest.json")["Body"].read())
     for name in manifest["files"]:
         data = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{current}/{name}")["Body"].read()
-        if corrupt and name == "catalog.json":
-            data = data.replace(b'"popularity"', b'"pop"', 1)  # the bytes no longer match the manifest
+        if corrupt and name == manifest.get("catalog_file", "catalog.json"):
+            data = data[:-1] + bytes([data[-1] ^ 1])  # the bytes no longer match the manifest
         s3.put_object(Bucket=bucket, Key=f"{PREFIX}/{version}/{name}", Body=data)
         assert corrupt or hashlib.sha256(data).hexdigest() == manifest["files"][name]
     if schema is not None:

@@ -3,6 +3,7 @@ every fragment within the max age, with no 5xx and no restart; damaged artifacts
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from aws_lambda_powertools.utilities import parameters
 
 from infra.local.poller import LocalLambdaContext
 from infra.local.serve_process import ServeProcess
+from personalization.catalog import Catalog
 from serve.wiring import serve_state
 from store.artifacts import POINTER, PREFIX
 from store.rules_source import CURRENT as RULES_KEY
@@ -104,6 +106,40 @@ def test_a_promoted_version_then_a_rollback_reach_every_fragment_within_the_max_
     assert set(statuses) == {"200"}
     assert serve.pid == pid
     assert httpx.get(f"{serve.url}/v1/health", timeout=10).json()["model_version"] == first
+
+
+def copy_as_published_before_catalog_bin(world: World, source: str, version: str) -> None:
+    """`source` as trainers wrote a version before catalog.bin: the catalog as a catalog.json document, the recs
+    graph's index in items.json, a manifest that names neither `catalog_file` nor goes without `index_file`."""
+    manifest = json.loads(s3_get(world, f"{PREFIX}/{source}/manifest.json"))
+    catalog = Catalog.from_bytes(s3_get(world, f"{PREFIX}/{source}/{manifest['catalog_file']}"))
+    files = {name: s3_get(world, f"{PREFIX}/{source}/{name}") for name in manifest["files"]}
+    del files[manifest.pop("catalog_file")]
+    files["catalog.json"] = json.dumps(catalog.to_dict()).encode()
+    files["items.json"] = json.dumps({"items": catalog.ids}).encode()
+    manifest["recs_model"]["index_file"] = "items.json"
+    manifest["files"] = {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
+    for name, body in files.items():
+        s3_put(world, f"{PREFIX}/{version}/{name}", body)
+    s3_put(world, f"{PREFIX}/{version}/manifest.json", json.dumps({**manifest, "version": version}).encode())
+    s3_put(world, POINTER, json.dumps({"version": version}).encode())
+
+
+def test_a_version_published_before_catalog_bin_still_serves_the_same_fragments(
+    serve: ServeProcess, world: World
+) -> None:
+    first = live_version(world)
+    before = [{**answer.json(), "model_version": None} for answer in fragments(serve, world)]
+    copy_as_published_before_catalog_bin(world, first, "before-catalog-bin-1")
+    try:
+        _, statuses = switch_to(serve, world, "before-catalog-bin-1")
+        assert set(statuses) == {"200"}
+        answers = fragments(serve, world)
+        assert answers[0].headers["x-personalization"] == "personalized"
+        assert [{**answer.json(), "model_version": None} for answer in answers] == before
+    finally:
+        s3_put(world, POINTER, json.dumps({"version": first}).encode())
+    switch_to(serve, world, first)
 
 
 @pytest.mark.parametrize(

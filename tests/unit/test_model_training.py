@@ -18,7 +18,8 @@ from personalization.catalog import Catalog
 from personalization.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from tests.helpers.data import REES46_SAMPLE, rees46_sample
 
-FILES = {"segment.onnx", "recs.onnx", "catalog.json", "items.json", "segment_items.json"}
+# No items.json: the recs graph indexes the catalog's own order, so the ids are shipped once (in catalog.bin).
+FILES = {"segment.onnx", "recs.onnx", "catalog.bin", "segment_items.json"}
 
 
 def synthetic(event_types: list[str], categories: bool, prices: bool, seed: int = 3) -> pd.DataFrame:
@@ -53,10 +54,11 @@ def check_folder(folder: Path) -> dict[str, Any]:
     assert manifest["segments"]
     assert all(s["name"] for s in manifest["segments"])
     assert manifest["metrics"]["parity"]["ok"]
-    items = json.loads((folder / "items.json").read_text())["items"]
-    catalog = Catalog.from_dict(json.loads((folder / "catalog.json").read_text()))
-    # The recs graph's index order is the catalog's order.
-    assert items == [item.id for item in catalog.items]
+    assert manifest["catalog_file"] == "catalog.bin"
+    assert "index_file" not in manifest["recs_model"]
+    catalog = Catalog.from_bytes((folder / "catalog.bin").read_bytes())
+    # The recs graph's index order is the catalog's order, which the catalog file lists.
+    items = [item.id for item in catalog.items]
     assert manifest["recs_model"]["n_items"] == len(items)
     # Every segment has its own best-sellers for segment fragments, all of them catalog items.
     by_segment = json.loads((folder / manifest["segment_model"]["items_file"]).read_text())
