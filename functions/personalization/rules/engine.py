@@ -6,6 +6,10 @@ from __future__ import annotations
 import bisect
 import math
 from functools import cached_property
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from personalization.catalog import Catalog, CatalogItem
 from personalization.experiments import Experiment
@@ -44,21 +48,28 @@ class _CatalogIndex:
     """Catalog lookups by category prefix, brand and price, so a rule's items resolve without a full scan.
 
     Each index is built the first time a rule needs it, from the catalog's columns: a document without a brand
-    rule never pays for the brand index, and one without rules pays for none of them."""
+    rule never pays for the brand index, and one without rules pays for none of them. A category's item set is
+    made only for a category a rule names (a 500,000-item catalog's every category as sets of ids would cost a
+    cold start a few hundred ms), and a price range is a binary search over the catalog's price-ordered arrays."""
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
         self.by_id = catalog.by_id
         self._memo: dict[str, frozenset[str]] = {}
+        self._in_category: dict[str, frozenset[str]] = {}
 
-    @cached_property
-    def by_category(self) -> dict[str, frozenset[str]]:
-        return {category: frozenset(ids) for category, ids in self._catalog.ids_by_category().items()}
+    def category(self, name: str) -> frozenset[str]:
+        """The ids of one category's items (a name `under` lists)."""
+        found = self._in_category.get(name)
+        if found is None:
+            ids = self._catalog.ids
+            found = self._in_category[name] = frozenset(map(ids.__getitem__, self._catalog.positions_in(name)))
+        return found
 
     @cached_property
     def under(self) -> dict[str, list[str]]:
         under: dict[str, list[str]] = {}
-        for category in self.by_category:
+        for category in self._catalog.category_names():
             parts = category.split(".")
             for depth in range(1, len(parts) + 1):
                 under.setdefault(".".join(parts[:depth]), []).append(category)
@@ -72,9 +83,8 @@ class _CatalogIndex:
         return by_brand
 
     @cached_property
-    def _priced(self) -> tuple[list[float], list[str]]:
-        priced = self._catalog.priced()
-        return [price for price, _ in priced], [item_id for _, item_id in priced]
+    def _priced(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.integer[Any]]]:
+        return self._catalog.price_order()
 
     def resolve(self, match: Match) -> frozenset[str]:
         key = match.model_dump_json()
@@ -88,7 +98,7 @@ class _CatalogIndex:
             narrowing.append(frozenset(i for i in match.items if i in self.by_id))
         if match.categories is not None:
             narrowing.append(
-                frozenset[str]().union(*(self.by_category[c] for p in match.categories for c in self.under.get(p, ())))
+                frozenset[str]().union(*(self.category(c) for p in match.categories for c in self.under.get(p, ())))
             )
         if match.brands is not None:
             narrowing.append(frozenset[str]().union(*(self.by_brand.get(brand.lower(), ()) for brand in match.brands)))
@@ -101,9 +111,9 @@ class _CatalogIndex:
                 return found
             return frozenset(i for i in found if (price := self.by_id[i].price) is not None and low <= price <= high)
         # Price alone: a slice of the price-sorted catalog.
-        prices, priced_ids = self._priced
-        first, last = bisect.bisect_left(prices, low), bisect.bisect_right(prices, high)
-        return frozenset(priced_ids[first:last])
+        prices, positions = self._priced
+        first, last = np.searchsorted(prices, low, "left"), np.searchsorted(prices, high, "right")
+        return frozenset(map(self._catalog.ids.__getitem__, positions[first:last].tolist()))
 
 
 class RuleEngine:
