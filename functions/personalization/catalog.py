@@ -19,7 +19,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
-from personalization import catalog_file
+from personalization import catalog_columns, catalog_file
 
 # A price more than 8x off its category's median says no more than 8x does (and one typo cannot dominate).
 PRICE_RATIO_CLIP = 3.0
@@ -219,7 +219,7 @@ class Catalog:
         """A catalog from its columns (as _Columns holds them); sorted only if they are not in catalog order."""
         catalog = cls.__new__(cls)
         prices = [math.nan if p is None else p for p in price]
-        if not _in_order(ids, popularity):
+        if not catalog_columns.in_order(ids, popularity):
             order = sorted(range(len(ids)), key=lambda p: (-popularity[p], ids[p]))
             ids, category, prices = [ids[p] for p in order], [category[p] for p in order], [prices[p] for p in order]
             popularity, brand = [popularity[p] for p in order], [brand[p] for p in order]
@@ -288,9 +288,9 @@ class Catalog:
     @cached_property
     def _in_category(self) -> dict[str, list[int]]:
         """Each named category's positions, in catalog order."""
-        return {
-            self._categories[code]: found for code, found in _groups(self._category) if self._categories[code]
-        }  # An empty name is no category.
+        names = self._categories
+        # An empty name is no category.
+        return {names[code]: found for code, found in catalog_columns.groups(self._category) if names[code]}
 
     @cached_property
     def by_category(self) -> dict[str, Sequence[CatalogItem]]:
@@ -316,7 +316,8 @@ class Catalog:
         found: dict[str, list[str]] = {}
         ids = self.ids
         if len(set(self._brands)) == len(self._brands):
-            return {self._brands[code]: list(map(ids.__getitem__, where)) for code, where in _groups(self._brand)}
+            groups = catalog_columns.groups(self._brand)
+            return {self._brands[code]: list(map(ids.__getitem__, where)) for code, where in groups}
         for item_id, code in zip(ids, self._brand.tolist(), strict=True):  # a name twice: merged, in catalog order
             if code != NONE:
                 found.setdefault(self._brands[code], []).append(item_id)
@@ -370,11 +371,12 @@ class Catalog:
         cheapest = cheapest[price[cheapest] > 0]
         if cheapest.size:
             named = np.asarray([bool(name) for name in self._categories] + [False], dtype=bool)
-            median = np.full(len(self._categories) + 1, _middle(price[cheapest], np.asarray([0]))[0])  # last: shop's
+            shop = catalog_columns.middle(price[cheapest], np.asarray([0]))[0]
+            median = np.full(len(self._categories) + 1, shop)  # the last: the shop-wide one
             code = self._category[cheapest]
-            order, codes = _stable_by_code(code)
+            order, codes = catalog_columns.stable_by_code(code)
             starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-            found = _middle(price[cheapest[order]], starts)
+            found = catalog_columns.middle(price[cheapest[order]], starts)
             keep = named[codes[starts]]  # NONE (-1) reads False: no category keeps the shop-wide median
             median[codes[starts][keep]] = found[keep]
             with np.errstate(divide="ignore", over="ignore"):  # a subnormal price: -inf, clipped below
@@ -462,47 +464,6 @@ def _floats(values: list[float]) -> npt.NDArray[np.float64]:
 
 def _codes(values: list[int]) -> npt.NDArray[np.int32]:
     return np.asarray(values, dtype=np.int32).reshape(-1)
-
-
-def _stable_by_code(codes: npt.NDArray[np.integer[Any]]) -> tuple[npt.NDArray[np.intp], npt.NDArray[Any]]:
-    """(the order that groups `codes`, keeping each group's original order; the codes in that order)."""
-    # A stable sort of 16-bit codes is numpy's radix sort: a 500,000-item catalog's groups in some 10 ms, not 60.
-    narrow = codes.astype(np.int16) if int(codes.max()) < 2**15 else codes
-    order = np.argsort(narrow, kind="stable")
-    return order, codes[order]
-
-
-def _middle(ascending: npt.NDArray[np.float64], starts: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
-    """The median of each run of `ascending` (runs begin at `starts`, each sorted), as numpy.median computes
-    it: the middle value, or the mean of the two middle ones."""
-    ends = np.r_[starts[1:], ascending.size]
-    low, high = starts + (ends - starts - 1) // 2, starts + (ends - starts) // 2
-    with np.errstate(over="ignore"):
-        pair: npt.NDArray[np.float64] = (ascending[low] + ascending[high]) / 2
-    return np.where(low == high, ascending[low], pair)
-
-
-def _groups(codes: npt.NDArray[np.int32]) -> list[tuple[int, list[int]]]:
-    """(code, its positions ascending) for every code but NONE, in the order each code first appears."""
-    if codes.size == 0:
-        return []
-    order, ordered = _stable_by_code(codes)
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = [*starts[1:].tolist(), int(codes.size)]
-    groups = [(int(ordered[start]), order[start:end]) for start, end in zip(starts.tolist(), ends, strict=True)]
-    groups.sort(key=lambda group: int(group[1][0]))  # first appearance: stable sort keeps positions ascending
-    return [(code, where.tolist()) for code, where in groups if code != NONE]
-
-
-def _in_order(ids: list[str], popularity: list[float]) -> bool:
-    """Descending popularity, ties by ascending id: the order the trainer writes."""
-    pop = np.asarray(popularity, dtype=np.float64)
-    if pop.size < 2:
-        return True
-    step = np.diff(pop)
-    if (step > 0).any():
-        return False
-    return all(ids[where] < ids[where + 1] for where in np.flatnonzero(step == 0).tolist())
 
 
 def _first(exc: ValidationError) -> str:
