@@ -455,7 +455,13 @@ class Catalog:
     def category_codes(self) -> Sequence[int]:
         """Each item's category as a code, by position (NONE: no category): two items share a code exactly when
         they share a category. The rules' diversity cap counts categories by it without making an item."""
-        return self._category
+        return self._category_list
+
+    @cached_property
+    def _category_list(self) -> list[int]:
+        # A list, not the array: the diversity cap reads codes one item at a time, where a list is the faster.
+        codes: list[int] = self._category.tolist()
+        return codes
 
 
 def _floats(values: list[float]) -> npt.NDArray[np.float64]:
