@@ -15,6 +15,7 @@ from model_export.publishing import commands
 from model_export.publishing import rules as publish_rules
 from model_export.publishing.folder import data_summary, train_version
 from model_export.training.artifacts import read_manifest
+from model_export.training.interactions import Counts, count_interactions
 from model_export.training.segments import MIN_SHARE
 from model_export.training.user_replay import Replay, replay_users
 
@@ -57,12 +58,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("no events to train on", file=sys.stderr)
         return 1
     replay: Replay = replay_users
+    counts: Counts = count_interactions
     if args.engine == "spark":
-        from model_export.training.spark_engine import replay_for
+        from model_export.training.spark_engine import engine_for
 
-        replay = replay_for(len(frame), 0, args.spark_cores)
+        replay, counts = engine_for(len(frame), 0, args.spark_cores)
     folder = train_version(
-        frame, Path(args.out), progress=True, data=data, min_segment_share=args.min_segment_share, replay=replay
+        frame,
+        Path(args.out),
+        progress=True,
+        data=data,
+        min_segment_share=args.min_segment_share,
+        replay=replay,
+        counts=counts,
     )
     manifest = read_manifest(folder)
     selection = manifest.recorded("parameters")["selection"]

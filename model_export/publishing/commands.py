@@ -161,9 +161,10 @@ def _trainer(spark_above: int) -> Callable[[pd.DataFrame], Trained]:
     own Spark; PySpark is imported only then)."""
 
     def train(frame: pd.DataFrame) -> Trained:
-        from model_export.training.spark_engine import replay_for
+        from model_export.training.spark_engine import engine_for
 
-        return train_models(frame, replay=replay_for(len(frame), spark_above))
+        replay, counts = engine_for(len(frame), spark_above)
+        return train_models(frame, replay=replay, counts=counts)
 
     return train
 

@@ -10,6 +10,7 @@ import pandas as pd
 from model_export.data.canonical import data_hash, normalize
 from model_export.publishing.drift import distributions
 from model_export.training.artifacts import write_version
+from model_export.training.interactions import Counts, count_interactions
 from model_export.training.segments import MIN_SHARE
 from model_export.training.training import Trained, train_models
 from model_export.training.user_replay import Replay, replay_users
@@ -57,9 +58,12 @@ def train_version(
     data: dict[str, Any] | None = None,
     min_segment_share: float = MIN_SHARE,
     replay: Replay = replay_users,
+    counts: Counts = count_interactions,
 ) -> Path:
     """Train segments and recommender on canonical events and write a versioned model folder under `out`.
-    `replay`: in this process, or on Spark (training.spark_engine.SparkReplay)."""
+    `replay`, `counts`: in this process, or on Spark (training.spark_engine.SparkEngine)."""
     # The trainer screens as it replays (each event built once); the version hashes the rows it trained on.
-    trained = train_models(normalize(frame), progress=progress, min_segment_share=min_segment_share, replay=replay)
+    trained = train_models(
+        normalize(frame), progress=progress, min_segment_share=min_segment_share, replay=replay, counts=counts
+    )
     return write_trained(trained, trained.frame if trained.frame is not None else frame, out, data)

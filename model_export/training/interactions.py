@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from model_export.data.catalog import build_catalog
+from model_export.training.neighbors import PairCounts
 from personalization.catalog import Catalog
 from personalization.profile import AFFINITY_WEIGHTS, SESSION_TIMEOUT_MS, TYPE_CODES
 
@@ -69,22 +71,51 @@ def session_keys(frame: pd.DataFrame) -> pd.Series:
     return keys.reindex(frame.index)
 
 
-def user_item_matrix(
-    frame: pd.DataFrame, index: Mapping[str, int], n_items: int, rows: str = "user_id"
-) -> tuple[sp.csr_matrix, list[str]]:
-    """[rows x items] of summed event-type weights (view 1 < cart 3 < purchase 5), log-damped so that fifty
-    reloads of one page do not outweigh a purchase. `rows` is a column name (user_id) or "session"."""
+def user_item_weights(frame: pd.DataFrame, index: Mapping[str, int], rows: str = "user_id") -> pd.DataFrame:
+    """The summed event-type weights (view 1 < cart 3 < purchase 5) of each (row key, known item), with the key's
+    first row (the frame's index label: its seq): one partition's partial counts. Weights are multiples of 1/4,
+    so partial sums add up exactly in any order. `rows` is a column name (user_id) or "session"."""
     keys = session_keys(frame) if rows == "session" else frame[rows]
     weights = positive_weights(frame).to_numpy()
     items = frame["item_id"].map(index)
     keep = items.notna().to_numpy() & (weights > 0)
-    codes, uniques = pd.factorize(keys[keep])
+    monotonic = frame.index.is_monotonic_increasing
+    order = frame.index.to_numpy(dtype=np.int64) if monotonic else np.arange(len(frame), dtype=np.int64)
+    kept = pd.DataFrame(
+        {
+            "key": keys[keep].astype(str).to_numpy(),
+            "item": items[keep].to_numpy(dtype=np.int64),
+            "weight": weights[keep],
+            # Row order: the seq labels of a time-sorted frame (a partition's rows are a scattered subset of them).
+            "first": order[keep],
+        }
+    )
+    return kept.groupby(["key", "item"], sort=False, as_index=False).agg(
+        weight=("weight", "sum"), first=("first", "min")
+    )
+
+
+def weights_matrix(weights: pd.DataFrame, n_items: int) -> tuple[sp.csr_matrix, list[str]]:
+    """[keys x items] of `user_item_weights` rows (partials of one key summed), log-damped so that fifty reloads of
+    one page do not outweigh a purchase; keys in the order of their first row, whatever order the rows came in."""
+    firsts = weights.groupby("key", sort=False)["first"].min().sort_values(kind="stable")
+    keys = firsts.index.to_numpy()
+    row = pd.Series(np.arange(len(keys)), index=keys)
+    codes = row.reindex(weights["key"].to_numpy()).to_numpy(dtype=np.int64)
     matrix = sp.csr_matrix(
-        (weights[keep], (codes, items[keep].to_numpy(dtype=np.int64))), shape=(len(uniques), n_items)
+        (weights["weight"].to_numpy(dtype=np.float64), (codes, weights["item"].to_numpy(dtype=np.int64))),
+        shape=(len(keys), n_items),
     )
     matrix.sum_duplicates()
     matrix.data = np.log1p(matrix.data)
-    return matrix, [str(u) for u in uniques]
+    return matrix, [str(key) for key in keys]
+
+
+def user_item_matrix(
+    frame: pd.DataFrame, index: Mapping[str, int], n_items: int, rows: str = "user_id"
+) -> tuple[sp.csr_matrix, list[str]]:
+    """[rows x items] of summed, log-damped event-type weights (`user_item_weights`, `weights_matrix`)."""
+    return weights_matrix(user_item_weights(frame, index, rows), n_items)
 
 
 def session_sequences(frame: pd.DataFrame, index: Mapping[str, int]) -> list[npt.NDArray[np.int64]]:
@@ -98,3 +129,34 @@ def session_sequences(frame: pd.DataFrame, index: Mapping[str, int]) -> list[npt
     data = data[~repeat]
     bounds = np.flatnonzero(data["key"].to_numpy()[1:] != data["key"].to_numpy()[:-1]) + 1
     return [chunk for chunk in np.split(data["item"].to_numpy(), bounds) if len(chunk) > 1]
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """What the recommender counts over every event: the user x item weights and the session co-occurrences.
+
+    Counted by partitions of whole users with `partial_counts` (one partition here; many on Spark, which sums
+    the partials: spark_engine.SparkEngine.interactions) and put together by `combine`: one implementation."""
+
+    user_items: sp.csr_matrix
+    pairs: PairCounts
+
+
+def partial_counts(frame: pd.DataFrame, index: Mapping[str, int], n_items: int) -> tuple[pd.DataFrame, PairCounts]:
+    """One partition's counts (its rows hold whole users: sessions never cross users)."""
+    return user_item_weights(frame, index), PairCounts.of(session_sequences(frame, index), n_items)
+
+
+def combine(weights: pd.DataFrame, pairs: PairCounts, n_items: int) -> Interactions:
+    return Interactions(weights_matrix(weights, n_items)[0], pairs)
+
+
+def count_interactions(frame: pd.DataFrame, index: ItemIndex) -> Interactions:
+    """The counts of `frame`, in this process."""
+    return combine(*partial_counts(frame, index.position, len(index)), len(index))
+
+
+class Counts(Protocol):
+    """How train_models counts: `count_interactions` here, or spark_engine.SparkEngine.interactions on Spark."""
+
+    def __call__(self, frame: pd.DataFrame, index: ItemIndex) -> Interactions: ...

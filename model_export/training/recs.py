@@ -21,14 +21,13 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from model_export.training.interactions import ItemIndex, session_sequences, user_item_matrix
+from model_export.training.interactions import Interactions, ItemIndex, count_interactions
 from model_export.training.neighbors import (
     cosine,
     ease,
     ease_head,
     from_neighbors,
     item_factors,
-    sequential,
     svd_factors,
 )
 from personalization.recommend import EXCLUDE_PENALTY, RecentWeighting
@@ -147,10 +146,12 @@ def no_neighbors(n_items: int) -> tuple[npt.NDArray[np.int32], Floats]:
 class RecsData:
     """One training frame's inputs to the recommender, with the costly parts cached across candidates."""
 
-    def __init__(self, frame: pd.DataFrame, index: ItemIndex | None = None) -> None:
+    def __init__(self, frame: pd.DataFrame, index: ItemIndex | None = None, counts: Interactions | None = None) -> None:
+        """`counts`: the frame's interactions when already counted (on Spark); else counted here."""
         self.index = index or ItemIndex.from_frame(frame)
-        self.user_items, _ = user_item_matrix(frame, self.index.position, len(self.index))
-        self.sequences = session_sequences(frame, self.index.position)
+        counts = counts or count_interactions(frame, self.index)
+        self.user_items = counts.user_items
+        self.pairs = counts.pairs
         self._memo: dict[Hashable, Any] = {}
 
     def cached(self, key: Hashable, make: Callable[[], T]) -> T:
@@ -166,7 +167,7 @@ class RecsData:
 
     @cache  # noqa: B019
     def sequential(self, window: int, backward: float) -> sp.csr_matrix:
-        return sequential(self.sequences, len(self.index), window, backward)
+        return self.pairs.similarity(len(self.index), window, backward)
 
     @lru_cache(maxsize=3)  # noqa: B019  # n x n floats each: keep only the few a search compares
     def ease(self, l2: float) -> npt.NDArray[np.float32]:

@@ -15,7 +15,7 @@ import pandas as pd
 from model_export.data.canonical import REFUSED_ATTR
 from model_export.data.catalog import build_catalog
 from model_export.recommenders import BY_NAME, Hybrid, RecsParams
-from model_export.training.interactions import ItemIndex
+from model_export.training.interactions import Counts, ItemIndex, count_interactions
 from model_export.training.onnx_graphs import OPSET, recs_graph, segment_graph
 from model_export.training.parity import PARITY_USERS, ParityError, ParityReport, check
 from model_export.training.protocols import time_cutoff
@@ -204,6 +204,7 @@ def train_models(
     min_segment_share: float = MIN_SHARE,
     keep_profiles: bool = False,
     replay: Replay = replay_users,
+    counts: Counts = count_interactions,
 ) -> Trained:
     """`frame` is canonical (canonical.normalize). Rows the one event schema refuses are left out and counted
     (`Trained.refused`). Raises ParityError rather than return graphs that disagree with their references.
@@ -211,7 +212,8 @@ def train_models(
     Lean at any size: the replay runs user by user and keeps one feature row per user (every final profile
     only with `keep_profiles`, which the evaluation's user split needs; otherwise the parity users'), and the
     search runs on a bounded sample of users (`tuning.search_users`). `Trained.stages` holds each stage's seconds.
-    `replay`: in this process, or on Spark (spark_engine.SparkReplay): the same partition function either way."""
+    `replay`, `counts`: in this process, or on Spark (spark_engine.SparkEngine): the same partition functions
+    either way."""
     stages = Stages()
     refused: dict[str, int] = dict(frame.attrs.get(REFUSED_ATTR, {}))
     if frame.empty:
@@ -224,6 +226,9 @@ def train_models(
         raise ValueError("no events to train on")
     index = ItemIndex.from_catalog(catalog)
     features = replayed.features
+    with stages("counts"):
+        # Counted once over every event, for whichever family the search picks (RecsData caches what it derives).
+        data = RecsData(frame, index, counts(frame, index))
     with stages("segments"):
         # fit_segments runs its many small fits single-threaded (threads lose more than they win there).
         mixes = category_mixes(frame, replayed.users)
@@ -236,7 +241,6 @@ def train_models(
     family = BY_NAME[selection.family] if selection is not None else Hybrid
     params = selection.params if selection is not None else RecsParams().to_dict()
     with stages("fit"):
-        data = RecsData(frame, index)
         recs = family(**params).fit(data).fitted()
     with stages("export"):
         recs_onnx = recs_graph(recs)

@@ -18,7 +18,7 @@ import pytest
 
 from model_export.data.datasets import load_any
 from model_export.training.parity import session
-from model_export.training.spark_engine import SparkReplay, spark_session
+from model_export.training.spark_engine import SparkEngine, spark_session
 from model_export.training.training import Trained, train_models
 from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.recommend import OUTPUT_INDICES, OUTPUT_SCORES, exclusion_indices, onnx_feed, recent_inputs
@@ -38,7 +38,7 @@ def spark() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def both(spark: Any) -> tuple[Trained, Trained]:
     frame = load_any(REES46_SAMPLE)
-    return train_models(frame), train_models(frame, replay=SparkReplay(spark))
+    return train_models(frame), train_models(frame, replay=(engine := SparkEngine(spark)), counts=engine.interactions)
 
 
 def answers(trained: Trained) -> list[tuple[np.ndarray, np.ndarray]]:
