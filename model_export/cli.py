@@ -37,11 +37,17 @@ def refused_line(refused: dict[str, int]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     data: dict[str, Any] | None = None
     if args.archive:
-        from model_export.data.archive import Window
-        from model_export.data.window import load_window
+        from model_export.data.archive import Window, read_window
+        from model_export.data.window import Reader, load_window
         from store.region import region_from
 
-        loaded = load_window(args.archive, Window.last_days(args.days, args.until), region_from(os.environ))
+        reader: Reader = read_window
+        if args.engine == "spark":
+            from model_export.data.spark_archive import reader_above
+
+            reader = reader_above(0, args.spark_cores)
+        window = Window.last_days(args.days, args.until)
+        loaded = load_window(args.archive, window, region_from(os.environ), reader=reader)
         frame, data = loaded.frame, loaded.summary()
         print(json.dumps(data, separators=(",", ":")), file=sys.stderr)
     else:
@@ -154,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         "--engine",
         choices=("local", "spark"),
         default="local",
-        help="where the replay runs: this process (default) or PySpark (the optional extra 'spark'), same fold",
+        help="where reading an archive, the replay and the counts run: this process (default) or PySpark (the"
+        " optional extra 'spark'), the same code",
     )
     train.add_argument(
         "--spark-cores", type=int, default=None, help="with --engine spark: local[N]; default: the environment's Spark"

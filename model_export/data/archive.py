@@ -18,9 +18,10 @@ import logging
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -189,37 +190,53 @@ def _reason(error: ValidationError) -> str:
     return f"{where}: {first['type']}"
 
 
+def selected(entries: Iterable[ArchiveObject], window: Window, stats: ArchiveStats) -> list[ArchiveObject]:
+    """The objects that may hold the window's events, in reading order (their keys' dates say; the others are
+    counted as skipped)."""
+    chosen = []
+    for entry in entries:
+        day = key_date(entry.key)
+        if day is not None and not window.may_hold_day(day):
+            stats.objects_skipped_by_date += 1
+            continue
+        chosen.append(entry)
+    return chosen
+
+
+def object_events(key: str, read: Callable[[], bytes], window: Window, stats: ArchiveStats) -> Iterator[Event]:
+    """The valid events of one object that fall in the window, in line order; bad lines and an unreadable object
+    are counted in `stats` and skipped. Both engines read every object with this (spark_archive on Spark)."""
+    stats.objects += 1
+    try:
+        text = decode(read())
+    except (OSError, EOFError, zlib.error) as exc:
+        stats.objects_unreadable += 1
+        log.warning("skipped unreadable archive object %s: %s", key, exc)
+        return
+    validate = Event.__pydantic_validator__.validate_json
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        stats.lines += 1
+        try:
+            event: Event = validate(line)
+        except ValidationError as exc:
+            stats.malformed += 1
+            stats.malformed_reasons[_reason(exc)] += 1
+            continue
+        if not window.holds(event.ts):
+            stats.outside_window += 1
+            continue
+        yield event
+
+
 def read_window(source: ObjectSource, window: Window) -> tuple[list[ArchivedEvent], ArchiveStats]:
     """The distinct events of the window, in time order (ties in reading order)."""
     stats = ArchiveStats()
     seen: set[str] = set()
     events: list[ArchivedEvent] = []
-    validate = Event.__pydantic_validator__.validate_json
-    for entry in source.objects():
-        day = key_date(entry.key)
-        if day is not None and not window.may_hold_day(day):
-            stats.objects_skipped_by_date += 1
-            continue
-        stats.objects += 1
-        try:
-            text = decode(source.read(entry.key))
-        except (OSError, EOFError, zlib.error) as exc:
-            stats.objects_unreadable += 1
-            log.warning("skipped unreadable archive object %s: %s", entry.key, exc)
-            continue
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            stats.lines += 1
-            try:
-                event: Event = validate(line)
-            except ValidationError as exc:
-                stats.malformed += 1
-                stats.malformed_reasons[_reason(exc)] += 1
-                continue
-            if not window.holds(event.ts):
-                stats.outside_window += 1
-                continue
+    for entry in selected(source.objects(), window, stats):
+        for event in object_events(entry.key, partial(source.read, entry.key), window, stats):
             if event.event_id in seen:
                 stats.duplicates += 1
                 continue
@@ -227,6 +244,11 @@ def read_window(source: ObjectSource, window: Window) -> tuple[list[ArchivedEven
             events.append(ArchivedEvent.of(event))
     events.sort(key=lambda event: event.ts)
     stats.events = len(events)
+    warn_if_skipped(source, stats)
+    return events, stats
+
+
+def warn_if_skipped(source: object, stats: ArchiveStats) -> None:
     if stats.malformed or stats.objects_unreadable:
         log.warning(
             "archive %s: skipped %d malformed lines (%s) and %d unreadable objects",
@@ -235,4 +257,3 @@ def read_window(source: ObjectSource, window: Window) -> tuple[list[ArchivedEven
             dict(stats.malformed_reasons.most_common(5)),
             stats.objects_unreadable,
         )
-    return events, stats

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from model_export.data.archive import ArchiveStats, Window, open_archive, read_window
+from model_export.data.archive import ArchivedEvent, ArchiveStats, ObjectSource, Window, open_archive, read_window
 from model_export.data.canonical import normalize
 from model_export.data.trainable import LeftOut, canonical_rows, with_consent
 
 log = logging.getLogger(__name__)
+
+# How a window is read: archive.read_window here, or spark_archive's reader on Spark (the same events).
+Reader = Callable[[ObjectSource, Window], tuple[list[ArchivedEvent], ArchiveStats]]
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,13 @@ class ArchiveWindow:
         }
 
 
-def load_window(location: str, window: Window, region: str, erased: Collection[str] = ()) -> ArchiveWindow:
+def load_window(
+    location: str, window: Window, region: str, erased: Collection[str] = (), reader: Reader = read_window
+) -> ArchiveWindow:
     """Read `location` (s3://BUCKET/PREFIX or a folder) for `window`: distinct events, consent applied, and
     without the people named in `erased` (pseudonyms, as the archive holds them)."""
     source = open_archive(location, region)
-    events, stats = read_window(source, window)
+    events, stats = reader(source, window)
     if erased:
         remaining = [event for event in events if event.user_id not in erased]
         gone = LeftOut(len({e.user_id for e in events if e.user_id in erased}), len(events) - len(remaining))

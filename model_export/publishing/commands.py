@@ -54,8 +54,8 @@ def add_retrain_arguments(parser: argparse.ArgumentParser) -> None:
         "--spark-above",
         type=int,
         default=SPARK_ABOVE,
-        help=f"replay on Spark (Glue's) when the window holds more events than this (default {SPARK_ABOVE:,});"
-        " 0: always",
+        help=f"read the archive, replay and count on Spark (Glue's) when the window holds more events than this"
+        f" (default {SPARK_ABOVE:,}); 0: always",
     )
     parser.add_argument(
         "--profiles-table",
@@ -147,8 +147,15 @@ def _retrain(args: argparse.Namespace, region: str, store: ArtifactStore, metric
             max_queries=args.max_queries,
             region=region,
         )
+        from model_export.data.spark_archive import reader_above
+
         result = retrain(
-            config, store, metrics, erased=_erased(args.profiles_table, region), trainer=_trainer(args.spark_above)
+            config,
+            store,
+            metrics,
+            erased=_erased(args.profiles_table, region),
+            trainer=_trainer(args.spark_above),
+            reader=reader_above(args.spark_above),
         )
     print(retrain_table(result))
     # The last line is one JSON object, so any script (and the job's log reader) can read the outcome.

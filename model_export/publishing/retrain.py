@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from model_export.data.archive import Window
-from model_export.data.window import ArchiveWindow, load_window
+from model_export.data.archive import Window, read_window
+from model_export.data.window import ArchiveWindow, Reader, load_window
 from model_export.publishing.drift import Drift, drift
 from model_export.publishing.folder import write_trained
 from model_export.publishing.gate import Decision, decide, parity_refused
@@ -181,13 +181,15 @@ def retrain(
     metrics: MetricsSink | None = None,
     trainer: Trainer = train_models,
     erased: Collection[str] = (),
+    reader: Reader = read_window,
 ) -> RetrainResult:
     """`trainer` trains a candidate from canonical rows (training.train_models: what `train` does);
     a benchmark passes one that corrupts its input, to show that the gate refuses a worse model. `erased` are
-    the pseudonyms of people with a live erasure tombstone: left out even before the archive purge reaches them."""
+    the pseudonyms of people with a live erasure tombstone: left out even before the archive purge reaches them.
+    `reader`: how the window is read (here, or on Spark for a large window: spark_archive.reader_above)."""
     clock = _Clock()
     window = Window.last_days(config.days, config.until)
-    loaded = load_window(config.archive, window, config.region, erased)
+    loaded = load_window(config.archive, window, config.region, erased, reader)
     cutoff, train, holdout = _split(loaded, config.holdout_days)
     if train.empty:
         raise RetrainError(f"no events to train on in {window.start.isoformat()}..{cutoff.isoformat()}")

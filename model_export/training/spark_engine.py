@@ -252,21 +252,26 @@ class SparkEngine:
             return self._staged[1]
         if self._staged is not None:
             self._staged[1].unpersist()
-        # Handed over as a Parquet file, as canonical files are read: Spark reads it in parallel, typed.
+        # In local mode handed over as a Parquet file, as canonical files are read: Spark reads it in parallel, typed.
         typed = (
             frame[list(COLUMNS)]
             .astype(COLUMNS)
             .assign(seq=frame.index.to_numpy(dtype=np.int64), timestamp=frame["timestamp"])
         )
-        path = str(Path(self._scratch.name) / f"events-{len(frame)}-{id(frame)}.parquet")
-        typed.to_parquet(path, index=False)
+        if self.spark.sparkContext.master.startswith("local"):
+            path = str(Path(self._scratch.name) / f"events-{len(frame)}-{id(frame)}.parquet")
+            typed.to_parquet(path, index=False)
+            staged = self.spark.read.parquet(path)
+        else:
+            # A cluster's executors cannot read the driver's disk (AWS Glue): through the driver, as Arrow batches.
+            staged = self.spark.createDataFrame(typed)
         n_parts = max(
             int(self.spark.sparkContext.defaultParallelism) * PARTITIONS_PER_CORE, len(frame) // PARTITION_ROWS
         )
         # An explicit count of hash partitions by user id: every user whole in one partition, and many users per
         # partition keep them even (grouping by a partition number instead let adaptive execution merge them
         # into fewer partitions than cores).
-        rows = self.spark.read.parquet(path).repartition(n_parts, F.col("user_id")).cache()
+        rows = staged.repartition(n_parts, F.col("user_id")).cache()
         self._staged = (frame, rows)
         return rows
 
