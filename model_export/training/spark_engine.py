@@ -258,7 +258,7 @@ class SparkEngine:
             .astype(COLUMNS)
             .assign(seq=frame.index.to_numpy(dtype=np.int64), timestamp=frame["timestamp"])
         )
-        if self.spark.sparkContext.master.startswith("local"):
+        if str(self.spark.sparkContext.master).startswith("local"):
             path = str(Path(self._scratch.name) / f"events-{len(frame)}-{id(frame)}.parquet")
             typed.to_parquet(path, index=False)
             staged = self.spark.read.parquet(path)
