@@ -11,8 +11,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from model_export.data.catalog import build_catalog
-from model_export.training.neighbors import PairCounts
+from model_export.training.pair_counts import PairCounts
 from personalization.catalog import Catalog
 from personalization.profile import AFFINITY_WEIGHTS, SESSION_TIMEOUT_MS, TYPE_CODES
 
@@ -41,6 +40,9 @@ class ItemIndex:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> ItemIndex:
+        # Imported here: the catalog needs scikit-learn, which Spark's counting workers never should import.
+        from model_export.data.catalog import build_catalog
+
         return cls.from_catalog(build_catalog(frame))
 
     def __len__(self) -> int:
@@ -119,8 +121,11 @@ def user_item_matrix(
 
 
 def session_sequences(frame: pd.DataFrame, index: Mapping[str, int]) -> list[npt.NDArray[np.int64]]:
-    """Each session's known items in time order, with immediate repeats (reloads, view then cart) collapsed."""
-    keys = session_keys(frame)
+    """Each session's known items in time order, with immediate repeats (reloads, view then cart) collapsed.
+
+    A session is one person's, as serve's profiles see it: a session id two people share (one in the bundled shop)
+    is two sessions here, so a partition of whole users holds whole sessions (the Spark engine counts by such)."""
+    keys = frame["user_id"].astype(str) + "\x00" + session_keys(frame)
     items = frame["item_id"].map(index)
     keep = items.notna().to_numpy() & (positive_weights(frame).to_numpy() > 0)
     data = pd.DataFrame({"key": keys[keep], "item": items[keep].astype(np.int64), "ts": frame["timestamp"][keep]})

@@ -44,7 +44,7 @@ from model_export.training.interactions import (
     count_interactions,
     partial_counts,
 )
-from model_export.training.neighbors import PairCounts
+from model_export.training.pair_counts import PairCounts
 from model_export.training.user_replay import (
     PARTITION_ROWS,
     Replay,

@@ -24,7 +24,7 @@ from bench.common import bundled_events
 from model_export.data.archive import LocalObjects, Window, read_window
 from model_export.data.datasets import load_any
 from model_export.data.spark_archive import read_window_spark
-from model_export.training.neighbors import MAX_WINDOW
+from model_export.training.pair_counts import MAX_WINDOW
 from model_export.training.parity import session
 from model_export.training.spark_engine import SparkEngine, spark_session
 from model_export.training.training import Trained, train_models
