@@ -22,6 +22,7 @@ import pytest
 
 from bench.common import bundled_events
 from model_export.data.archive import LocalObjects, Window, read_window
+from model_export.data.canonical import normalize
 from model_export.data.datasets import load_any
 from model_export.data.spark_archive import read_window_spark
 from model_export.training.pair_counts import MAX_WINDOW
@@ -31,6 +32,7 @@ from model_export.training.training import Trained, train_models
 from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.recommend import OUTPUT_INDICES, OUTPUT_SCORES, exclusion_indices, onnx_feed, recent_inputs
 from tests.helpers.archive import archive_objects, archived, ndjson, sample_frame, write_folder
+from tests.helpers.data import rees46_sample
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +137,34 @@ def test_both_engines_exported_graphs_answer_the_same_for_the_parity_users(both:
     for (top_spark, scores_spark), (top_local, scores_local) in zip(answers(spark), answers(local), strict=True):
         np.testing.assert_array_equal(top_spark, top_local)
         np.testing.assert_allclose(scores_spark, scores_local, atol=1e-6)
+
+
+def test_both_engines_train_the_same_model_of_a_shop_with_one_event_type(spark: Any) -> None:
+    # Given a shop shaped like a grocery's purchase log (Ta-Feng's shape, built from the committed sample): only
+    # purchases, dates without a time of day (a day's events all tie), no categories, baskets as sessions, odd
+    # quantities
+    rows = rees46_sample()
+    day = rows["timestamp"].dt.floor("D") + pd.to_timedelta(rows.index % 3, unit="D")
+    frame = normalize(
+        rows.assign(
+            event_type="purchase",
+            timestamp=day,
+            category=None,
+            session_id=rows["user_id"] + "_" + day.dt.strftime("%Y%m%d"),
+            quantity=(rows.index % 7) + 1,
+        )
+    )
+
+    # When both engines train on it
+    engine = SparkEngine(spark)
+    local, on_spark = train_models(frame), train_models(frame, replay=engine, counts=engine.interactions)
+
+    # Then the model is the same
+    assert on_spark.index.ids == local.index.ids
+    assert on_spark.users == local.users
+    np.testing.assert_array_equal(on_spark.features, local.features)
+    np.testing.assert_array_equal(on_spark.segments.labels(on_spark.features), local.segments.labels(local.features))
+    assert (on_spark.data.user_items != local.data.user_items).nnz == 0
+    assert on_spark.recs.described() == local.recs.described()
+    np.testing.assert_array_equal(on_spark.recs.neighbor_idx, local.recs.neighbor_idx)
+    np.testing.assert_allclose(on_spark.recs.neighbor_sim, local.recs.neighbor_sim, atol=1e-6)
