@@ -307,20 +307,21 @@ class RulePlan:
                 counts[code] = counts.get(code, 0) + 1
         fill: list[int] = []
         passed: list[int] = []
-        looked = 0
+        looked, filled, count_of = size, 0, counts.get
         # Item by item: the window is usually full after a few dozen of the few hundred.
         for index, where in enumerate(ranking.positions.tolist()):
-            if len(fill) == window:
+            if filled == window:
+                looked = index
                 break
-            looked += 1
             code = codes[where]
             if code != NONE:
-                count = counts.get(code, 0)
+                count = count_of(code, 0)
                 if count >= cap:
                     passed.append(index)
                     continue
                 counts[code] = count + 1
             fill.append(index)
+            filled += 1
         if len(fill) == window < need:
             # The window is full: what it passed over ranks above everything not yet looked at.
             fill += (passed + list(range(looked, size)))[: need - window]
@@ -349,8 +350,9 @@ class RulePlan:
         scores = ranking.scores[fill].tolist()
         merged: list[Scored] = []
         pin_index = fill_index = 0
-        while len(merged) < k and (pin_index < len(pins) or fill_index < len(fill)):
-            if pin_index < len(pins) and (pins[pin_index][0] == len(merged) + 1 or fill_index == len(fill)):
+        pinned, filled = len(pins), len(fill)
+        while len(merged) < k and (pin_index < pinned or fill_index < filled):
+            if pin_index < pinned and (pins[pin_index][0] == len(merged) + 1 or fill_index == filled):
                 _, rule_id, item = pins[pin_index]
                 merged.append(Scored(item, pin_scores.get(item.id, 0.0)))
                 acted.add(rule_id)
