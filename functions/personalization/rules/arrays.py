@@ -119,15 +119,15 @@ class CatalogArrays:
             self._boosting[active] = found
         return found
 
-    def among(self, items: Positions, positions: Positions) -> Mask:
-        """positions[i] in items, for every i: three whole-array steps on this thread's catalog-sized mask (its
-        own, so concurrent requests do not meet), left all False again."""
-        marks: Mask | None = getattr(self._scratch, "marks", None)
+    def marked(self, items: Positions, positions: Positions) -> npt.NDArray[np.uint8]:
+        """EXCLUDED for every one of `positions` among `items`, else 0: a few whole-array steps on this thread's
+        catalog-sized mask (its own, so concurrent requests do not meet), left all 0 again."""
+        marks: npt.NDArray[np.uint8] | None = getattr(self._scratch, "marks", None)
         if marks is None:
-            marks = self._scratch.marks = np.zeros(len(self.ids), dtype=np.bool_)
-        marks[items] = True
+            marks = self._scratch.marks = np.zeros(len(self.ids), dtype=np.uint8)
+        marks[items] = EXCLUDED
         found = marks[positions]
-        marks[items] = False
+        marks[items] = 0
         return found
 
 
@@ -144,7 +144,7 @@ class Boosting:
     and which active rules each signature holds, rows of signatures whose product is 1 left empty (those change
     no score, so their rules do not count as applied)."""
 
-    __slots__ = ("acting", "acts", "multipliers", "names")
+    __slots__ = ("multipliers", "named")
 
     def __init__(self, arrays: CatalogArrays, active: frozenset[int]) -> None:
         self.multipliers = np.ones(arrays.signatures + 1)
@@ -154,19 +154,24 @@ class Boosting:
             if column is not None:  # None: the rule matches no catalog item
                 columns[column] = True
                 self.multipliers[arrays.holding[column]] *= arrays.boost_factors[column]
-        self.acting = arrays.holds & columns & (self.multipliers != 1.0)[:, None]
-        self.acts = self.acting.any(axis=1)
-        self.names = arrays.boost_rules
+        acting = arrays.holds & columns & (self.multipliers != 1.0)[:, None]
+        rows = np.flatnonzero(acting.any(axis=1))
+        names = arrays.boost_rules
+        # Signature -> the active rules it holds, for the signatures that change a score.
+        self.named = {
+            signature: tuple(names[column] for column in np.flatnonzero(row).tolist())
+            for signature, row in zip(rows.tolist(), acting[rows], strict=True)
+        }
 
     def boosted(self, signatures: npt.NDArray[np.int32], scores: Scores, acted: set[str]) -> Scores:
         """The scores with the boosts applied; the rules that changed one of them go into acted."""
         multipliers = self.multipliers[signatures]
-        # The distinct signatures that act, then their rules: a few dozen rows rather than one per candidate.
-        present = np.zeros(len(self.acts), dtype=np.bool_)
-        present[signatures] = True
-        rows = self.acting[np.flatnonzero(present & self.acts)]
-        names = self.names
-        acted.update([names[column] for column in np.flatnonzero(rows.any(axis=0)).tolist()])
+        # The distinct signatures, then the rules of those that act: a few dozen look-ups.
+        named = self.named
+        for signature in set(signatures.tolist()):
+            found = named.get(signature)
+            if found is not None:
+                acted.update(found)
         if scores.size == 0 or scores.min() >= 0:
             return scores * multipliers
         # Dividing a negative score keeps the promise that a boost lifts and a bury lowers.
@@ -216,30 +221,10 @@ _NONE: Positions = np.zeros(0, dtype=np.intp)
 _NO_SCORES: Scores = np.zeros(0, dtype=np.float64)
 
 
-def ranked(positions: Positions, scores: Scores, dropped: Mask, ids: Sequence[str]) -> tuple[Positions, Scores]:
-    """Indices of the candidates by score descending, then id ascending, without the dropped ones; and their
-    scores in that order."""
-    kept = np.flatnonzero(~dropped)
-    keys = scores[kept]
-    order = np.argsort(-keys)  # not stable: each run of equal scores is sorted by id below
-    by_score = keys[order]
-    tied = by_score[1:] == by_score[:-1]
-    if tied.any():
-        # Equal scores go by id (a popularity fallback has many): each run of them sorted on its own.
-        edges = np.flatnonzero(np.diff(np.concatenate(([False], tied, [False])).astype(np.int8))).tolist()
-        where = positions[kept].tolist()
-        for start, end in zip(edges[::2], edges[1::2], strict=True):
-            run = order[start : end + 1].tolist()
-            run.sort(key=lambda index: ids[where[index]])
-            order[start : end + 1] = run
-        by_score = keys[order]  # equal, but 0.0 and -0.0 are two scores
-    return kept[order], by_score
-
-
 @dataclass(frozen=True, slots=True)
 class Ranking:
     """The candidates to show, best first, without the excluded and pinned ones: catalog positions and boosted
     scores."""
 
-    positions: Positions
-    scores: Scores
+    positions: list[int]
+    scores: list[float]

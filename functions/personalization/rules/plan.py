@@ -3,6 +3,7 @@ diversity and pins over its candidates."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from functools import partial
 from operator import itemgetter
@@ -18,7 +19,6 @@ from personalization.rules.arrays import (
     CatalogArrays,
     Ranking,
     SelectionArrays,
-    ranked,
 )
 from personalization.rules.selection import (
     Exclusions,
@@ -215,11 +215,12 @@ class RulePlan:
         ranking, removed, pin_scores, boosted = arrays.curated[0]
         acted |= boosted
         if self.excluded.personal:
-            hit = self._arrays.among(self._personal_positions(), ranking.positions)
-            if hit.any():
+            personal = set(self._personal_positions().tolist())
+            if not personal.isdisjoint(ranking.positions):
                 ids = self._arrays.ids
-                removed = removed | {ids[where] for where in ranking.positions[hit].tolist()}
-                ranking = Ranking(ranking.positions[~hit], ranking.scores[~hit])
+                removed = removed | {ids[where] for where in ranking.positions if where in personal}
+                kept = [index for index, where in enumerate(ranking.positions) if where not in personal]
+                ranking = Ranking([ranking.positions[i] for i in kept], [ranking.scores[i] for i in kept])
         return ranking, removed, pin_scores
 
     def _personal_positions(self) -> Positions:
@@ -230,28 +231,20 @@ class RulePlan:
         self, arrays: SelectionArrays, positions: Positions, scores: Scores, acted: set[str], person: bool = True
     ) -> tuple[Ranking, frozenset[str], dict[str, float]]:
         """The candidates once each (best score), boosted, ordered without excluded and pinned items; what the
-        filters removed; the pinned items' own scores. A few whole-array steps: this runs on every request.
-        Without `person`, the person's own exclusions are left to the caller."""
-        ids = self._arrays.ids
+        filters removed; the pinned items' own scores. Without `person`, the person's own exclusions are left to
+        the caller.
+
+        This runs on every request, usually after other work has pushed it out of the CPU's caches, where each
+        distinct numpy function costs several microseconds to bring back: so a handful of them (gathers, one
+        product, one sort) do the per-candidate work, and one plain pass over the sorted lists the rest."""
         # One look-up in the selection's catalog mask answers both: excluded by a rule, pinned.
         marks = arrays.mask[positions]
-        excluded = (marks & EXCLUDED).view(np.bool_)
-        dropped = marks != 0
         if person and self.excluded.personal:
-            hit = self._arrays.among(self._personal_positions(), positions)
-            excluded |= hit
-            dropped |= hit
+            marks = marks | self._arrays.marked(self._personal_positions(), positions)
         if arrays.boosting is not None:
             scores = arrays.boosting.boosted(self._arrays.signature[positions], scores, acted)
-        removed = frozenset(ids[where] for where in positions[excluded].tolist())
-        pin_scores: dict[str, float] = {}
-        if self._selection.pin_ids:
-            pinned = marks >= PINNED
-            if pinned.any():
-                pinned_ids = [ids[where] for where in positions[pinned].tolist()]
-                pin_scores = dict(zip(pinned_ids, scores[pinned].tolist(), strict=True))
-        order, ordered_scores = ranked(positions, scores, dropped, ids)
-        return Ranking(positions[order], ordered_scores), removed, pin_scores
+        order = np.argsort(scores)[::-1]
+        return _split(positions[order].tolist(), scores[order].tolist(), marks[order].tolist(), self._arrays.ids)
 
     def _credit_filters(self, removed: set[str], notes: list[str], acted: set[str]) -> None:
         """Every filter that excluded something this list would have held counts as applied."""
@@ -309,7 +302,7 @@ class RulePlan:
         passed: list[int] = []
         looked, filled, count_of = size, 0, counts.get
         # Item by item: the window is usually full after a few dozen of the few hundred.
-        for index, where in enumerate(ranking.positions.tolist()):
+        for index, where in enumerate(ranking.positions):
             if filled == window:
                 looked = index
                 break
@@ -346,8 +339,8 @@ class RulePlan:
         """Pins at their claimed positions, recommended items around them, pins past the end closing the list;
         then cut to k. Only here do the shown items become objects."""
         item_at = self._arrays.catalog.item
-        shown = ranking.positions[fill].tolist()
-        scores = ranking.scores[fill].tolist()
+        shown = [ranking.positions[index] for index in fill]
+        scores = [ranking.scores[index] for index in fill]
         merged: list[Scored] = []
         pin_index = fill_index = 0
         pinned, filled = len(pins), len(fill)
@@ -380,3 +373,39 @@ def _excluded_positions(arrays: CatalogArrays, selection: _Selection, personal: 
     """Exclusions.catalog_positions: the selection's (sorted once) and the person's."""
     static = _selection_arrays(arrays, selection).static_positions(arrays)
     return np.union1d(static, _positions_of(arrays, personal)) if personal else static
+
+
+def _split(
+    positions: list[int], scores: list[float], marks: list[int], ids: Sequence[str]
+) -> tuple[Ranking, frozenset[str], dict[str, float]]:
+    """From the candidates by score descending: the ranking without the excluded and pinned ones (equal scores
+    by id), the ids of the excluded ones, and the pinned ones' scores."""
+    kept: list[int] = []
+    kept_scores: list[float] = []
+    removed: list[str] = []
+    pin_scores: dict[str, float] = {}
+    tied = False
+    last = math.nan
+    for where, score, mark in zip(positions, scores, marks, strict=True):
+        if mark:
+            if mark & EXCLUDED:
+                removed.append(ids[where])
+            if mark & PINNED:
+                pin_scores[ids[where]] = score
+            continue
+        tied = tied or score == last
+        last = score
+        kept.append(where)
+        kept_scores.append(score)
+    if tied:
+        # Equal scores go by id (a popularity fallback has many): each run of them sorted on its own, each score
+        # staying with its item (0.0 and -0.0 are equal but two scores).
+        start = 0
+        for end in range(1, len(kept) + 1):
+            if end == len(kept) or kept_scores[end] != kept_scores[start]:
+                if end - start > 1:
+                    run = sorted(zip(kept[start:end], kept_scores[start:end], strict=True), key=lambda p: ids[p[0]])
+                    kept[start:end] = [where for where, _ in run]
+                    kept_scores[start:end] = [score for _, score in run]
+                start = end
+    return Ranking(kept, kept_scores), frozenset(removed), pin_scores
