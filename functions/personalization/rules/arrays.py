@@ -172,7 +172,9 @@ class Boosting:
             found = named.get(signature)
             if found is not None:
                 acted.update(found)
-        if scores.size == 0 or scores.min() >= 0:
+        # min() over the scores as a list: numpy's reductions are among the costliest functions to bring back
+        # into a cold cache, and tolist() is warm already.
+        if min(scores.tolist(), default=0.0) >= 0:
             return scores * multipliers
         # Dividing a negative score keeps the promise that a boost lifts and a bury lowers.
         return np.where(scores >= 0, scores * multipliers, scores / multipliers)

@@ -149,6 +149,8 @@ class RuleEngine:
         self._devices = frozenset[str]().union(*(scope.devices or () for scope in scopes))
         self._countries = frozenset[str]().union(*(scope.countries or () for scope in scopes))
         self._dayparts = frozenset[str]().union(*(scope.dayparts or () for scope in scopes))
+        # The document's daypart of each local hour, read without a pydantic attribute look-up per request.
+        self._daypart_of_hour = tuple(document.daypart_at(hour) for hour in range(24))
         self._channels = frozenset[str]().union(*(scope.channels or () for scope in scopes))
         # What the edge must key shared fragments on (personalization.context.context_key).
         self.dimensions = document.context_dimensions()
@@ -179,7 +181,8 @@ class RuleEngine:
         segment_id = None if request.segment_id is None else str(request.segment_id)
         context = request.context
         device = None if context.device is None else context.device.value
-        daypart = self.document.daypart_at(context.local_hour) if self._dayparts else None
+        hour = context.local_hour
+        daypart = self._daypart_of_hour[hour] if self._dayparts and hour is not None else None
         return _Key(
             request.slot if request.slot in self._slots else None,
             request.journey if request.journey in self._journeys else None,
