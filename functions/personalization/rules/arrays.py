@@ -1,6 +1,7 @@
 """The rules over candidates as arrays (catalog positions and scores, as the graph hands them over): the item sets
-a selection excludes, pins or boosts as catalog positions, and the whole-array steps of a ranking (membership,
-boosts, the order). No object per candidate: only the items a fragment shows are made (RulePlan._merge).
+a selection excludes, pins or boosts as catalog-sized masks and per-signature factors, read with a few
+whole-array steps per request (RulePlan._rank). No object per candidate: only the items a fragment shows are made
+(RulePlan._merge).
 
 Every step gives what the object path gave, to the bit: boosts multiply (or divide a negative score) in float64
 as Python floats do, one factor at a time in document order, and the order is score descending, then
@@ -19,8 +20,6 @@ import numpy.typing as npt
 from personalization.catalog import Catalog
 from personalization.ranking import Positions, Scores
 from personalization.rules.selection import _Boosts, _Selection
-
-Mask = npt.NDArray[np.bool_]
 
 
 class CatalogArrays:
@@ -140,9 +139,8 @@ MASKS = 64
 class Boosting:
     """Active boosts as arrays: each signature's product of their factors, multiplied one factor at a time in
     document order (as the object path did: the same product to the bit; the last entry stands for signature -1,
-    no boost: 1.0),
-    and which active rules each signature holds, rows of signatures whose product is 1 left empty (those change
-    no score, so their rules do not count as applied)."""
+    no boost: 1.0), and the active rules of each signature whose product is not 1 (one whose product is 1 changes
+    no score, so its rules do not count as applied)."""
 
     __slots__ = ("multipliers", "named")
 
