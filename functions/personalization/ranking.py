@@ -80,7 +80,9 @@ class Candidates:
         ]
 
     def then(self, more: Candidates) -> Candidates:
-        """These, then `more` (of the same catalog, none of these) below them."""
+        """These, then `more` (none of these) below them."""
+        if more.catalog is not self.catalog:  # its positions mean other items here: go by the ids
+            more = Candidates.of(self.catalog, more.scored())
         return Candidates(
             self.catalog, np.concatenate([self.positions, more.positions]), np.concatenate([self.scores, more.scores])
         )
