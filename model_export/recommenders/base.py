@@ -79,12 +79,16 @@ class Recommender(ABC):
 
     @classmethod
     def search(cls, data: RecsData, trials: Trials, progress: bool = False) -> None:
-        """Every grid point with every decay, each scored by `trials` (a family may search more cleverly)."""
+        """Every grid point with every decay, each measured by `trials`; the first (the first grid point at the
+        first decay) is the family's incumbent, replaced only by a clearly better best (tuning.Trials.choose).
+        A family may search more cleverly."""
         points = list(cls.grid(data))
+        measured = []
         for params in tqdm(points, desc=f"select: {cls.name}", unit="fit", disable=not progress):
             model = cls(**params).build(data)
-            for decay in cls.decays:
-                trials.measure(cls.name, {**params, "decay": decay}, model)
+            measured += [trials.measure(cls.name, {**params, "decay": decay}, model) for decay in cls.decays]
+        if measured:
+            trials.choose(cls.name, measured[0], measured[1:])
 
 
 def with_decay(params: Mapping[str, Any], decay: float | None = None) -> dict[str, Any]:

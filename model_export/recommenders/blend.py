@@ -19,7 +19,7 @@ from model_export.recommenders.base import Recommender
 from model_export.training.recs import Floats, RecsData, RecsModel
 
 if TYPE_CHECKING:
-    from model_export.training.tuning import Trial, Trials
+    from model_export.training.tuning import Trials
 
 SHARES = (0.25, 0.5, 0.75)
 # Items whose one-item histories set a model's scale: enough for a stable mean, cheap at any catalog size.
@@ -102,19 +102,15 @@ class Blend(Recommender):
 
     @classmethod
     def search(cls, data: RecsData, trials: Trials, progress: bool = False) -> None:
-        """The two families whose best trials the criterion ranks first, blended at each share, with either's
-        recent-items decay. Runs after every other family, so their best trials are known."""
-        best: dict[str, Trial] = {}
-        for trial in trials.tried:
-            if trial.family != cls.name and (
-                trial.family not in best or trials.score(trial.metrics) > trials.score(best[trial.family].metrics)
-            ):
-                best[trial.family] = trial
-        ranked = sorted(best.values(), key=lambda t: trials.score(t.metrics), reverse=True)
+        """The two families whose chosen trials (tuning.Trials.chosen) the criterion ranks first, blended at each
+        share, with either's recent-items decay. Runs after every other family, so their choices are known."""
+        chosen = [trial for family, trial in trials.chosen.items() if family != cls.name]
+        ranked = sorted(chosen, key=lambda t: trials.score(t.metrics), reverse=True)
         if len(ranked) < 2:
             return
         first, second = ranked[0], ranked[1]
         decays = dict.fromkeys([float(first.params.get("decay", 0.7)), float(second.params.get("decay", 0.7))])
+        measured = []
         for share in SHARES:
             for decay in decays:
                 params = {
@@ -125,4 +121,5 @@ class Blend(Recommender):
                     "share": share,
                     "decay": decay,
                 }
-                trials.measure(cls.name, params, cls(**params).build(data))
+                measured.append(trials.measure(cls.name, params, cls(**params).build(data)))
+        trials.choose(cls.name, measured[0], measured[1:])

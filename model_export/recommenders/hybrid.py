@@ -119,15 +119,25 @@ class Hybrid(Recommender):
 
     @classmethod
     def search(cls, data: RecsData, trials: Trials, progress: bool = False) -> None:
-        """Coordinate search: each step keeps a value only if the one criterion (tuning.Trials.score, against
-        the best figures any trial of any family has reached so far) prefers it to the current best."""
+        """Coordinate search from the defaults: every value of one hyperparameter is tried with the others held,
+        and the one the criterion ranks first is kept only if it is clearly better than the current choice
+        (tuning.Trials.challenge: by more than the validation questions' noise), so values no validation split
+        can tell apart keep the defaults, whichever users the split holds."""
         best = RecsParams()
-        best_metrics = trials.measure(cls.name, best.to_dict(), cls(**best.to_dict()).build(data))
-        steps = [(name, value) for _ in range(ROUNDS) for name, values in SEARCH.items() for value in values]
-        for name, value in tqdm(steps, desc=f"select: {cls.name}", unit="fit", disable=not progress):
-            candidate = replace(best, **{name: value})
-            if candidate == best or not _matters(name, best, data):
-                continue
-            found = trials.measure(cls.name, candidate.to_dict(), cls(**candidate.to_dict()).build(data))
-            if trials.improves(found, best_metrics):
-                best, best_metrics = candidate, found
+        incumbent = trials.measure(cls.name, best.to_dict(), cls(**best.to_dict()).build(data))
+        total = ROUNDS * sum(len(values) for values in SEARCH.values())
+        with tqdm(total=total, desc=f"select: {cls.name}", unit="fit", disable=not progress) as bar:
+            for _ in range(ROUNDS):
+                for name, values in SEARCH.items():
+                    bar.update(len(values))
+                    if not _matters(name, best, data):
+                        continue
+                    candidates = [replace(best, **{name: value}) for value in values]
+                    challengers = [
+                        trials.measure(cls.name, c.to_dict(), cls(**c.to_dict()).build(data))
+                        for c in candidates
+                        if c != best
+                    ]
+                    incumbent = trials.challenge(incumbent, challengers)
+                    best = RecsParams(**incumbent.params)
+        trials.choose(cls.name, incumbent, [])

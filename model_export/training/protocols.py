@@ -32,6 +32,9 @@ class RawQuery:
     history: History
     exclude: frozenset[str]
     targets: tuple[str, ...]
+    # The questions that stand or fall together (one user's; one session's prefixes): the search's paired
+    # bootstrap (model_export.training.tuning) resamples these groups, not single questions.
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def user_split(
             continue
         new = tuple(dict.fromkeys(item for item in items if item not in seen))
         if new:
-            queries.append(RawQuery(list(profile.recent), seen, new))
+            queries.append(RawQuery(list(profile.recent), seen, new, str(user_id)))
     return Protocol("user", _sample(queries, limit, seed))
 
 
@@ -113,7 +116,7 @@ def session_next_item(frame: pd.DataFrame, cutoff: pd.Timestamp, limit: int = 20
                 if item in seen:
                     repeats += 1
                 else:
-                    queries.append(RawQuery(list(history), frozenset(seen), (item,)))
+                    queries.append(RawQuery(list(history), frozenset(seen), (item,), str(keys[start])))
             history.append((item, str(codes[row]), int(ms[row])))
             seen.add(item)
         start = end

@@ -10,6 +10,19 @@ one criterion that weighs both protocols:
 
 It is the evaluation's target turned into a choice: the model that is nowhere far behind the best, on
 either protocol, wins over one that leads on one figure and trails on another.
+
+Which trial wins is decided by incumbents and challengers, never by the highest score alone. Each family's
+first trial (its defaults) is its incumbent; the trial the criterion ranks first among the others replaces it only
+when its gain is clear: more than MARGIN, and more than CLEAR_ERRORS standard errors of the paired gain, from a
+bootstrap that resamples the same validation questions (whole users, whole sessions) for both trials. The
+hybrid's coordinate search takes each step by the same rule, and across families the default family (the hybrid,
+what a shop without a validation split gets) is the incumbent that the best other family's choice must clearly
+beat. Why: a highest score alone moves with whichever users and questions a split holds, and among trials within
+noise of each other it picked a different one on a different sample of the same shop. A clear gain rarely hinges
+on the sample (only one close to the bar can), so the search on a bounded sample of users chooses what the search
+on everyone does (tests/unit/test_search_sample.py), without dropping a family or a grid point, and the rule
+needs nothing a shop may lack (categories, views, times of day). The price: a gain the validation split cannot
+show clearly is not taken, so a small shop stays closer to the defaults.
 """
 
 from __future__ import annotations
@@ -19,12 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from tqdm import tqdm
 
 from model_export.evaluation.baselines import Baseline
-from model_export.evaluation.metrics import Scorer, rank, summarize
-from model_export.recommenders import FAMILIES, Recommender
+from model_export.evaluation.metrics import Scorer, per_query, rank, summarize
+from model_export.recommenders import FAMILIES, Hybrid, Recommender
 from model_export.recommenders.base import DECAYS
 from model_export.training.protocols import Protocol, Queries, encode, session_next_item, time_cutoff, user_split
 from model_export.training.recs import RecsData, RecsModel
@@ -33,10 +47,18 @@ from personalization.profile import Profile
 from personalization.recommend import RecentWeighting
 
 FIGURES = (("user", "ndcg@10"), ("user", "recall@20"), ("session", "ndcg@10"), ("session", "recall@20"))
-# Differences in the smallest ratio below this are validation noise: searching on two thirds of the bundled
-# shop's users instead of all moved the winning trial's ratio by 0.6% and other families' by up to 9%, so a
-# smaller gain is no evidence of a better model.
-NOISE = 0.02
+# The smallest gain in the smallest ratio worth moving away from an incumbent for, even when it is certain: on a
+# shop with many questions the standard error gets tiny, and a 1% better validation figure is not a better model.
+MARGIN = 0.02
+# How many standard errors of the paired gain a challenger must clear. One search makes about thirty such
+# comparisons, each of the best of several challengers; at 3 a one-sided test of one pair of equal trials moves
+# about once in 700, so a search among trials no validation split tells apart (most of a grid, on a small shop)
+# stays at its incumbents instead of following the noise of the one split it has.
+CLEAR_ERRORS = 3.0
+# Bootstrap resamples of the validation questions: the standard error to within about 4%.
+RESAMPLES = 400
+# The resamples depend only on the questions (fixed seed): two runs on the same data decide the same.
+BOOTSTRAP_SEED = 0
 # Keeps a figure no trial scores on (a protocol without questions) from deciding anything.
 EPSILON = 1e-4
 # Validation questions per protocol: enough to tell candidates apart, few enough for a fast search.
@@ -46,10 +68,37 @@ VALIDATION_QUERIES = 5_000
 SEARCH_USERS = 4_000
 CRITERION = (
     "on the validation split, each trial's four figures (user-split NDCG@10 and Recall@20, session NDCG@10 and"
-    " Recall@20) relative to the best any trial reached; the highest smallest ratio wins, ties by the mean ratio"
+    " Recall@20) relative to the best any trial reached; the score is the smallest ratio. Each family's defaults,"
+    " then the default family (hybrid), are the incumbents: the best-scoring challenger replaces one only when its"
+    f" score gain exceeds {MARGIN} and {CLEAR_ERRORS:g} standard errors of the paired gain (a bootstrap over the"
+    " same questions, by user and session)"
 )
 
+
 Metrics = dict[str, dict[str, float]]
+Floats = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A trial's four figures (FIGURES order) on the validation questions, and on each bootstrap resample of them
+    (RESAMPLES x 4): every trial sees the same resamples, so two trials' difference is a paired one."""
+
+    point: Floats
+    resampled: Floats
+
+
+def resample_weights(groups: Sequence[str], resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Floats:
+    """[resamples x questions] weights whose product with per-question values gives each resample's mean.
+
+    A resample draws as many groups as there are, with replacement (a question weighs as often as its group is
+    drawn): the questions of one user or one session rise and fall together, so resampling them one by one
+    would understate the error. numpy has the draw; the cluster bootstrap around it is four lines."""
+    codes, uniques = pd.factorize(pd.Series(list(groups), dtype=object))
+    n_groups = len(uniques)
+    counts = np.random.default_rng(seed).multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=resamples)
+    weights = counts[:, codes].astype(np.float64)
+    return np.asarray(weights / weights.sum(axis=1, keepdims=True), dtype=np.float64)
 
 
 @dataclass
@@ -57,6 +106,7 @@ class Validation:
     data: RecsData
     protocols: list[Protocol]
     _encoded: dict[tuple[str, float], Queries] = field(default_factory=dict)
+    _weights: dict[str, Floats] = field(default_factory=dict)
 
     def queries(self, protocol: Protocol, decay: float) -> Queries:
         key = (protocol.name, decay)
@@ -65,12 +115,33 @@ class Validation:
             self._encoded[key] = encode(protocol, index.position, len(index), RecentWeighting(decay=decay))
         return self._encoded[key]
 
+    def weights(self, protocol: Protocol) -> Floats:
+        if protocol.name not in self._weights:
+            groups = [query.group or str(i) for i, query in enumerate(protocol.queries)]
+            self._weights[protocol.name] = resample_weights(groups)
+        return self._weights[protocol.name]
+
     def measure(self, scorer: Scorer, decay: float) -> Metrics:
+        return self.assess(scorer, decay)[0]
+
+    def assess(self, scorer: Scorer, decay: float) -> tuple[Metrics, Evidence]:
+        """The protocols' summaries, and the four figures with their bootstrap resamples."""
         found = {}
+        n_items = len(self.data.index)
+        point = np.zeros(len(FIGURES))
+        resampled = np.zeros((RESAMPLES, len(FIGURES)))
         for protocol in self.protocols:
             queries = self.queries(protocol, decay)
-            found[protocol.name] = summarize(rank(scorer, queries), queries, len(self.data.index))
-        return found
+            lists = rank(scorer, queries)
+            found[protocol.name] = summarize(lists, queries, n_items)
+            if not len(queries):
+                continue
+            values = per_query(lists, queries, n_items)
+            for column, (name, metric) in enumerate(FIGURES):
+                if name == protocol.name:
+                    point[column] = float(values[metric].mean())
+                    resampled[:, column] = self.weights(protocol) @ values[metric]
+        return found, Evidence(point, resampled)
 
 
 def search_users(frame: pd.DataFrame, limit: int = SEARCH_USERS) -> frozenset[str] | None:
@@ -122,40 +193,82 @@ class Trial:
     family: str
     params: dict[str, Any]
     metrics: Metrics
+    evidence: Evidence = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A challenger against an incumbent: its gain in the smallest ratio and that gain's standard error."""
+
+    challenger: Trial
+    incumbent: Trial
+    gain: float
+    error: float
+
+    @property
+    def clear(self) -> bool:
+        return self.gain > MARGIN and self.gain > CLEAR_ERRORS * self.error
 
 
 @dataclass
 class Trials:
-    """Every trial measured on one validation split, and the best value reached on each figure so far."""
+    """Every trial measured on one validation split, the best value reached on each figure so far, each family's
+    choice (`chosen`) and every comparison made (`decisions`)."""
 
     valid: Validation
     tried: list[Trial] = field(default_factory=list)
     best: dict[tuple[str, str], float] = field(default_factory=dict)
+    chosen: dict[str, Trial] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
 
-    def measure(self, family: str, params: Mapping[str, Any], model: RecsModel) -> Metrics:
+    def measure(self, family: str, params: Mapping[str, Any], model: RecsModel) -> Trial:
         decay = float(params.get("decay", RecentWeighting().decay))
-        found = self.valid.measure(model.scores, decay)
-        self.tried.append(Trial(family, dict(params), found))
+        metrics, evidence = self.valid.assess(model.scores, decay)
+        trial = Trial(family, dict(params), metrics, evidence)
+        self.tried.append(trial)
         for key in FIGURES:
-            self.best[key] = max(self.best.get(key, 0.0), figure(found, *key))
-        return found
+            self.best[key] = max(self.best.get(key, 0.0), figure(metrics, *key))
+        return trial
+
+    def _ratios(self, values: Floats) -> Floats:
+        scale = np.asarray([self.best.get(key, 0.0) for key in FIGURES]) + EPSILON
+        return np.asarray((values + EPSILON) / scale)
+
+    def rank(self, trial: Trial) -> tuple[float, float]:
+        """The criterion (smallest ratio, then mean ratio) against the best figures so far, unrounded."""
+        ratios = self._ratios(trial.evidence.point)
+        return float(ratios.min()), float(ratios.mean())
+
+    def compare(self, challenger: Trial, incumbent: Trial) -> Decision:
+        """The paired gain of `challenger` over `incumbent` in the smallest ratio (against the best figures so
+        far), and its standard error over the bootstrap resamples both were measured on."""
+        gain = self.rank(challenger)[0] - self.rank(incumbent)[0]
+        paired = self._ratios(challenger.evidence.resampled).min(axis=1) - self._ratios(
+            incumbent.evidence.resampled
+        ).min(axis=1)
+        decision = Decision(challenger, incumbent, gain, float(np.std(paired)))
+        self.decisions.append(decision)
+        return decision
+
+    def challenge(self, incumbent: Trial, challengers: Sequence[Trial]) -> Trial:
+        """The challenger the criterion ranks first (the earliest among equals) if it is clearly better than
+        `incumbent`, else `incumbent`."""
+        if not challengers:
+            return incumbent
+        top = max(challengers, key=self.rank)
+        return top if self.compare(top, incumbent).clear else incumbent
+
+    def choose(self, family: str, incumbent: Trial, challengers: Sequence[Trial]) -> Trial:
+        """`challenge`, kept as the family's choice."""
+        self.chosen[family] = self.challenge(incumbent, challengers)
+        return self.chosen[family]
 
     def score(self, metrics: Metrics) -> tuple[float, float]:
         return criterion(metrics, self.best)
 
-    def improves(self, found: Metrics, current: Metrics) -> bool:
-        """Whether `found` beats `current` by more than validation noise (NOISE on the smallest ratio)."""
-        return self.score(found)[0] > self.score(current)[0] + NOISE
-
-    def winner(self, family: str | None = None) -> Trial:
-        """The earliest trial (among one family's, when named) within NOISE of the best smallest ratio.
-
-        Families are tried in a fixed order and each search starts from its defaults, so among trials no
-        validation split can tell apart the first tried wins: the choice then does not hinge on which users a
-        sample holds (tests/unit/test_search_sample.py)."""
-        pool = [t for t in self.tried if family is None or t.family == family]
-        top = max(self.score(t.metrics)[0] for t in pool)
-        return next(t for t in pool if self.score(t.metrics)[0] >= top - NOISE)
+    def winner(self, family: str) -> Trial:
+        """The family's choice: its first trial (its defaults) unless its best one was clearly better."""
+        return self.chosen[family]
 
 
 @dataclass(frozen=True)
@@ -177,8 +290,18 @@ class FamilyResult:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    challenger: str
+    incumbent: str
+    gain: float
+    error: float
+    moved: bool
+
+
+@dataclass(frozen=True)
 class Selection:
-    """The winning family and hyperparameters, each family's best trial, and why the winner won."""
+    """The winning family and hyperparameters, each family's choice, and why the winner won: `against` is the
+    comparison of the best other family's choice with the default family's."""
 
     family: str
     params: dict[str, Any]
@@ -186,6 +309,7 @@ class Selection:
     families: dict[str, FamilyResult]
     best: dict[tuple[str, str], float]
     tried: int
+    against: Comparison | None = None
 
     def reason(self) -> str:
         won = self.families[self.family]
@@ -197,6 +321,14 @@ class Selection:
         )
         if runner is not None:
             text += f"; the next family, {runner.family}, falls to {runner.score[0]:.2f}x on its weakest figure"
+        against = self.against
+        if against is not None:
+            verdict = "clearly better than" if against.moved else "not clearly better than"
+            text += (
+                f"; {against.challenger} was {verdict} the incumbent {against.incumbent}"
+                f" ({against.gain:+.3f} on the weakest figure's ratio, {against.error:.3f} standard error; a move"
+                f" needs more than {MARGIN} and {CLEAR_ERRORS:g} standard errors)"
+            )
         return text + "."
 
     def to_dict(self) -> dict[str, Any]:
@@ -211,17 +343,28 @@ class Selection:
 
 
 def select(valid: Validation, families: Sequence[type[Recommender]] = FAMILIES, progress: bool = False) -> Selection:
-    """Every family searched on the validation split; the criterion's first trial wins."""
+    """Every family searched on the validation split; the default family's choice wins unless another family's
+    choice is clearly better (`Trials.compare`), the challengers in the families' fixed order."""
     trials = Trials(valid)
     for family in families:
         family.search(valid.data, trials, progress=progress)
-    winner = trials.winner()
+    searched = [family.name for family in families if family.name in trials.chosen]
+    # The default family first (stable sort): it is what a shop gets when nothing is clearly better.
+    order = sorted(searched, key=lambda name: name != Hybrid.name)
+    incumbent = trials.chosen[order[0]]
+    winner = trials.challenge(incumbent, [trials.chosen[name] for name in order[1:]])
+    against = trials.decisions[-1] if len(order) > 1 else None
     results = {}
-    for family in families:
-        best = trials.winner(family.name)
-        count = sum(1 for t in trials.tried if t.family == family.name)
-        results[family.name] = FamilyResult(family.name, best.params, best.metrics, trials.score(best.metrics), count)
-    return Selection(winner.family, winner.params, winner.metrics, results, dict(trials.best), len(trials.tried))
+    for name in searched:
+        best = trials.winner(name)
+        count = sum(1 for t in trials.tried if t.family == name)
+        results[name] = FamilyResult(name, best.params, best.metrics, trials.score(best.metrics), count)
+    comparison = None
+    if against is not None:
+        comparison = Comparison(against.challenger.family, incumbent.family, against.gain, against.error, against.clear)
+    return Selection(
+        winner.family, winner.params, winner.metrics, results, dict(trials.best), len(trials.tried), comparison
+    )
 
 
 @dataclass(frozen=True)
