@@ -82,7 +82,7 @@ def _targets(evaluation: Evaluation) -> list[str]:
 
 
 def _families(evaluation: Evaluation) -> list[str]:
-    """Each family's best trial on the validation split, and why the winner won."""
+    """Each family's chosen trial on the validation split, and why the winner won."""
     selection = evaluation.trained.selection
     if selection is None:
         return [f"No validation split could be carved; the exported family is {evaluation.trained.recs.family}."]
@@ -90,7 +90,7 @@ def _families(evaluation: Evaluation) -> list[str]:
         f"Criterion: {CRITERION}.",
         "",
         "| family | user NDCG@10 | user Recall@20 | session NDCG@10 | session Recall@20 | worst ratio | mean ratio"
-        " | trials | best hyperparameters |",
+        " | trials | chosen hyperparameters |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in selection.families.items():
