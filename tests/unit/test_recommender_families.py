@@ -122,7 +122,7 @@ def test_a_family_searches_on_the_validation_split(family: type[Recommender]) ->
     else:
         assert moves
         assert moves[-1].challenger is best
-    assert all(d.gain > MARGIN and d.gain > CLEAR_ERRORS * d.error for d in moves)
+    assert all(d.gain > MARGIN and d.overall > CLEAR_ERRORS * d.error for d in moves)
 
 
 def test_a_blend_scores_as_the_weighted_sum_of_its_two_models(frame_data: tuple[RecsData, dict[str, Profile]]) -> None:

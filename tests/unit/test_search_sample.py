@@ -123,6 +123,6 @@ def test_a_challenger_replaces_the_incumbent_only_on_a_clear_gain() -> None:
     # A certain but tiny gain (under MARGIN) does not move either.
     tiny = trial(0.1 + 0.2 * MARGIN / 2, 1e-6, rng)
     decision = trials.compare(tiny, incumbent)
-    assert decision.gain > CLEAR_ERRORS * decision.error
+    assert decision.overall > CLEAR_ERRORS * decision.error
     assert not decision.clear
     assert trials.challenge(incumbent, []) is incumbent
