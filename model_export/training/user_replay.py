@@ -155,7 +155,7 @@ def replay_users(
 
 
 class Replay(Protocol):
-    """How train_models replays: `replay_users` in this process, or spark_engine.SparkReplay on Spark."""
+    """How train_models replays: `replay_users` in this process, or spark_engine.SparkEngine on Spark."""
 
     def __call__(self, frame: pd.DataFrame, spec: ReplaySpec, progress: bool = False) -> Replayed: ...
 
