@@ -106,12 +106,50 @@ class _CatalogDocument(BaseModel):
         return found.with_category_axes(self.category_axes)
 
 
+class _Maker:
+    """Makes a catalog's items from its columns, each once. The views hold this, not the catalog: a catalog holds
+    no reference cycle, so it is freed when a replaced version is let go (serve freezes its heap after init, so a
+    cycle would never be collected: every version switch would keep the old catalog)."""
+
+    __slots__ = ("_brand", "_brands", "_categories", "_category", "_made", "_popularity", "_price", "ids")
+
+    def __init__(
+        self,
+        ids: list[str],
+        category: npt.NDArray[np.int32],
+        categories: list[str],
+        price: npt.NDArray[np.float64],
+        popularity: npt.NDArray[np.float64],
+        brand: npt.NDArray[np.int32],
+        brands: list[str],
+    ) -> None:
+        self.ids, self._category, self._categories, self._price = ids, category, categories, price
+        self._popularity, self._brand, self._brands = popularity, brand, brands
+        # Items already made, by position: a warm container asks for the same few thousand items on every
+        # request, and making one costs more than finding it (frozen, so sharing is safe).
+        self._made: dict[int, CatalogItem] = {}
+
+    def item(self, position: int) -> CatalogItem:
+        made = self._made.get(position)
+        if made is not None:
+            return made
+        category, price, brand = int(self._category[position]), float(self._price[position]), int(self._brand[position])
+        made = self._made[position] = CatalogItem(
+            self.ids[position],
+            None if category == NONE else self._categories[category],
+            None if price != price else price,
+            float(self._popularity[position]),
+            None if brand == NONE else self._brands[brand],
+        )
+        return made
+
+
 class _Items(Sequence[CatalogItem]):
     """Catalog items at some positions, made on access."""
 
     __slots__ = ("_catalog", "_positions")
 
-    def __init__(self, catalog: Catalog, positions: Sequence[int]) -> None:
+    def __init__(self, catalog: _Maker, positions: Sequence[int]) -> None:
         self._catalog = catalog
         self._positions = positions
 
@@ -142,22 +180,23 @@ class _Items(Sequence[CatalogItem]):
 
 
 class _ById(Mapping[str, CatalogItem]):
-    __slots__ = ("_catalog",)
+    __slots__ = ("_maker", "_position")
 
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
+    def __init__(self, maker: _Maker, position: dict[str, int]) -> None:
+        self._maker = maker
+        self._position = position
 
     def __getitem__(self, item_id: str) -> CatalogItem:
-        return self._catalog.item(self._catalog.position[item_id])
+        return self._maker.item(self._position[item_id])
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._catalog.position
+        return item_id in self._position
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._catalog.position)
+        return iter(self._position)
 
     def __len__(self) -> int:
-        return len(self._catalog.position)
+        return len(self._position)
 
 
 class _PerItem(Mapping[str, float]):
@@ -197,11 +236,11 @@ class Catalog:
         brand = [NONE if i.brand is None else brands.setdefault(i.brand, len(brands)) for i in ordered]
         self._set(
             [item.id for item in ordered],
-            _codes(category),
+            catalog_columns.codes(category),
             list(categories),
-            _floats([math.nan if item.price is None else item.price for item in ordered]),
-            _floats([item.popularity for item in ordered]),
-            _codes(brand),
+            catalog_columns.floats([math.nan if item.price is None else item.price for item in ordered]),
+            catalog_columns.floats([item.popularity for item in ordered]),
+            catalog_columns.codes(brand),
             list(brands),
         )
 
@@ -223,7 +262,8 @@ class Catalog:
             order = sorted(range(len(ids)), key=lambda p: (-popularity[p], ids[p]))
             ids, category, prices = [ids[p] for p in order], [category[p] for p in order], [prices[p] for p in order]
             popularity, brand = [popularity[p] for p in order], [brand[p] for p in order]
-        catalog._set(ids, _codes(category), categories, _floats(prices), _floats(popularity), _codes(brand), brands)
+        floats, codes = catalog_columns.floats, catalog_columns.codes
+        catalog._set(ids, codes(category), categories, floats(prices), floats(popularity), codes(brand), brands)
         return catalog
 
     def _set(
@@ -250,11 +290,9 @@ class Catalog:
         self._rank = id_rank
         self._given_price_order: npt.NDArray[np.integer[Any]] | None = None
         self.position = dict(zip(ids, range(len(ids)), strict=True))
-        self.items: Sequence[CatalogItem] = _Items(self, range(len(ids)))
-        self.by_id: Mapping[str, CatalogItem] = _ById(self)
-        # Items already made, by position: a warm container asks for the same few thousand items on every
-        # request, and making one costs more than finding it (frozen, so sharing is safe). At most one per item.
-        self._made: dict[int, CatalogItem] = {}
+        self._maker = _Maker(ids, category, categories, price, popularity, brand, brands)
+        self.items: Sequence[CatalogItem] = _Items(self._maker, range(len(ids)))
+        self.by_id: Mapping[str, CatalogItem] = _ById(self._maker, self.position)
         # The scale scores divide by; a shop whose every item has popularity 0 scores them all 0, not 0/0
         self.max_popularity = float(popularity[0]) if len(popularity) and popularity[0] > 0 else 1.0
         # Each category's place in a few-dimensional space of what people shop for together (the trainer's
@@ -269,18 +307,7 @@ class Catalog:
         return self
 
     def item(self, position: int) -> CatalogItem:
-        made = self._made.get(position)
-        if made is not None:
-            return made
-        category, price, brand = int(self._category[position]), float(self._price[position]), int(self._brand[position])
-        made = self._made[position] = CatalogItem(
-            self.ids[position],
-            None if category == NONE else self._categories[category],
-            None if price != price else price,
-            float(self._popularity[position]),
-            None if brand == NONE else self._brands[brand],
-        )
-        return made
+        return self._maker.item(position)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -295,7 +322,7 @@ class Catalog:
     @cached_property
     def by_category(self) -> dict[str, Sequence[CatalogItem]]:
         """Each named category's items, in catalog order."""
-        return {category: _Items(self, found) for category, found in self._in_category.items()}
+        return {category: _Items(self._maker, found) for category, found in self._in_category.items()}
 
     def category_names(self) -> list[str]:
         """Every named category (an empty name is none)."""
@@ -462,14 +489,6 @@ class Catalog:
         # A list, not the array: the diversity cap reads codes one item at a time, where a list is the faster.
         codes: list[int] = self._category.tolist()
         return codes
-
-
-def _floats(values: list[float]) -> npt.NDArray[np.float64]:
-    return np.asarray(values, dtype=np.float64).reshape(-1)
-
-
-def _codes(values: list[int]) -> npt.NDArray[np.int32]:
-    return np.asarray(values, dtype=np.int32).reshape(-1)
 
 
 def _first(exc: ValidationError) -> str:

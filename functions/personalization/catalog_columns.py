@@ -12,6 +12,14 @@ import numpy.typing as npt
 NONE = -1
 
 
+def floats(values: list[float]) -> npt.NDArray[np.float64]:
+    return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+def codes(values: list[int]) -> npt.NDArray[np.int32]:
+    return np.asarray(values, dtype=np.int32).reshape(-1)
+
+
 def stable_by_code(codes: npt.NDArray[np.integer[Any]]) -> tuple[npt.NDArray[np.intp], npt.NDArray[Any]]:
     """(the order that groups `codes`, keeping each group's original order; the codes in that order)."""
     # A stable sort of 16-bit codes is numpy's radix sort: a 500,000-item catalog's groups in some 10 ms, not 60.

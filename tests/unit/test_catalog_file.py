@@ -1,9 +1,11 @@
 """catalog.bin: what the trainer writes reads back as the same catalog, and any damaged or made-up bytes are
 refused with a CatalogError (serve then refuses the version, flagged), never another exception."""
 
+import gc
 import json
 import math
 import struct
+import weakref
 
 import numpy as np
 import pytest
@@ -175,3 +177,18 @@ def test_an_empty_catalog_reads_back_empty() -> None:
     assert len(catalog) == 0
     assert catalog.priced() == []
     assert catalog.ids_by_category() == {}
+
+
+def test_a_catalog_is_freed_without_the_cycle_collector() -> None:
+    """serve freezes its heap after init (serve/handler.py): a catalog in a reference cycle would never be
+    collected, and every version switch would keep the old one."""
+    gc.disable()
+    try:
+        catalog = Catalog.from_bytes(_bin(GOOD))
+        _ = list(catalog.items), catalog.by_id["a"], catalog.by_category, catalog.relative_prices
+        _ = catalog.priced(), catalog.category_codes(), catalog.brand_of, catalog.ids_by_category()
+        gone = weakref.ref(catalog)
+        del catalog, _
+        assert gone() is None
+    finally:
+        gc.enable()
