@@ -19,9 +19,9 @@ from observability import logger
 from personalization.catalog import Catalog, CatalogError
 from personalization.features import FEATURE_SCHEMA_VERSION
 from personalization.fragments import Reason
-from personalization.models import Models, load_models, load_sessions
+from personalization.models import Models, Sessions, load_models, load_sessions
 from personalization.rules import RuleEngine
-from store.artifacts import ArtifactError, ArtifactInvalid, ModelVersion
+from store.artifacts import ArtifactError, ArtifactInvalid, ModelVersion, PendingVersion
 
 NO_VERSION = "none"
 # An experiment variant may name another model version; a handful is plenty, each holds two small graphs.
@@ -32,6 +32,8 @@ class ArtifactSource(Protocol):
     def current_version(self) -> str: ...
 
     def load(self, version: str | None = None) -> ModelVersion: ...
+
+    def fetch(self, version: str | None = None) -> PendingVersion: ...
 
 
 class VersionRefused(Exception):
@@ -118,6 +120,13 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _sessions(pending: PendingVersion) -> Sessions:
+    """The version's graphs loaded, each as soon as it has arrived (ModelError or ArtifactError otherwise)."""
+    spec = pending.manifest
+    graphs = [info.file for info in (spec.segment_model, spec.recs_model) if info is not None]
+    return load_sessions({name: pending.file(name) for name in graphs}, spec)
+
+
 def _models_of(model: ModelVersion, catalog: Catalog) -> Models:
     spec = model.manifest
     if spec.feature_schema_version != FEATURE_SCHEMA_VERSION:
@@ -142,23 +151,27 @@ def _load_snapshot(
     artifacts: ArtifactSource, version: str, compile_rules: Callable[[Catalog], RuleEngine | None]
 ) -> Snapshot:
     try:
-        model = artifacts.load(version)
+        pending = artifacts.fetch(version)
     except ArtifactInvalid as exc:
         raise VersionRefused(version, str(exc), lasting=True) from None
     except ArtifactError as exc:
         raise VersionRefused(version, str(exc), lasting=False) from None
-    spec = model.manifest
+    spec = pending.manifest
     schema = spec.feature_schema_version
     usable = schema == FEATURE_SCHEMA_VERSION and spec.recs_model is not None
-    # The graphs load on a thread while this one reads the catalog: onnxruntime builds a session mostly
-    # without the GIL, and neither needs the other until the models are put together.
+    # The catalog parses as soon as it has arrived, while the graphs still download; they load on a thread as
+    # they arrive (onnxruntime builds a session mostly without the GIL). Nothing is used before every file of
+    # the version has matched its sha256 (complete()).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx") as pool:
-        sessions = pool.submit(load_sessions, model.files, spec) if usable else None
+        sessions = pool.submit(_sessions, pending) if usable else None
         try:
-            catalog = Catalog.from_bytes(model.catalog_data)
+            catalog = Catalog.from_bytes(pending.file(spec.catalog_file))
             catalog.relative_prices  # noqa: B018  # computed now, at load, not by the first request that needs it
-        except CatalogError as exc:
+            model = pending.complete()
+        except (ArtifactInvalid, CatalogError) as exc:
             raise VersionRefused(version, str(exc), lasting=True) from None
+        except ArtifactError as exc:
+            raise VersionRefused(version, str(exc), lasting=False) from None
         error: Reason | None = None
         models: Models | None = None
         if schema != FEATURE_SCHEMA_VERSION:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -72,6 +72,23 @@ class ModelVersion:
         return self.files[self.manifest.catalog_file]
 
 
+class PendingVersion:
+    """A version whose files are on their way: each file's bytes once it has arrived and matched its sha256."""
+
+    def __init__(self, version: str, manifest: Manifest, files: dict[str, Future[bytes]]) -> None:
+        self.version = version
+        self.manifest = manifest
+        self._files = files
+
+    def file(self, name: str) -> bytes:
+        """One file (KeyError when the manifest lists no such file; ArtifactError as load raises it)."""
+        return self._files[name].result()
+
+    def complete(self) -> ModelVersion:
+        """Every file, checked (the first ArtifactError in the manifest's order, as load raises it)."""
+        return ModelVersion(self.version, self.manifest, {name: found.result() for name, found in self._files.items()})
+
+
 def _problem(exc: ValidationError) -> str:
     error = exc.errors(include_url=False, include_input=False)[0]
     where = ".".join(str(part) for part in error["loc"]) or "document"
@@ -126,18 +143,25 @@ class ArtifactStore:
 
     def load(self, version: str | None = None) -> ModelVersion:
         """Fetch a version and check every file against the sha256 its manifest records."""
+        return self.fetch(version).complete()
+
+    def fetch(self, version: str | None = None) -> PendingVersion:
+        """Start fetching a version's files (its manifest read and validated now, ArtifactError otherwise):
+        side by side, each checked against its sha256 as it arrives. A read waits on the network and hashlib lets
+        go of the GIL on large buffers, so a 40 MB graph is read and hashed while the catalog already parses."""
         version = version or self.current_version()
         try:
             manifest = Manifest.model_validate_json(self._get(f"{PREFIX}/{version}/manifest.json"))
         except ValidationError as exc:
             raise ArtifactInvalid(f"{version}/manifest.json: {_problem(exc)}") from None
-        names = list(manifest.files)
-        # Side by side: a read waits on the network and hashlib lets go of the GIL on large buffers, so the
-        # 40 MB graph of a big catalog is read and hashed while the other files are. Each file is hashed once,
-        # as it arrives.
-        with ThreadPoolExecutor(max_workers=min(len(names), FETCH_THREADS)) as pool:
-            found = list(pool.map(lambda name: self._verified(version, name, manifest.files[name]), names))
-        return ModelVersion(version, manifest, dict(zip(names, found, strict=True)))
+        pool = ThreadPoolExecutor(max_workers=min(len(manifest.files), FETCH_THREADS), thread_name_prefix="fetch")
+        try:
+            futures = {
+                name: pool.submit(self._verified, version, name, digest) for name, digest in manifest.files.items()
+            }
+        finally:
+            pool.shutdown(wait=False)  # the submitted reads still run; the threads end with them
+        return PendingVersion(version, manifest, futures)
 
     def _verified(self, version: str, name: str, digest: str) -> bytes:
         data = self._get(f"{PREFIX}/{version}/{name}")
