@@ -50,7 +50,7 @@ FRAGMENTS = st.builds(
 )
 
 
-@settings(max_examples=400, derandomize=True, database=None)
+@settings(max_examples=400, derandomize=True, database=None, deadline=None)
 @given(FRAGMENTS)
 def test_the_html_is_the_autoescaping_templates_byte_for_byte(fragment: Fragment) -> None:
     assert render_html(fragment) == TEMPLATE.render(f=fragment)

@@ -64,7 +64,7 @@ def _request(
     return client.get(PATH.replace("{slot}", slot), params=query, headers=headers)
 
 
-@settings(max_examples=300, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     slot=SLOTS,
     query=st.dictionaries(st.sampled_from(["format", "k", "page", "item", "journey", "other"]), QUERY_TEXT),
