@@ -99,12 +99,12 @@ requirements: $(SYNCED)
 		--prune boto3 --prune botocore --prune s3transfer > functions/requirements-serve.txt
 # The collector is serve's web stack without its models or table: fastapi, mangum, pydantic, powertools.
 	$(UV) export --frozen --no-dev --no-default-groups --no-emit-project --no-header --quiet --extra serve \
-		--prune onnxruntime --prune numpy --prune jinja2 --prune pynamodb \
+		--prune onnxruntime --prune numpy --prune markupsafe --prune pynamodb \
 		--prune boto3 --prune botocore --prune s3transfer > functions/requirements-collect.txt
 # The retraining Glue job: the trainer (export) and onnxruntime (serve's loader scores the live version), without
 # serve's web stack; boto3/botocore come with Glue.
 	$(UV) export --frozen --no-dev --no-default-groups --no-emit-project --no-header --quiet --extra export \
-		--extra serve --prune fastapi --prune mangum --prune jinja2 \
+		--extra serve --prune fastapi --prune mangum \
 		--prune boto3 --prune botocore --prune s3transfer > infra/glue/requirements.txt
 
 # The retraining Glue job's code (a zip for --extra-py-files) and locked dependencies (requirements.txt for

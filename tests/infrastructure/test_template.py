@@ -349,8 +349,8 @@ def yaml_parameter(name: str) -> dict[str, Any]:
 
 # -- the collector ------------------------------------------------------------------------------------
 
-COLLECT_PRUNED = ("onnxruntime", "numpy", "jinja2", "pynamodb")
-GLUE_PRUNED = ("fastapi", "mangum", "jinja2")
+COLLECT_PRUNED = ("onnxruntime", "numpy", "markupsafe", "pynamodb")
+GLUE_PRUNED = ("fastapi", "mangum")
 # AWS's managed cache policy "CachingDisabled".
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 
