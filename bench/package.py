@@ -169,7 +169,7 @@ def main() -> int:
             figures[f"{name}_forbidden_present"] = present
             rows.append((name, zipped, unzipped, ", ".join(present) or "none"))
         figures["serve_native_imports_on_py312"] = imports_on_runtime(
-            Path(tmp) / "serve", ["numpy", "onnxruntime", "pydantic_core", "jinja2", "fastapi", "mangum"]
+            Path(tmp) / "serve", ["numpy", "onnxruntime", "pydantic_core", "markupsafe", "fastapi", "mangum"]
         )
         smoke = serves_from_package(Path(tmp) / "serve", Path(tmp))
         # True when all of serve imported from the package alone and a request and a model run went through.
