@@ -123,3 +123,28 @@ def test_candidates_of_objects_keep_each_items_best_score_in_first_place(rows: l
     assert candidates.scored(2) == candidates.scored()[:2]
     assert all(math.isfinite(score) for score in candidates.scores)
     assert candidates.positions.dtype == np.intp
+
+
+@given(st.lists(st.integers(0, 60_000), max_size=300))
+def test_distinct_positions_are_numpys_unique(values: list[int]) -> None:
+    from personalization.rules.arrays import _distinct
+
+    positions = np.asarray(values, dtype=np.intp)
+    distinct = _distinct(positions)
+    assert distinct.dtype == np.intp
+    assert distinct.tolist() == np.unique(positions).tolist()
+
+
+def test_distinct_positions_do_not_import_numpy_ma() -> None:
+    """np.unique would: a container's first personal fragment would pay numpy.ma's import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from personalization.rules.arrays import _distinct\n"
+        "_distinct(np.asarray([3, 1, 3], dtype=np.intp))\n"
+        "print('numpy.ma' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
