@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Self
 
-from pydantic import AliasChoices, AliasGenerator, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, Field
 
 from store.region import DEFAULT_REGION
 
 
-class FunctionSettings(BaseSettings):
+class FunctionSettings(BaseModel):
     """A function's configuration: each field is read from the environment variable of its upper-cased name.
 
     A field whose variable is named otherwise says so with `validation_alias`. Names are case-sensitive, there is
@@ -18,13 +18,14 @@ class FunctionSettings(BaseSettings):
     (its default applies, or a required field is reported missing), as the region always did.
     """
 
-    model_config = SettingsConfigDict(
+    # A plain pydantic model, not pydantic-settings' BaseSettings: all that did here was read os.environ into the
+    # model (case-sensitive names, no prefix, no .env, empty as unset: from_env below), and its import cost every
+    # cold start 11 ms, 2% of serve's 600 ms budget. The variables' values are all scalars, which pydantic parses
+    # from strings itself. As BaseSettings did, defaults are validated too.
+    model_config = ConfigDict(
         alias_generator=AliasGenerator(validation_alias=str.upper),
-        case_sensitive=True,
-        env_prefix="",
-        env_file=None,
-        env_ignore_empty=True,
         extra="ignore",
+        validate_default=True,
     )
 
     # Read the way the SDKs read it (store.region.region_from): Lambda sets AWS_REGION; a developer's shell or the
@@ -33,4 +34,4 @@ class FunctionSettings(BaseSettings):
 
     @classmethod
     def from_env(cls) -> Self:
-        return cls()
+        return cls.model_validate({name: value for name, value in os.environ.items() if value != ""})

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from pydantic import AliasChoices, AliasPath
-from pydantic_settings import BaseSettings
 from pynamodb.attributes import TTLAttribute
 
 import names
@@ -19,6 +18,7 @@ from serve import app as serve_app
 from store.erasure_log import ErasureLogItem
 from store.profiles import ProfileItem
 from store.quarantine import QuarantineItem
+from store.settings import FunctionSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = Template.load(ROOT / "template.yaml")
@@ -65,8 +65,8 @@ def _env_reads(folder: str) -> set[str]:
     return names
 
 
-def _settings_classes(folder: str) -> list[type[BaseSettings]]:
-    """The BaseSettings subclasses defined in functions/<folder> (serve.handler is not imported: it loads models)."""
+def _settings_classes(folder: str) -> list[type[FunctionSettings]]:
+    """The FunctionSettings subclasses in functions/<folder> (serve.handler is not imported: it loads models)."""
     found = []
     for path in sorted((ROOT / "functions" / folder).rglob("*.py")):
         module_name = ".".join(path.relative_to(ROOT / "functions").with_suffix("").parts).removesuffix(".__init__")
@@ -76,26 +76,25 @@ def _settings_classes(folder: str) -> list[type[BaseSettings]]:
         found += [
             value
             for value in vars(module).values()
-            if isinstance(value, type) and issubclass(value, BaseSettings) and value.__module__ == module_name
+            if isinstance(value, type) and issubclass(value, FunctionSettings) and value.__module__ == module_name
         ]
     return found
 
 
-def _settings_env_names(settings: type[BaseSettings]) -> set[str]:
-    """The variables pydantic-settings reads for each field: its validation alias (every choice), else its name."""
-    config = settings.model_config
-    prefix = config.get("env_prefix") or ""
+def _settings_env_names(settings: type[FunctionSettings]) -> set[str]:
+    """The variables FunctionSettings.from_env reads for each field: its validation alias (every choice), else
+    its upper-cased name."""
     names: set[str] = set()
     for name, field in settings.model_fields.items():
         alias = field.validation_alias
         if isinstance(alias, str):
-            names.add(prefix + alias)
+            names.add(alias)
         elif isinstance(alias, AliasChoices):
-            names |= {prefix + str(c if isinstance(c, str) else c.path[0]) for c in alias.choices}
+            names |= {str(c if isinstance(c, str) else c.path[0]) for c in alias.choices}
         elif isinstance(alias, AliasPath):
-            names.add(prefix + str(alias.path[0]))
+            names.add(str(alias.path[0]))
         else:
-            names.add(prefix + (name if config.get("case_sensitive") else name.upper()))
+            names.add(name.upper())
     return names
 
 

@@ -1,4 +1,4 @@
-"""Each function's configuration, read from the environment by pydantic-settings: names, types, defaults, bounds."""
+"""Each function's configuration, read from the environment (FunctionSettings.from_env): names, types, bounds."""
 
 from __future__ import annotations
 
