@@ -27,7 +27,7 @@ class LiveRules:
         which comes back compiled against `catalog`. Never raises."""
         try:
             raw = self._fetch()
-        except Exception as exc:  # powertools wraps every read failure in GetParameterError
+        except Exception as exc:  # botocore's errors, whatever the bucket says (NoSuchKey: nothing published)
             if "NoSuchKey" in str(exc) and self.document is None:
                 self.error = None  # nothing published yet: the built-in defaults apply, nothing is wrong
             else:

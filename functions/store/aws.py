@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from functools import cached_property, lru_cache
 from typing import Any, overload
 
-import boto3
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
@@ -29,7 +28,7 @@ _LOCK = threading.RLock()
 
 @contextmanager
 def creating() -> Iterator[None]:
-    """Hold while a library (boto3, pynamodb) makes a client from the shared session."""
+    """Hold while a library (pynamodb) makes a client from the shared session."""
     with _LOCK:
         yield
 
@@ -134,24 +133,6 @@ class PlainJSONFileLoader(botocore.loaders.JSONFileLoader):
             if os.path.isfile(path):
                 return json.loads(read(path))
         return None
-
-
-def boto3_session() -> boto3.Session:
-    """A boto3 session over the same botocore session, for a library that wants a boto3 client. One only: each
-    boto3 session registers its handlers on the botocore session it wraps, and twice is an error."""
-    with _LOCK:
-        return _boto3_session()
-
-
-@lru_cache(maxsize=1)
-def _boto3_session() -> boto3.Session:
-    return boto3.Session(botocore_session=session())
-
-
-def boto3_client(service: str) -> Any:
-    """A boto3 client of the shared session (for powertools' providers), made under the lock."""
-    with _LOCK:
-        return boto3_session().client(service)  # type: ignore[call-overload]
 
 
 def client(service: str, region: str, config: Config | None = None) -> Any:

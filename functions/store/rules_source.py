@@ -1,4 +1,4 @@
-"""The live rules document in the artifact bucket, read through powertools Parameters' TTL cache.
+"""The live rules document in the artifact bucket, read through a cache of `max_age_s`.
 
 Layout: s3://BUCKET/rules/<version>.json (every published document, kept) and s3://BUCKET/rules/current.json
 (the one in force). Merchandisers publish with `python -m model_export publish-rules`; serve picks the change up
@@ -7,9 +7,11 @@ within the cache's max age, without a deploy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
-from aws_lambda_powertools.utilities.parameters.base import BaseProvider
 from botocore.exceptions import ClientError
 
 from store import aws
@@ -21,22 +23,17 @@ PREFIX = "rules"
 CURRENT = f"{PREFIX}/current.json"
 
 
-class S3ObjectProvider(BaseProvider):
-    """Powertools ships SSM, Secrets Manager, AppConfig and DynamoDB providers but none for S3; a rules
-    document outgrows an SSM parameter (8 KB at most), so this reads an object and inherits the TTL cache."""
+class S3Objects:
+    """The bucket's objects as the rules need them: read, write, ask whether one exists."""
 
     def __init__(self, bucket: str, region: str, s3: S3Client | None = None) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
         self._bucket = bucket
         # A plain botocore client, as for the model artifacts: boto3 would only add import time.
         self._s3 = s3 or cast("S3Client", aws.client("s3", region))
 
-    def _get(self, name: str, **sdk_options: Any) -> bytes:
-        body: bytes = self._s3.get_object(Bucket=self._bucket, Key=name, **sdk_options)["Body"].read()
+    def get(self, key: str) -> bytes:
+        body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
         return body
-
-    def _get_multiple(self, path: str, **sdk_options: Any) -> dict[str, str]:
-        raise NotImplementedError("rules are one object")
 
     def put(self, key: str, body: bytes) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
@@ -50,23 +47,43 @@ class S3ObjectProvider(BaseProvider):
 
 
 class RulesSource:
-    def __init__(self, bucket: str, region: str, max_age_s: int, s3: S3Client | None = None) -> None:
-        """`s3`: a client to share (serve passes the artifact store's), else one of its own."""
-        self._provider = S3ObjectProvider(bucket, region, s3)
+    def __init__(
+        self,
+        bucket: str,
+        region: str,
+        max_age_s: float,
+        s3: S3Client | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`s3`: a client to share (serve passes the artifact store's), else one of its own. Not powertools
+        Parameters' cache (which this used to be): its package imports boto3, 14 ms of every cold start, for a
+        cache of one object, which is the (read at, bytes) pair kept below."""
+        self._objects = S3Objects(bucket, region, s3)
         self._max_age_s = max_age_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[float, bytes] | None = None
 
     def fetch(self) -> bytes:
         """The current document's bytes: the cached object until it is `max_age_s` old, then a fresh read.
 
-        Raises powertools' GetParameterError when the bucket cannot be read or holds no document.
+        Raises botocore's errors when the bucket cannot be read or holds no document (NoSuchKey).
         """
-        return cast(bytes, self._provider.get(CURRENT, max_age=self._max_age_s))
+        now = self._clock()
+        with self._lock:
+            cached = self._cached
+        if cached is not None and 0 <= now - cached[0] < self._max_age_s:
+            return cached[1]
+        body = self._objects.get(CURRENT)
+        with self._lock:
+            self._cached = (now, body)
+        return body
 
     def publish(self, version: str, body: bytes) -> str:
         """Keep the document under its version, then make it current (readers never see a partial one)."""
         key = f"{PREFIX}/{version}.json"
-        if self._provider.exists(key):
+        if self._objects.exists(key):
             raise FileExistsError(f"rules version {version} is already published; give the document a new version")
-        self._provider.put(key, body)
-        self._provider.put(CURRENT, body)
+        self._objects.put(key, body)
+        self._objects.put(CURRENT, body)
         return key

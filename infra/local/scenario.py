@@ -122,14 +122,13 @@ class LocalProduct:
     def _forget_ingest_config() -> None:
         # The handler's config and secrets are cached per container; this process's next user may be another
         # stack (a test session), which must not inherit this one's.
-        from aws_lambda_powertools.utilities import parameters
-
         from ingest.wiring import ingest_deps
+        from store import parameters
         from store.tables import forget_bindings
 
         ingest_deps.cache_clear()
         forget_bindings()
-        parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
+        parameters.clear_cache()
 
     # -- the stack and its data ----------------------------------------------------------------------
 

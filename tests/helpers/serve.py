@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from infra.local.poller import KinesisPoller
 from infra.local.producer import put_events
@@ -20,6 +19,7 @@ from model_export.data.canonical import to_events
 from model_export.publishing.folder import train_version
 from personalization.events import Event
 from personalization.identity import pseudonymize, sign_token
+from store import parameters
 from store.artifacts import ArtifactStore
 from tests.helpers.data import rees46_sample
 
@@ -46,7 +46,7 @@ def build_world(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> World:
     for name, value in ingest_env.items():
         monkeypatch.setenv(name, value)
     ingest_deps.cache_clear()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
+    parameters.clear_cache()
     # The template's 20/30 ms profile timeouts make serve fall back rather than keep a page waiting; on a
     # shared test machine a loaded moment would turn a test about personalization into a fallback, so the
     # served world waits up to a second (the fast-fail path has its own test in test_serve_degraded).

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from infra.local.serve_process import ServeProcess
 from infra.local.stack import LocalStack, conflicting_env_vars
+from store import parameters
 from tests.helpers.collector import collect_env, start_collector
 from tests.helpers.ingest import Ingest
 from tests.helpers.privacy import CapturedLogs, Privacy
@@ -70,7 +70,7 @@ def ingest(clean_stack: LocalStack, stack_env: LocalStack, monkeypatch: pytest.M
         monkeypatch.setenv(name, value)
     # A fresh container: config, stores and the cached pepper are built again from this environment.
     ingest_deps.cache_clear()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
+    parameters.clear_cache()
     return Ingest(clean_stack, env)
 
 
@@ -111,7 +111,7 @@ def privacy(ingest: Ingest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Privacy
         monkeypatch.setenv(name, value)
     for cached in (serve_state, serve_eraser, erase_deps):
         cached.cache_clear()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
+    parameters.clear_cache()
     identity_key = stack.secret_values[env["IDENTITY_KEY_PARAMETER"]].encode()
     with TestClient(app) as client:
         yield Privacy(ingest, client, identity_key, env)

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from collect.wiring import collect_deps
 from infra.local.poller import LocalLambdaContext
 from infra.local.stack import LocalStack
 from personalization.identity import verify_token
+from store import parameters
 from tests.helpers.collector import streamed
 from tests.helpers.events import EVENTS_DIR, load_event
 
@@ -26,7 +26,7 @@ def handler(stack_env: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         monkeypatch.setenv(name, value)
     # A fresh container: config, stream client and the cached identity key come from this environment.
     collect_deps.cache_clear()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
+    parameters.clear_cache()
     from collect.handler import handler as mangum_handler
 
     yield mangum_handler

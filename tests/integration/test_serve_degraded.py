@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from fastapi.testclient import TestClient
 
 from infra.local.serve_process import free_port
 from personalization.identity import pseudonymize, sign_token
 from serve.wiring import serve_state
+from store import parameters
 from store.artifacts import POINTER, PREFIX
 from store.tables import forget_bindings
 from tests.helpers.serve import World
@@ -59,7 +59,7 @@ def client_for(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[object
         for name, value in {**world.serve_env, **overrides}.items():
             monkeypatch.setenv(name, value)
         serve_state.cache_clear()
-        parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
+        parameters.clear_cache()
         forget_bindings()  # a fresh container: serve makes its table client at init, with these endpoints
         from serve.app import app
 

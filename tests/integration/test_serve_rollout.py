@@ -11,12 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from infra.local.poller import LocalLambdaContext
 from infra.local.serve_process import ServeProcess
 from personalization.catalog import Catalog
 from serve.wiring import serve_state
+from store import parameters
 from store.artifacts import POINTER, PREFIX
 from store.rules_source import CURRENT as RULES_KEY
 from tests.helpers.events import load_event
@@ -187,7 +187,7 @@ def lambda_init(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv(name, value)
     pointer = s3_get(world, POINTER)
     serve_state.cache_clear()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
+    parameters.clear_cache()
     yield
     s3_put(world, POINTER, pointer)
     world.stack.client("s3").delete_object(Bucket=world.serve_env["ARTIFACT_BUCKET"], Key=RULES_KEY)

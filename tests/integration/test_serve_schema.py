@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from aws_lambda_powertools.utilities import parameters
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -26,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 from personalization.identity import pseudonymize, sign_token
 from serve.app import app
 from serve.wiring import serve_state
+from store import parameters
 from tests.helpers.serve import World
 
 # Loading the schema only asks the app for /openapi.json: no serve state is built at import.
@@ -48,7 +48,7 @@ def served(world: World) -> Iterator[World]:
         for name, value in world.serve_env.items():
             monkeypatch.setenv(name, value)
         serve_state.cache_clear()
-        parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it untyped
+        parameters.clear_cache()
         assert serve_state().rollout.current().models is not None, "the published model should load"
         yield world
     serve_state.cache_clear()
