@@ -3,12 +3,12 @@ diversity and pins over its candidates."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from functools import partial
 from operator import itemgetter
 
 import numpy as np
+import numpy.typing as npt
 
 from personalization.catalog import NONE, CatalogItem
 from personalization.fatigue import ignored, shown_since
@@ -234,36 +234,44 @@ class RulePlan:
         filters removed; the pinned items' own scores. Without `person`, the person's own exclusions are left to
         the caller.
 
-        This runs on every request, usually after other work has pushed it out of the CPU's caches, where each
-        distinct numpy function costs several microseconds to bring back: so a handful of them (gathers, one
-        product, one sort) do the per-candidate work, and one plain pass over the sorted lists the rest."""
+        This runs on every request: whole-array steps (gathers, one product, one sort, an OR per 64 boost rules)
+        do the per-candidate work, each costing about what a Python loop pays for a handful of candidates; plain
+        Python touches only the few marked candidates (and runs of equal scores)."""
         # One look-up in the selection's catalog mask answers both: excluded by a rule, pinned.
         marks = arrays.mask[positions]
         if person and self.excluded.personal:
-            marks = marks | self._arrays.marked(self._personal_positions(), positions)
+            marks |= self._arrays.marked(self._personal_positions(), positions)
         if arrays.boosting is not None:
             scores = arrays.boosting.boosted(self._arrays.signature[positions], scores, acted)
-        order = np.argsort(scores)[::-1]
-        return _split(positions[order].tolist(), scores[order].tolist(), marks[order].tolist(), self._arrays.ids)
+        return _split(positions, scores, marks, self._arrays.ids)
 
-    def _credit_filters(self, removed: set[str], notes: list[str], acted: set[str]) -> None:
-        """Every filter that excluded something this list would have held counts as applied."""
+    def _credit_filters(self, hit: set[str], notes: list[str], acted: set[str]) -> None:
+        """Every filter that excluded something this list would have held (`hit`) counts as applied."""
         selection = self._selection
-        hit = frozenset(removed)
         if selection.curated is not None:
             # In the list's order; `hit` is the small side, so look each listed id up in it.
             notes += [self._curated_note(item_id) for item_id in selection.curated_ids if item_id in hit]
         if selection.cart_rule is not None and not self._cart.isdisjoint(hit):
             acted.add(selection.cart_rule)
-        bought = [ts for item_id, ts in self._purchased.items() if item_id in hit]
-        for rule_id, window in selection.purchase_windows:
-            if bought and max(bought) >= self._now_ms - window:
-                acted.add(rule_id)
-        acted.update(rule_id for rule_id, ids in selection.excludes if not ids.isdisjoint(hit))
-        for rule_id, times, window in selection.seen_rules:
+        if selection.purchase_windows:
+            # Each removed item looked up among the purchases (the smaller side, usually).
+            purchased = self._purchased
+            bought = [ts for item_id in hit if (ts := purchased.get(item_id)) is not None]
+            if bought:
+                latest = max(bought)
+                acted.update(
+                    rule_id for rule_id, window in selection.purchase_windows if latest >= self._now_ms - window
+                )
+        # Only an item the selection's exclude rules hold can credit one: most removed items are the person's.
+        static = selection.static
+        listed = [item_id for item_id in hit if item_id in static]
+        if listed:
+            acted.update(rule_id for rule_id, ids in selection.excludes if not ids.isdisjoint(listed))
+        if selection.seen_rules:
             entries = [self._seen[item_id] for item_id in hit if item_id in self._seen]
-            if any(shown_since(entry, self._now_ms - window) >= times for entry in entries):
-                acted.add(rule_id)
+            for rule_id, times, window in selection.seen_rules:
+                if any(shown_since(entry, self._now_ms - window) >= times for entry in entries):
+                    acted.add(rule_id)
 
     def _curated_note(self, item_id: str) -> str:
         """Why a curated item is not shown. An item the person's exclusions miss is excluded by the selection's
@@ -376,36 +384,40 @@ def _excluded_positions(arrays: CatalogArrays, selection: _Selection, personal: 
 
 
 def _split(
-    positions: list[int], scores: list[float], marks: list[int], ids: Sequence[str]
+    positions: Positions, scores: Scores, marks: npt.NDArray[np.uint8], ids: Sequence[str]
 ) -> tuple[Ranking, frozenset[str], dict[str, float]]:
-    """From the candidates by score descending: the ranking without the excluded and pinned ones (equal scores
-    by id), the ids of the excluded ones, and the pinned ones' scores."""
-    kept: list[int] = []
-    kept_scores: list[float] = []
+    """The candidates by score descending: the ranking without the excluded and pinned ones (equal scores by
+    id), the ids of the excluded ones, and the pinned ones' scores.
+
+    Whole-array steps over the candidates (a sort, a few gathers); plain Python only for the few marked ones
+    and, when scores are equal, for each run of them."""
+    order = scores.argsort()[::-1]  # not stable: each run of equal scores is put in id order below
     removed: list[str] = []
     pin_scores: dict[str, float] = {}
-    tied = False
-    last = math.nan
-    for where, score, mark in zip(positions, scores, marks, strict=True):
-        if mark:
+    flagged = marks.nonzero()[0]
+    if flagged.size:
+        for where, mark, score in zip(
+            positions[flagged].tolist(), marks[flagged].tolist(), scores[flagged].tolist(), strict=True
+        ):
             if mark & EXCLUDED:
                 removed.append(ids[where])
             if mark & PINNED:
                 pin_scores[ids[where]] = score
-            continue
-        tied = tied or score == last
-        last = score
-        kept.append(where)
-        kept_scores.append(score)
+        order = order[marks[order] == 0]
+    ranked = scores[order]
+    kept: list[int] = positions[order].tolist()
+    kept_scores: list[float] = ranked.tolist()
+    tied = (ranked[1:] == ranked[:-1]).nonzero()[0].tolist()
     if tied:
         # Equal scores go by id (a popularity fallback has many): each run of them sorted on its own, each score
-        # staying with its item (0.0 and -0.0 are equal but two scores).
-        start = 0
-        for end in range(1, len(kept) + 1):
-            if end == len(kept) or kept_scores[end] != kept_scores[start]:
-                if end - start > 1:
-                    run = sorted(zip(kept[start:end], kept_scores[start:end], strict=True), key=lambda p: ids[p[0]])
-                    kept[start:end] = [where for where, _ in run]
-                    kept_scores[start:end] = [score for _, score in run]
-                start = end
+        # staying with its item (0.0 and -0.0 are equal but two scores). `tied` holds i where i and i + 1 tie.
+        start = end = tied[0]
+        for index in [*tied[1:], -2]:
+            if index == end + 1:
+                end = index
+                continue
+            run = sorted(zip(kept[start : end + 2], kept_scores[start : end + 2], strict=True), key=lambda p: ids[p[0]])
+            kept[start : end + 2] = [where for where, _ in run]
+            kept_scores[start : end + 2] = [score for _, score in run]
+            start = end = index
     return Ranking(kept, kept_scores), frozenset(removed), pin_scores
