@@ -21,7 +21,9 @@ from personalization.rules.arrays import (
     SelectionArrays,
 )
 from personalization.rules.selection import (
+    NO_PINS,
     Exclusions,
+    Pins,
     Placed,
     RuledList,
     RuleRequest,
@@ -131,8 +133,8 @@ class RulePlan:
         if k <= 0:
             return RuledList([], [], [])
         selection = self._selection
-        pins, pin_notes, pins_removed = self._pins()
-        notes = [*selection.notes, *pin_notes]
+        pins = self._pins()
+        notes = [*selection.notes, *pins.notes]
         acted: set[str] = set()
         arrays = self._selection_arrays()
         if selection.curated is not None:
@@ -145,8 +147,8 @@ class RulePlan:
             elif candidates.catalog is not catalog:  # another version's catalog: its positions mean other items
                 candidates = Candidates.of(catalog, candidates.scored())
             ranking, removed, pin_scores = self._rank(arrays, candidates.positions, candidates.scores, acted)
-        if removed or pins_removed:
-            self._credit_filters({*removed, *pins_removed}, notes, acted)
+        if removed or pins.removed:
+            self._credit_filters({*removed, *pins.removed}, notes, acted)
         fill = self._fill(ranking, pins, k, notes, acted)
         items = self._merge(pins, fill, ranking, k, pin_scores, notes, acted)
         return RuledList(items, notes, sorted(acted, key=self._order.__getitem__))
@@ -154,11 +156,11 @@ class RulePlan:
     def _selection_arrays(self) -> SelectionArrays:
         return _selection_arrays(self._arrays, self._selection)
 
-    def _pins(self) -> tuple[list[Placed], list[str], list[str]]:
+    def _pins(self) -> Pins:
         """Every eligible pinned item by claimed position, the notes on the others, and the excluded ones."""
         selection = self._selection
         if not selection.pins:
-            return [], [], []
+            return NO_PINS
         hits = self.excluded.personal & selection.pin_ids
         if hits:
             # What else decides the pins (the rules' exclusions, the reasons named for those) is the selection's:
@@ -174,7 +176,7 @@ class RulePlan:
             selection.resolved_pins.append(self._resolve_pins())
         return selection.resolved_pins[0]
 
-    def _resolve_pins(self) -> tuple[list[Placed], list[str], list[str]]:
+    def _resolve_pins(self) -> Pins:
         placed: list[Placed] = []
         notes: list[str] = []
         removed: list[str] = []
@@ -199,7 +201,13 @@ class RulePlan:
                     placed.append((position, pin.rule_id, item))
                     position += 1
         placed.sort(key=itemgetter(0))
-        return placed, notes, removed
+        codes, where = self._arrays.codes, self._arrays.position
+        counts: dict[int, int] = {}
+        for _, _, item in placed:
+            code = codes[where[item.id]]
+            if code != NONE:
+                counts[code] = counts.get(code, 0) + 1
+        return Pins(placed, notes, removed, counts)
 
     def _curated_ranking(
         self, arrays: SelectionArrays, acted: set[str]
@@ -288,24 +296,20 @@ class RulePlan:
             )
         return note
 
-    def _fill(self, ranking: Ranking, pins: list[Placed], k: int, notes: list[str], acted: set[str]) -> list[int]:
+    def _fill(self, ranking: Ranking, pins: Pins, k: int, notes: list[str], acted: set[str]) -> list[int]:
         """The recommended (non-pinned) items that can be shown, as indices into the ranking, under the
         diversity cap."""
         # Pins claiming a place in the top k are shown whatever comes; the others only if the list runs short.
-        need = k - sum(1 for position, _, _ in pins if position <= k)
+        need = k - pins.within(k)
         size = len(ranking.positions)
         diversity = self._selection.diversity
         if diversity is None:
-            return list(range(min(max(need, 0), size)))
+            return list(range(min(need, size)))
         rule_id, cap, top_k = diversity
         window = need if top_k is None else min(top_k, need)
         # Categories by their catalog codes: no item is made to read its category. Every eligible pin counts.
-        codes, position = self._arrays.codes, self._arrays.position
-        counts: dict[int, int] = {}
-        for _, _, item in pins:
-            code = codes[position[item.id]]
-            if code != NONE:
-                counts[code] = counts.get(code, 0) + 1
+        codes = self._arrays.codes
+        counts = dict(pins.counts)
         fill: list[int] = []
         passed: list[int] = []
         looked, filled, count_of = size, 0, counts.get
@@ -325,7 +329,10 @@ class RulePlan:
             filled += 1
         if len(fill) == window < need:
             # The window is full: what it passed over ranks above everything not yet looked at.
-            fill += (passed + list(range(looked, size)))[: need - window]
+            more = need - window
+            fill += passed[:more]
+            if len(passed) < more:
+                fill += range(looked, min(size, looked + more - len(passed)))
             if passed:
                 notes.append(f"diversity '{rule_id}' moved {len(passed)} item(s) below the top {window}")
         elif passed:
@@ -336,7 +343,7 @@ class RulePlan:
 
     def _merge(
         self,
-        pins: list[Placed],
+        pins: Pins,
         fill: list[int],
         ranking: Ranking,
         k: int,
@@ -346,23 +353,23 @@ class RulePlan:
     ) -> list[Scored]:
         """Pins at their claimed positions, recommended items around them, pins past the end closing the list;
         then cut to k. Only here do the shown items become objects."""
-        item_at = self._arrays.catalog.item
-        shown = [ranking.positions[index] for index in fill]
-        scores = [ranking.scores[index] for index in fill]
-        merged: list[Scored] = []
-        pin_index = fill_index = 0
-        pinned, filled = len(pins), len(fill)
-        while len(merged) < k and (pin_index < pinned or fill_index < filled):
-            if pin_index < pinned and (pins[pin_index][0] == len(merged) + 1 or fill_index == filled):
-                _, rule_id, item = pins[pin_index]
-                merged.append(Scored(item, pin_scores.get(item.id, 0.0)))
-                acted.add(rule_id)
-                pin_index += 1
-            else:
-                merged.append(Scored(item_at(shown[fill_index]), scores[fill_index]))
-                fill_index += 1
-        for position, rule_id, item in pins[pin_index:]:
-            notes.append(f"pin '{rule_id}' item {item.id} not shown: position {position} is past the {k} shown")
+        placed = pins.placed
+        # Pin j lands at its claimed position, or right after the recommended items and the j pins before it when
+        # those run out first: shown while that is within k (a prefix of the pins: both grow with j).
+        filled = len(fill)
+        shown = 0
+        for position, _, _ in placed:
+            if min(position - 1, filled + shown) >= k:
+                break
+            shown += 1
+        item_at, positions, scores = self._arrays.catalog.item, ranking.positions, ranking.scores
+        merged = [Scored(item_at(positions[index]), scores[index]) for index in fill[: k - shown]]
+        for position, rule_id, item in placed[:shown]:
+            # In claimed order each lands where claimed, or at the end when the list is shorter (insert appends).
+            merged.insert(position - 1, Scored(item, pin_scores.get(item.id, 0.0)))
+            acted.add(rule_id)
+        if shown < len(placed):
+            notes += pins.unshown(k, shown)
         return merged
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -164,6 +165,46 @@ Signature = tuple[tuple[int, float, str], ...]
 Placed = tuple[int, str, CatalogItem]
 
 
+class Pins:
+    """The pins as resolved for some requests (shared by every request of the selection whose personal
+    exclusions take out the same pinned items for the same reasons): every eligible pinned item by claimed
+    position, the notes on the others and the excluded ones; what the list around them needs, worked out once."""
+
+    __slots__ = ("_claimed", "_unshown", "counts", "notes", "placed", "removed")
+
+    def __init__(self, placed: list[Placed], notes: list[str], removed: list[str], counts: dict[int, int]) -> None:
+        self.placed = placed
+        self.notes = notes
+        self.removed = removed
+        # Eligible pinned items per category code (the diversity cap counts them all).
+        self.counts = counts
+        self._claimed = [position for position, _, _ in placed]
+        # (k, pins shown) -> the notes on the pins past the end.
+        self._unshown: dict[tuple[int, int], list[str]] = {}
+
+    def within(self, k: int) -> int:
+        """How many pins claim a position in the top k."""
+        return bisect.bisect_right(self._claimed, k)
+
+    def unshown(self, k: int, shown: int) -> list[str]:
+        """The notes on the pins past the first `shown`, when k items are shown."""
+        key = (k, shown)
+        found = self._unshown.get(key)
+        if found is None:
+            if len(self._unshown) >= UNSHOWN:
+                self._unshown.clear()
+            found = self._unshown[key] = [
+                f"pin '{rule_id}' item {item.id} not shown: position {position} is past the {k} shown"
+                for position, rule_id, item in self.placed[shown:]
+            ]
+        return found
+
+
+# How many (k, pins shown) an unshown-pins memo keeps (serve asks for a handful of k).
+UNSHOWN = 64
+NO_PINS = Pins([], [], [], {})
+
+
 @dataclass(frozen=True, slots=True)
 class _Boosts:
     """The catalog's boost signatures: most items share theirs with many others (same brand, category, price)."""
@@ -198,10 +239,8 @@ class _Selection:
     notes: tuple[str, ...]
     # The pins as resolved against the static exclusions alone: every request whose personal exclusions miss
     # the pinned items shares it.
-    resolved_pins: list[tuple[list[Placed], list[str], list[str]]] = field(default_factory=list)
+    resolved_pins: list[Pins] = field(default_factory=list)
     # The pins as resolved for people whose own exclusions take pinned items out, by (item, reason) pairs.
-    person_pins: dict[tuple[tuple[str, str], ...], tuple[list[Placed], list[str], list[str]]] = field(
-        default_factory=dict
-    )
+    person_pins: dict[tuple[tuple[str, str], ...], Pins] = field(default_factory=dict)
     # Its item sets as catalog positions, built by its first request with candidates (arrays.SelectionArrays).
     arrays: list[SelectionArrays] = field(default_factory=list)
