@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 
 from observability import count, logger
+from personalization.catalog import Catalog
+from personalization.rules import RuleEngine
 from serve.live_rules import LiveRules
 from serve.snapshot import NO_VERSION, ArtifactSource, Snapshot, VersionRefused, empty, load_snapshot
 from store.artifacts import ArtifactError
@@ -45,7 +47,6 @@ class Rollout:
         self._said: dict[str, str] = {}  # the last problem logged per version (or pointer): say each once
         now = clock()
         self._snapshot = self._first()
-        self._snapshot = self._snapshot.with_rules(rules.poll(self._snapshot.catalog, None))
         self._next_model = now + model_max_age_s
         self._next_rules = now + rules_max_age_s
 
@@ -84,18 +85,32 @@ class Rollout:
         self._snapshot = snapshot  # one reference: a request holds the old snapshot or the new, never a mix
 
     def _first(self) -> Snapshot:
-        """The version current.json names at start, as it is (flagged if degraded), else the empty fallback."""
+        """The version current.json names at start, as it is (flagged if degraded), else the empty fallback; with
+        the rules document in force. The document is read and compiled as soon as the version's catalog is
+        parsed, while its graphs still download and load on other threads (a cold start's critical path)."""
+        polled: list[bool] = []
+
+        def poll(catalog: Catalog) -> RuleEngine | None:
+            polled.append(True)
+            return self._rules.poll(catalog, None)
+
         try:
             version = self._artifacts.current_version()
-            return load_snapshot(self._artifacts, version, self._rules.compile)
+            return load_snapshot(self._artifacts, version, poll)
         except (ArtifactError, VersionRefused) as exc:
             if isinstance(exc, VersionRefused) and exc.lasting:
                 self._refused.add(exc.version)
             self._say("start", f"no usable model version; serving an empty catalog: {exc}", refused=False)
-            return empty()
         except Exception as exc:  # nothing a bucket holds may stop the container from starting
             self._say("start", f"no usable model version; serving an empty catalog: {exc!r}", refused=False)
-            return empty()
+        fallback = empty()
+        if not polled:
+            return fallback.with_rules(self._rules.poll(fallback.catalog, None))
+        # The document was read for the version that failed after its catalog: compiled again, not read again.
+        try:
+            return fallback.with_rules(self._rules.compile(fallback.catalog))
+        except Exception:  # the empty catalog serves nothing a rule could name: no rules is as good
+            return fallback
 
     def _newer_version(self, running: Snapshot) -> Snapshot:
         try:

@@ -167,8 +167,20 @@ def _load_snapshot(
         try:
             catalog = Catalog.from_bytes(pending.file(spec.catalog_file))
             catalog.relative_prices  # noqa: B018  # computed now, at load, not by the first request that needs it
-            model = pending.complete()
         except (ArtifactInvalid, CatalogError) as exc:
+            raise VersionRefused(version, str(exc), lasting=True) from None
+        except ArtifactError as exc:
+            raise VersionRefused(version, str(exc), lasting=False) from None
+        # The rules compile against the catalog while the graphs still arrive and load on the other threads.
+        try:
+            rules = compile_rules(catalog)
+        except Exception as exc:
+            raise VersionRefused(
+                version, f"the rules in force do not compile against its catalog: {exc}", True
+            ) from None
+        try:
+            model = pending.complete()
+        except ArtifactInvalid as exc:
             raise VersionRefused(version, str(exc), lasting=True) from None
         except ArtifactError as exc:
             raise VersionRefused(version, str(exc), lasting=False) from None
@@ -186,9 +198,5 @@ def _load_snapshot(
             except Exception as exc:  # ModelError, or whatever a hostile graph provokes in onnxruntime
                 logger.warning("model version unusable; serving its catalog", extra={"error": str(exc)[:2000]})
                 error = Reason.MODEL_UNAVAILABLE
-    try:
-        rules = compile_rules(catalog)
-    except Exception as exc:
-        raise VersionRefused(version, f"the rules in force do not compile against its catalog: {exc}", True) from None
     variants = VariantModels(lambda other: _models_of(artifacts.load(other), catalog))
     return Snapshot(version, catalog, error, models, rules, variants)

@@ -3,6 +3,8 @@ a version that cannot be used leaves the running one in force, and nothing is fe
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from store.artifacts import POINTER, PREFIX
@@ -178,3 +180,26 @@ def test_rules_that_do_not_compile_against_a_new_catalog_keep_the_running_versio
     bucket.publish("v2", items=NEW_ITEMS)
     clock.now += 5
     assert headers(served)[:2] == ("v1", "r1")
+
+
+def test_a_first_version_refused_after_its_catalog_leaves_the_rules_in_force_read_once(served: App) -> None:
+    """The rules are read and compiled as soon as the first version's catalog is parsed (while its other files
+    still arrive); when a later file then fails its digest, the empty fallback keeps that document in force."""
+    import hashlib
+
+    bucket, clock = Bucket(), Clock()
+    bucket.put_rules(PIN_I9)
+    graph = b"not the graph the manifest names"
+    bucket.publish("v1", manifest={"files": {"catalog.json": "", "graph.onnx": hashlib.sha256(graph).hexdigest()}})
+    written = bucket.objects[f"{PREFIX}/v1/manifest.json"]
+    manifest = json.loads(written)
+    manifest["files"]["catalog.json"] = hashlib.sha256(bucket.objects[f"{PREFIX}/v1/catalog.json"]).hexdigest()
+    bucket.objects[f"{PREFIX}/v1/manifest.json"] = json.dumps(manifest).encode()
+    bucket.objects[f"{PREFIX}/v1/graph.onnx"] = graph + b"!"  # arrives damaged
+    served.state = start(bucket, clock, model_max_age_s=5)
+    response = served.get("/v1/fragments/for-you?format=json&k=3")
+    assert (response.headers["x-model-version"], response.headers["x-rules-version"]) == ("none", "r1")
+    assert bucket.reads.count("rules/current.json") == 1
+    bucket.objects[f"{PREFIX}/v1/graph.onnx"] = graph  # not fetched again: its bytes were wrong
+    clock.now += 5
+    assert headers(served)[:2] == ("none", "r1")
