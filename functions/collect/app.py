@@ -7,6 +7,11 @@ events could not be written at all (every one is reported failed, so the client 
 
 from __future__ import annotations
 
+# First, before anything imports FastAPI: its OpenAPI models then build on first use (why: fastapi_deferred.py).
+import fastapi_deferred  # noqa: F401
+
+# isort: split
+
 import time
 from collections import Counter
 from typing import Annotated

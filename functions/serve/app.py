@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# First, before anything imports FastAPI: its OpenAPI models then build on first use (why: fastapi_deferred.py).
+import fastapi_deferred  # noqa: F401
+
+# isort: split
+
 import inspect
 import time
 from dataclasses import replace
