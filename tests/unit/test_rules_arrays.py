@@ -9,6 +9,7 @@ import math
 import struct
 from dataclasses import replace
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 from hypothesis import HealthCheck, example, given, settings
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from personalization.catalog import Catalog, CatalogItem
 from personalization.ranking import Candidates, Scored
 from personalization.rules import RuledList, RuleEngine, RuleRequest, RulesDocument, parse_document
+from personalization.rules import plan as plan_module
 from tests.helpers.rules import NOW_MS
 from tests.helpers.rules_objects import RuleEngine as ObjectEngine
 from tests.unit.test_rules import CATALOGS, DAY_MS, EXPERIMENT, IDS, MATCHES, RULE_BODIES, SCOPES
@@ -93,6 +95,36 @@ def test_the_array_path_gives_what_the_object_path_gave(
     catalog: Catalog, doc: RulesDocument, req: RuleRequest, rows: list[tuple[int, float]], k: int
 ) -> None:
     check(catalog, doc, req, rows, k)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(CATALOGS, DOCUMENTS, REQUESTS, CANDIDATE_ROWS, st.integers(1, 12), st.integers(0, 4))
+def test_a_ranking_made_into_lists_a_prefix_first_gives_the_same(
+    catalog: Catalog, doc: RulesDocument, req: RuleRequest, rows: list[tuple[int, float]], k: int, prefix: int
+) -> None:
+    # The test catalogs hold a dozen items, fewer than serve's prefix: a prefix of a few puts every path through
+    # Ranking.whole() (the diversity window, the merge, runs of equal scores at the prefix's end) to the test.
+    with patch.object(plan_module, "PREFIX", prefix):
+        check(catalog, doc, req, rows, k)
+
+
+def test_a_prefix_that_cuts_a_run_of_equal_scores_or_runs_short_gives_the_same() -> None:
+    # Runs of equal scores across every prefix's end, and diversity windows that pass over items: the prefix
+    # must be extended past a run, and made whole when the window or what follows it reaches past the prefix.
+    catalog = Catalog([CatalogItem(f"i{n:02}", "ab"[n % 2], 1.0, float(n)) for n in range(12)])
+    order = [7, 3, 11, 0, 5, 9, 1, 10, 2, 8, 4, 6]
+    rows = [(n, 1.0 if rank < 7 else 0.5) for rank, n in enumerate(order)]
+    req = RuleRequest("for-you", None, None, None, frozenset(), NOW_MS, {}, ())
+    docs = [
+        document([{"kind": "diversity", "max_per_category": 1, "top_k": 1}]),
+        document([{"kind": "diversity", "max_per_category": 2}]),
+        document([{"kind": "pin", "items": ["i04"], "position": 2}]),
+    ]
+    for prefix in range(8):
+        with patch.object(plan_module, "PREFIX", prefix):
+            for doc in docs:
+                for k in (1, 3, 10):
+                    check(catalog, doc, req, rows, k)
 
 
 def test_boosts_multiply_in_document_order_to_the_bit() -> None:

@@ -11,8 +11,7 @@ id ascending (tests/unit/test_rules_arrays.py holds the previous object path as 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -50,11 +49,12 @@ class CatalogArrays:
         self.position = catalog.position
         self.codes = catalog.category_codes()
         self.signatures = len(boosts.signatures)
-        self.signature = np.full(len(catalog), -1, dtype=np.int32)
+        # The platform's own index type: a gather by an int32 index costs several times what one by intp does.
+        self.signature = np.full(len(catalog), -1, dtype=np.intp)
         # Boosts and excludes match catalog items only (RuleEngine resolves them through the catalog's indexes).
         matched = boosts.of_item
         self.signature[np.fromiter(map(self.position.__getitem__, matched), np.intp, len(matched))] = np.fromiter(
-            matched.values(), np.int32, len(matched)
+            matched.values(), np.intp, len(matched)
         )
         # The boost rules as columns (by their index among the enabled rules): each one's factor, the signatures
         # holding it, and which of them each signature holds (one row per signature, the last, -1, none).
@@ -169,10 +169,8 @@ class Boosting:
         # (byte index << 8 | byte) -> the names of its bits: at most 255 per byte of bits, made as met.
         self._bytes: dict[int, tuple[str, ...]] = {}
 
-    def boosted(self, signatures: npt.NDArray[np.int32], scores: Scores, acted: set[str]) -> Scores:
+    def boosted(self, signatures: Positions, scores: Scores, acted: set[str]) -> Scores:
         """The scores with the boosts applied; the rules that changed one of them go into acted."""
-        # Gathers by an int32 index cost several times what they cost by the platform's own: convert once.
-        signatures = signatures.astype(np.intp)
         multipliers = self.multipliers[signatures]
         # Which rules act on some candidate: the OR of the candidates' words, read a byte at a time.
         bits = 0
@@ -246,10 +244,30 @@ _NONE: Positions = np.zeros(0, dtype=np.intp)
 _NO_SCORES: Scores = np.zeros(0, dtype=np.float64)
 
 
-@dataclass(frozen=True, slots=True)
 class Ranking:
     """The candidates to show, best first, without the excluded and pinned ones: catalog positions and boosted
-    scores."""
+    scores, `size` of them. Maybe only a prefix as lists at first (the diversity cap and the merge rarely read
+    past a few dozen, and making a Python object per candidate is much of what a request costs): whole() makes
+    the rest."""
 
-    positions: list[int]
-    scores: list[float]
+    __slots__ = ("_rest", "positions", "scores", "size")
+
+    def __init__(
+        self,
+        positions: list[int],
+        scores: list[float],
+        size: int | None = None,
+        rest: Callable[[], tuple[list[int], list[float]]] | None = None,
+    ) -> None:
+        self.positions = positions
+        self.scores = scores
+        self.size = len(positions) if size is None else size
+        self._rest = rest
+
+    def whole(self) -> Ranking:
+        """This ranking, every one of its candidates as lists (the same values as the prefix had, then more)."""
+        rest = self._rest
+        if rest is not None:
+            self.positions, self.scores = rest()
+            self._rest = None
+        return self

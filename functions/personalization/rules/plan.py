@@ -34,6 +34,8 @@ from personalization.rules.selection import (
 POOL_CAP = 200
 # How many pin resolutions for people who lose pinned items a selection keeps (by the items and the reasons).
 PERSON_PINS = 256
+# How many of the ranked candidates become lists at first (Ranking.whole() makes the rest when needed).
+PREFIX = 64
 # What a note names as the reason for an item the person dismissed (not a rule: it holds under any document).
 DISMISSED = "dismissed by the person"
 
@@ -219,7 +221,7 @@ class RulePlan:
             ranking, removed, pin_scores = self._rank(
                 arrays, arrays.curated_positions, arrays.curated_scores, boosts, person=False
             )
-            arrays.curated.append((ranking, removed, pin_scores, frozenset(boosts)))
+            arrays.curated.append((ranking.whole(), removed, pin_scores, frozenset(boosts)))
         ranking, removed, pin_scores, boosted = arrays.curated[0]
         acted |= boosted
         if self.excluded.personal:
@@ -301,9 +303,11 @@ class RulePlan:
         diversity cap."""
         # Pins claiming a place in the top k are shown whatever comes; the others only if the list runs short.
         need = k - pins.within(k)
-        size = len(ranking.positions)
+        size = ranking.size
         diversity = self._selection.diversity
         if diversity is None:
+            if need > len(ranking.positions):
+                ranking.whole()
             return list(range(min(need, size)))
         rule_id, cap, top_k = diversity
         window = need if top_k is None else min(top_k, need)
@@ -314,7 +318,8 @@ class RulePlan:
         passed: list[int] = []
         looked, filled, count_of = size, 0, counts.get
         # Item by item: the window is usually full after a few dozen of the few hundred.
-        for index, where in enumerate(ranking.positions):
+        positions = ranking.positions
+        for index, where in enumerate(positions):
             if filled == window:
                 looked = index
                 break
@@ -327,12 +332,19 @@ class RulePlan:
                 counts[code] = count + 1
             fill.append(index)
             filled += 1
+        else:
+            if len(positions) < size:
+                # The ranking's prefix ran out before the window filled (rare): again, over all of it.
+                return self._fill(ranking.whole(), pins, k, notes, acted)
         if len(fill) == window < need:
             # The window is full: what it passed over ranks above everything not yet looked at.
             more = need - window
             fill += passed[:more]
             if len(passed) < more:
-                fill += range(looked, min(size, looked + more - len(passed)))
+                last = min(size, looked + more - len(passed))
+                if last > len(positions):
+                    ranking.whole()
+                fill += range(looked, last)
             if passed:
                 notes.append(f"diversity '{rule_id}' moved {len(passed)} item(s) below the top {window}")
         elif passed:
@@ -403,28 +415,49 @@ def _split(
     pin_scores: dict[str, float] = {}
     flagged = marks.nonzero()[0]
     if flagged.size:
-        for where, mark, score in zip(
-            positions[flagged].tolist(), marks[flagged].tolist(), scores[flagged].tolist(), strict=True
-        ):
+        # A few: read one by one.
+        for index in flagged.tolist():
+            mark, where = marks.item(index), positions.item(index)
             if mark & EXCLUDED:
                 removed.append(ids[where])
             if mark & PINNED:
-                pin_scores[ids[where]] = score
+                pin_scores[ids[where]] = scores.item(index)
         order = order[marks[order] == 0]
-    ranked = scores[order]
-    kept: list[int] = positions[order].tolist()
-    kept_scores: list[float] = ranked.tolist()
+    ranked, kept = scores[order], positions[order]
     tied = (ranked[1:] == ranked[:-1]).nonzero()[0].tolist()
-    if tied:
-        # Equal scores go by id (a popularity fallback has many): each run of them sorted on its own, each score
-        # staying with its item (0.0 and -0.0 are equal but two scores). `tied` holds i where i and i + 1 tie.
-        start = end = tied[0]
+    # A prefix as lists, past any run of equal scores it would cut; the rest when asked for.
+    size = end = len(order)
+    if size > PREFIX:
+        end = PREFIX
+        if tied:
+            ties = set(tied)
+            while end < size and end - 1 in ties:
+                end += 1
+    positions_in, scores_in = _listed(kept, ranked, tied, ids, end)
+    rest = partial(_listed, kept, ranked, tied, ids, size) if end < size else None
+    return Ranking(positions_in, scores_in, size, rest), frozenset(removed), pin_scores
+
+
+def _listed(
+    positions: Positions, scores: Scores, tied: list[int], ids: Sequence[str], end: int
+) -> tuple[list[int], list[float]]:
+    """The first `end` ranked candidates as lists, equal scores by id (no run of them crosses `end`).
+
+    `tied` holds every i where scores i and i + 1 are equal: each run of them is sorted on its own (a popularity
+    fallback has many), each score staying with its item (0.0 and -0.0 are equal but two scores)."""
+    kept: list[int] = positions[:end].tolist()
+    kept_scores: list[float] = scores[:end].tolist()
+    if tied and tied[0] < end - 1:
+        start = last = tied[0]
         for index in [*tied[1:], -2]:
-            if index == end + 1:
-                end = index
+            if index == last + 1:
+                last = index
                 continue
-            run = sorted(zip(kept[start : end + 2], kept_scores[start : end + 2], strict=True), key=lambda p: ids[p[0]])
-            kept[start : end + 2] = [where for where, _ in run]
-            kept_scores[start : end + 2] = [score for _, score in run]
-            start = end = index
-    return Ranking(kept, kept_scores), frozenset(removed), pin_scores
+            if last + 1 < end:
+                run = sorted(
+                    zip(kept[start : last + 2], kept_scores[start : last + 2], strict=True), key=lambda p: ids[p[0]]
+                )
+                kept[start : last + 2] = [where for where, _ in run]
+                kept_scores[start : last + 2] = [score for _, score in run]
+            start = last = index
+    return kept, kept_scores
