@@ -201,6 +201,7 @@ class SelectionArrays:
         "_static",
         "boosting",
         "curated",
+        "curated_index",
         "curated_notes",
         "curated_positions",
         "curated_scores",
@@ -218,9 +219,11 @@ class SelectionArrays:
             self.curated_scores = np.fromiter((s.score for s in listed), dtype=np.float64, count=len(listed))
         else:
             self.curated_positions, self.curated_scores = _NONE, _NO_SCORES
+        # Each curated id's place in the list (its items are distinct): the notes on dropped ones go in that order.
+        self.curated_index = {item_id: n for n, item_id in enumerate(selection.curated_ids)}
         # The curated list ranked with the rules that need no person (RulePlan._curated_ranking), and the notes
         # on its items a rule of the selection excludes: the same for every request of the selection.
-        self.curated: list[tuple[Ranking, frozenset[str], dict[str, float], frozenset[str]]] = []
+        self.curated: list[CuratedRanking] = []
         self.curated_notes: dict[str, str] = {}
 
     def static_positions(self, arrays: CatalogArrays) -> Positions:
@@ -242,6 +245,24 @@ def _distinct(positions: Positions) -> Positions:
 
 _NONE: Positions = np.zeros(0, dtype=np.intp)
 _NO_SCORES: Scores = np.zeros(0, dtype=np.float64)
+
+
+class CuratedRanking:
+    """A selection's curated list ranked with the rules that need no person (once per selection): as lists,
+    and as arrays a person's exclusions are taken out of; what the rules removed, the pinned items' scores, and
+    the boosts that acted."""
+
+    __slots__ = ("boosted", "pin_scores", "positions", "ranking", "removed", "scores")
+
+    def __init__(
+        self, ranking: Ranking, removed: frozenset[str], pin_scores: dict[str, float], boosted: frozenset[str]
+    ) -> None:
+        self.ranking = ranking.whole()
+        self.positions: Positions = np.array(self.ranking.positions, dtype=np.intp)
+        self.scores: Scores = np.array(self.ranking.scores, dtype=np.float64)
+        self.removed = removed
+        self.pin_scores = pin_scores
+        self.boosted = boosted
 
 
 class Ranking:

@@ -17,6 +17,7 @@ from personalization.rules.arrays import (
     EXCLUDED,
     PINNED,
     CatalogArrays,
+    CuratedRanking,
     Ranking,
     SelectionArrays,
 )
@@ -221,17 +222,19 @@ class RulePlan:
             ranking, removed, pin_scores = self._rank(
                 arrays, arrays.curated_positions, arrays.curated_scores, boosts, person=False
             )
-            arrays.curated.append((ranking.whole(), removed, pin_scores, frozenset(boosts)))
-        ranking, removed, pin_scores, boosted = arrays.curated[0]
-        acted |= boosted
+            arrays.curated.append(CuratedRanking(ranking, removed, pin_scores, frozenset(boosts)))
+        curated = arrays.curated[0]
+        acted |= curated.boosted
+        ranking, removed = curated.ranking, curated.removed
         if self.excluded.personal:
-            personal = set(self._personal_positions().tolist())
-            if not personal.isdisjoint(ranking.positions):
+            hit = self._arrays.marked(self._personal_positions(), curated.positions)
+            found = hit.nonzero()[0]
+            if found.size:
                 ids = self._arrays.ids
-                removed = removed | {ids[where] for where in ranking.positions if where in personal}
-                kept = [index for index, where in enumerate(ranking.positions) if where not in personal]
-                ranking = Ranking([ranking.positions[i] for i in kept], [ranking.scores[i] for i in kept])
-        return ranking, removed, pin_scores
+                removed = removed | {ids[where] for where in curated.positions[found].tolist()}
+                keep = hit == 0
+                ranking = _ranked(curated.positions[keep], curated.scores[keep], [], ids)
+        return ranking, removed, curated.pin_scores
 
     def _personal_positions(self) -> Positions:
         """The catalog positions of what this person may not be offered (bought, in the cart, ...)."""
@@ -259,8 +262,10 @@ class RulePlan:
         """Every filter that excluded something this list would have held (`hit`) counts as applied."""
         selection = self._selection
         if selection.curated is not None:
-            # In the list's order; `hit` is the small side, so look each listed id up in it.
-            notes += [self._curated_note(item_id) for item_id in selection.curated_ids if item_id in hit]
+            # In the list's order.
+            index = self._selection_arrays().curated_index
+            listed = sorted((item_id for item_id in hit if item_id in index), key=index.__getitem__)
+            notes += [self._curated_note(item_id) for item_id in listed]
         if selection.cart_rule is not None and not self._cart.isdisjoint(hit):
             acted.add(selection.cart_rule)
         if selection.purchase_windows:
@@ -423,10 +428,15 @@ def _split(
             if mark & PINNED:
                 pin_scores[ids[where]] = scores.item(index)
         order = order[marks[order] == 0]
-    ranked, kept = scores[order], positions[order]
+    ranked = scores[order]
     tied = (ranked[1:] == ranked[:-1]).nonzero()[0].tolist()
-    # A prefix as lists, past any run of equal scores it would cut; the rest when asked for.
-    size = end = len(order)
+    return _ranked(positions[order], ranked, tied, ids), frozenset(removed), pin_scores
+
+
+def _ranked(kept: Positions, ranked: Scores, tied: list[int], ids: Sequence[str]) -> Ranking:
+    """The ranking of `kept` by `ranked` (descending; `tied` as _listed takes it): a prefix as lists, past any
+    run of equal scores it would cut; the rest when asked for."""
+    size = end = len(kept)
     if size > PREFIX:
         end = PREFIX
         if tied:
@@ -435,7 +445,7 @@ def _split(
                 end += 1
     positions_in, scores_in = _listed(kept, ranked, tied, ids, end)
     rest = partial(_listed, kept, ranked, tied, ids, size) if end < size else None
-    return Ranking(positions_in, scores_in, size, rest), frozenset(removed), pin_scores
+    return Ranking(positions_in, scores_in, size, rest)
 
 
 def _listed(
