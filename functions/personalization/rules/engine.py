@@ -6,7 +6,8 @@ from __future__ import annotations
 import bisect
 import math
 from functools import cached_property
-from typing import Any
+from operator import itemgetter
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -14,7 +15,7 @@ import numpy.typing as npt
 from personalization.catalog import Catalog, CatalogItem
 from personalization.experiments import Experiment
 from personalization.ranking import Scored
-from personalization.rules.arrays import CatalogArrays
+from personalization.rules.arrays import MASKS, CatalogArrays
 from personalization.rules.document import (
     DAY_MS,
     Boost,
@@ -42,6 +43,7 @@ from personalization.rules.selection import (
 # Distinct (slot, journey, segment, variants, time window) combinations the rules tell apart; bounded so that
 # a flood of made-up journeys cannot grow it (values no rule names share one entry anyway).
 SELECTION_CACHE_SIZE = 1024
+_T = TypeVar("_T")
 
 
 class _CatalogIndex:
@@ -156,6 +158,41 @@ class RuleEngine:
         self.dimensions = document.context_dimensions()
         self._cache: dict[_Key, _Selection] = {}
         self._cache_size = cache_size
+        # For _select: each distinct scope once (most rules share theirs with others), and each kind's rules, in
+        # document order, as (their scope's index, what the selection keeps of them).
+        distinct: dict[_Scope, int] = {}
+        scope_of = [distinct.setdefault(scope, len(distinct)) for _, scope in self._rules]
+        self._scopes = list(distinct)
+
+        rules = [(scope_of[n], n, rule) for n, (rule, _) in enumerate(self._rules)]
+        self._of_ids = [(scope, rule.id) for scope, _, rule in rules]
+        self._of_curated = [(scope, rule.id) for scope, _, rule in rules if isinstance(rule, Curated)]
+        self._of_diversity = [
+            (scope, (rule.max_per_category, self._order[rule.id], rule))
+            for scope, _, rule in rules
+            if isinstance(rule, Diversity)
+        ]
+        self._of_excludes = [
+            (scope, (rule.id, self._matched[rule.id])) for scope, _, rule in rules if isinstance(rule, Exclude)
+        ]
+        self._of_boosts = [(scope, n) for scope, n, rule in rules if isinstance(rule, Boost)]
+        self._of_windows = [
+            (scope, (rule.id, rule.days * DAY_MS)) for scope, _, rule in rules if isinstance(rule, ExcludePurchased)
+        ]
+        self._of_seen = [
+            (scope, (rule.id, rule.times, rule.days * DAY_MS))
+            for scope, _, rule in rules
+            if isinstance(rule, ExcludeSeen)
+        ]
+        self._of_cart = [(scope, rule.id) for scope, _, rule in rules if isinstance(rule, ExcludeCart)]
+        self._of_pins = [
+            (scope, _PinSpec(rule.id, rule.position, self._listed[rule.id]))
+            for scope, _, rule in rules
+            if isinstance(rule, Pin)
+        ]
+        # The union of each set of exclude rules' items, shared by every selection with those rules (most scopes
+        # share them: they differ in boosts, pins or context): a new scope's first request rarely unions afresh.
+        self._statics: dict[tuple[str, ...], frozenset[str]] = {}
 
     @property
     def version(self) -> str:
@@ -198,40 +235,45 @@ class RuleEngine:
         )
 
     def _select(self, key: _Key, now_ms: int) -> _Selection:
-        positions = [position for position, (_, scope) in enumerate(self._rules) if scope.admits(key, now_ms)]
-        active = [self._rules[position][0] for position in positions]
-        curated = [rule for rule in active if isinstance(rule, Curated)]
-        diversity = sorted(
-            (rule for rule in active if isinstance(rule, Diversity)),
-            key=lambda rule: (rule.max_per_category, self._order[rule.id]),
-        )
-        excludes = tuple((rule.id, self._matched[rule.id]) for rule in active if isinstance(rule, Exclude))
-        boosts = frozenset(position for position in positions if isinstance(self._rules[position][0], Boost))
-        windows = tuple((rule.id, rule.days * DAY_MS) for rule in active if isinstance(rule, ExcludePurchased))
-        pins = tuple(
-            _PinSpec(rule.id, rule.position, self._listed[rule.id]) for rule in active if isinstance(rule, Pin)
-        )
-        notes = [f"curated '{rule.id}' ignored: curated '{curated[0].id}' comes first" for rule in curated[1:]]
+        admits = [scope.admits(key, now_ms) for scope in self._scopes]
+
+        def active(entries: list[tuple[int, _T]]) -> list[_T]:
+            return [part for scope, part in entries if admits[scope]]
+
+        curated = active(self._of_curated)
+        diversity = [rule for _, _, rule in sorted(active(self._of_diversity), key=itemgetter(0, 1))]
+        excludes = tuple(active(self._of_excludes))
+        windows = tuple(active(self._of_windows))
+        pins = tuple(active(self._of_pins))
+        carts = active(self._of_cart)
+        notes = [f"curated '{rule_id}' ignored: curated '{curated[0]}' comes first" for rule_id in curated[1:]]
         notes += [f"diversity '{rule.id}' ignored: '{diversity[0].id}' is stricter" for rule in diversity[1:]]
-        listed = _scored(self._listed[curated[0].id]) if curated else None
+        listed = _scored(self._listed[curated[0]]) if curated else None
         return _Selection(
-            rule_ids=tuple(rule.id for rule in active),
+            rule_ids=tuple(active(self._of_ids)),
             purchase_windows=windows,
             longest_purchase_ms=max((window for _, window in windows), default=None),
-            seen_rules=tuple(
-                (rule.id, rule.times, rule.days * DAY_MS) for rule in active if isinstance(rule, ExcludeSeen)
-            ),
-            cart_rule=next((rule.id for rule in active if isinstance(rule, ExcludeCart)), None),
+            seen_rules=tuple(active(self._of_seen)),
+            cart_rule=carts[0] if carts else None,
             excludes=excludes,
-            static=_union([ids for _, ids in excludes]),
-            boosts=boosts,
+            static=self._static(excludes),
+            boosts=frozenset(active(self._of_boosts)),
             pins=pins,
             pin_ids=frozenset(item.id for pin in pins for item in pin.items),
-            curated=(curated[0].id, listed) if listed is not None else None,
+            curated=(curated[0], listed) if listed is not None else None,
             curated_ids=tuple(scored.item.id for scored in listed or ()),
             diversity=(diversity[0].id, diversity[0].max_per_category, diversity[0].top_k) if diversity else None,
             notes=tuple(notes),
         )
+
+    def _static(self, excludes: tuple[tuple[str, frozenset[str]], ...]) -> frozenset[str]:
+        key = tuple(rule_id for rule_id, _ in excludes)
+        found = self._statics.get(key)
+        if found is None:
+            if len(self._statics) >= MASKS:
+                self._statics.clear()
+            found = self._statics[key] = _union([ids for _, ids in excludes])
+        return found
 
     def _signatures(self) -> _Boosts:
         entries: dict[str, list[tuple[int, float, str]]] = {}
