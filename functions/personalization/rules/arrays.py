@@ -27,6 +27,7 @@ class CatalogArrays:
 
     __slots__ = (
         "_boosting",
+        "_bytes",
         "_masks",
         "_scratch",
         "boost_columns",
@@ -38,13 +39,22 @@ class CatalogArrays:
         "holding",
         "holds",
         "ids",
+        "order",
         "position",
+        "rules",
         "signature",
         "signatures",
     )
 
-    def __init__(self, catalog: Catalog, boosts: _Boosts, excludes: Mapping[str, frozenset[str]]) -> None:
+    def __init__(
+        self, catalog: Catalog, boosts: _Boosts, excludes: Mapping[str, frozenset[str]], rules: Sequence[str]
+    ) -> None:
         self.catalog = catalog
+        # The document's rule ids in its order: a set of rules can be an int, rule n its bit n (Boosting, named).
+        self.rules = list(rules)
+        self.order = {rule_id: n for n, rule_id in enumerate(self.rules)}
+        # (byte index << 8 | byte) -> the rules of its bits, in document order: at most 255 per byte of rules.
+        self._bytes: dict[int, tuple[str, ...]] = {}
         self.ids = catalog.ids
         self.position = catalog.position
         self.codes = catalog.category_codes()
@@ -107,6 +117,20 @@ class CatalogArrays:
             self._masks[key] = found
         return found
 
+    def named(self, bits: int) -> list[str]:
+        """The rules of `bits` (rule n of the document: bit n), in document order."""
+        found: list[str] = []
+        rules, table = self.rules, self._bytes
+        for index, byte in enumerate(bits.to_bytes((len(rules) + 7) // 8, "little")):
+            if byte:
+                names = table.get(index << 8 | byte)
+                if names is None:
+                    names = table[index << 8 | byte] = tuple(
+                        rules[8 * index + bit] for bit in range(8) if byte >> bit & 1
+                    )
+                found += names
+        return found
+
     def boosting(self, active: frozenset[int]) -> Boosting:
         """The active boosts (by index among the enabled rules) as arrays: shared by every selection with the
         same active boosts, bounded like the masks."""
@@ -141,9 +165,9 @@ class Boosting:
     """Active boosts as arrays: each signature's product of their factors, multiplied one factor at a time in
     document order (as the object path did: the same product to the bit; the last entry stands for signature -1,
     no boost: 1.0), and the active rules of each signature whose product is not 1 (one whose product is 1 changes
-    no score, so its rules do not count as applied) as bits: rule b of `_names` is bit b % 64 of word b // 64."""
+    no score, so its rules do not count as applied) as bits."""
 
-    __slots__ = ("_bytes", "_names", "_width", "multipliers", "words")
+    __slots__ = ("multipliers", "words")
 
     def __init__(self, arrays: CatalogArrays, active: frozenset[int]) -> None:
         self.multipliers = np.ones(arrays.signatures + 1)
@@ -154,42 +178,29 @@ class Boosting:
                 columns[column] = True
                 self.multipliers[arrays.holding[column]] *= arrays.boost_factors[column]
         acting = arrays.holds & columns & (self.multipliers != 1.0)[:, None]
-        # Only the rules that change some signature's product get a bit.
-        acts = np.flatnonzero(acting.any(axis=0))
-        names = arrays.boost_rules
-        self._names = [names[column] for column in acts.tolist()]
-        self._width = (len(acts) + 7) // 8
-        held = acting[:, acts]
-        # (first bit, each signature's word): per request, one gather and one OR per 64 acting rules.
+        # Each acting rule its bit in document order (CatalogArrays.named): per signature, a word per 64 rules of
+        # the document that holds one; per request, one gather and one OR per word.
+        acts = np.flatnonzero(acting.any(axis=0)).tolist()
+        bits = [arrays.order[arrays.boost_rules[column]] for column in acts]
         self.words: list[tuple[int, npt.NDArray[np.uint64]]] = []
-        for first in range(0, len(acts), 64):
-            block = held[:, first : first + 64].astype(np.uint64)
-            weights = np.left_shift(np.uint64(1), np.arange(block.shape[1], dtype=np.uint64))
-            self.words.append((first, np.bitwise_or.reduce(block * weights, axis=1)))
-        # (byte index << 8 | byte) -> the names of its bits: at most 255 per byte of bits, made as met.
-        self._bytes: dict[int, tuple[str, ...]] = {}
+        for first in sorted({bit - bit % 64 for bit in bits}):
+            word = np.zeros(len(self.multipliers), dtype=np.uint64)
+            for column, bit in zip(acts, bits, strict=True):
+                if first <= bit < first + 64:
+                    word[acting[:, column]] |= np.uint64(1 << (bit - first))
+            self.words.append((first, word))
 
-    def boosted(self, signatures: Positions, scores: Scores, acted: set[str]) -> Scores:
-        """The scores with the boosts applied; the rules that changed one of them go into acted."""
+    def boosted(self, signatures: Positions, scores: Scores) -> tuple[Scores, int]:
+        """The scores with the boosts applied, and the rules that changed one of them (as CatalogArrays.named
+        reads them)."""
         multipliers = self.multipliers[signatures]
-        # Which rules act on some candidate: the OR of the candidates' words, read a byte at a time.
         bits = 0
         for first, word in self.words:
             bits |= int(_OR(word[signatures])) << first
-        if bits:
-            names, table = self._names, self._bytes
-            for index, byte in enumerate(bits.to_bytes(self._width, "little")):
-                if byte:
-                    found = table.get(index << 8 | byte)
-                    if found is None:
-                        found = table[index << 8 | byte] = tuple(
-                            names[8 * index + bit] for bit in range(8) if byte >> bit & 1
-                        )
-                    acted.update(found)
         if scores.size == 0 or scores.min() >= 0:
-            return scores * multipliers
+            return scores * multipliers, bits
         # Dividing a negative score keeps the promise that a boost lifts and a bury lowers.
-        return np.where(scores >= 0, scores * multipliers, scores / multipliers)
+        return np.where(scores >= 0, scores * multipliers, scores / multipliers), bits
 
 
 class SelectionArrays:
@@ -254,9 +265,7 @@ class CuratedRanking:
 
     __slots__ = ("boosted", "pin_scores", "positions", "ranking", "removed", "scores")
 
-    def __init__(
-        self, ranking: Ranking, removed: frozenset[str], pin_scores: dict[str, float], boosted: frozenset[str]
-    ) -> None:
+    def __init__(self, ranking: Ranking, removed: frozenset[str], pin_scores: dict[str, float], boosted: int) -> None:
         self.ranking = ranking.whole()
         self.positions: Positions = np.array(self.ranking.positions, dtype=np.intp)
         self.scores: Scores = np.array(self.ranking.scores, dtype=np.float64)

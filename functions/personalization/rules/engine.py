@@ -139,7 +139,7 @@ class RuleEngine:
         }
         self._boosts = self._signatures()
         excludes = {rule.id: self._matched[rule.id] for rule, _ in self._rules if isinstance(rule, Exclude)}
-        self._arrays = CatalogArrays(catalog, self._boosts, excludes)
+        self._arrays = CatalogArrays(catalog, self._boosts, excludes, [rule.id for rule in document.rules])
         self._bounds = sorted(
             {ms for _, scope in self._rules for ms in (scope.start_ms, scope.end_ms) if ms is not None}
         )

@@ -142,19 +142,23 @@ class RulePlan:
         arrays = self._selection_arrays()
         if selection.curated is not None:
             acted.add(selection.curated[0])
-            ranking, removed, pin_scores = self._curated_ranking(arrays, acted)
+            ranking, removed, pin_scores, boosted = self._curated_ranking(arrays)
         else:
             catalog = self._arrays.catalog
             if not isinstance(candidates, Candidates):
                 candidates = Candidates.of(catalog, candidates)
             elif candidates.catalog is not catalog:  # another version's catalog: its positions mean other items
                 candidates = Candidates.of(catalog, candidates.scored())
-            ranking, removed, pin_scores = self._rank(arrays, candidates.positions, candidates.scores, acted)
+            ranking, removed, pin_scores, boosted = self._rank(arrays, candidates.positions, candidates.scores)
         if removed or pins.removed:
             self._credit_filters({*removed, *pins.removed}, notes, acted)
         fill = self._fill(ranking, pins, k, notes, acted)
         items = self._merge(pins, fill, ranking, k, pin_scores, notes, acted)
-        return RuledList(items, notes, sorted(acted, key=self._order.__getitem__))
+        # The rules that acted as bits in document order (the boosts' already are): no sort by name.
+        order = self._arrays.order
+        for rule_id in acted:
+            boosted |= 1 << order[rule_id]
+        return RuledList(items, notes, self._arrays.named(boosted))
 
     def _selection_arrays(self) -> SelectionArrays:
         return _selection_arrays(self._arrays, self._selection)
@@ -212,19 +216,15 @@ class RulePlan:
                 counts[code] = counts.get(code, 0) + 1
         return Pins(placed, notes, removed, counts)
 
-    def _curated_ranking(
-        self, arrays: SelectionArrays, acted: set[str]
-    ) -> tuple[Ranking, frozenset[str], dict[str, float]]:
+    def _curated_ranking(self, arrays: SelectionArrays) -> tuple[Ranking, frozenset[str], dict[str, float], int]:
         """_rank of the selection's curated list: ranked once per selection without the person's exclusions,
         which then only take their items out (the order of the others stands)."""
         if not arrays.curated:
-            boosts: set[str] = set()
-            ranking, removed, pin_scores = self._rank(
-                arrays, arrays.curated_positions, arrays.curated_scores, boosts, person=False
+            ranking, removed, pin_scores, boosted = self._rank(
+                arrays, arrays.curated_positions, arrays.curated_scores, person=False
             )
-            arrays.curated.append(CuratedRanking(ranking, removed, pin_scores, frozenset(boosts)))
+            arrays.curated.append(CuratedRanking(ranking, removed, pin_scores, boosted))
         curated = arrays.curated[0]
-        acted |= curated.boosted
         ranking, removed = curated.ranking, curated.removed
         if self.excluded.personal:
             hit = self._arrays.marked(self._personal_positions(), curated.positions)
@@ -234,15 +234,15 @@ class RulePlan:
                 removed = removed | {ids[where] for where in curated.positions[found].tolist()}
                 keep = hit == 0
                 ranking = _ranked(curated.positions[keep], curated.scores[keep], [], ids)
-        return ranking, removed, curated.pin_scores
+        return ranking, removed, curated.pin_scores, curated.boosted
 
     def _personal_positions(self) -> Positions:
         """The catalog positions of what this person may not be offered (bought, in the cart, ...)."""
         return _positions_of(self._arrays, self.excluded.personal)
 
     def _rank(
-        self, arrays: SelectionArrays, positions: Positions, scores: Scores, acted: set[str], person: bool = True
-    ) -> tuple[Ranking, frozenset[str], dict[str, float]]:
+        self, arrays: SelectionArrays, positions: Positions, scores: Scores, person: bool = True
+    ) -> tuple[Ranking, frozenset[str], dict[str, float], int]:
         """The candidates once each (best score), boosted, ordered without excluded and pinned items; what the
         filters removed; the pinned items' own scores. Without `person`, the person's own exclusions are left to
         the caller.
@@ -254,9 +254,10 @@ class RulePlan:
         marks = arrays.mask[positions]
         if person and self.excluded.personal:
             marks |= self._arrays.marked(self._personal_positions(), positions)
+        boosted = 0
         if arrays.boosting is not None:
-            scores = arrays.boosting.boosted(self._arrays.signature[positions], scores, acted)
-        return _split(positions, scores, marks, self._arrays.ids)
+            scores, boosted = arrays.boosting.boosted(self._arrays.signature[positions], scores)
+        return (*_split(positions, scores, marks, self._arrays.ids), boosted)
 
     def _credit_filters(self, hit: set[str], notes: list[str], acted: set[str]) -> None:
         """Every filter that excluded something this list would have held (`hit`) counts as applied."""
