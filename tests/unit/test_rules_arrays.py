@@ -159,23 +159,31 @@ def test_candidates_of_objects_keep_each_items_best_score_in_first_place(rows: l
 
 @given(st.lists(st.integers(0, 60_000), max_size=300))
 def test_distinct_positions_are_numpys_unique(values: list[int]) -> None:
-    from personalization.rules.arrays import _distinct
+    from personalization.rules.arrays import distinct
 
     positions = np.asarray(values, dtype=np.intp)
-    distinct = _distinct(positions)
-    assert distinct.dtype == np.intp
-    assert distinct.tolist() == np.unique(positions).tolist()
+    found = distinct(positions)
+    assert found.dtype == np.intp
+    assert found.tolist() == np.unique(positions).tolist()
 
 
 def test_distinct_positions_do_not_import_numpy_ma() -> None:
-    """np.unique would: a container's first personal fragment would pay numpy.ma's import."""
+    """np.unique (and np.union1d, which calls it) would: a container's first personal fragment would pay
+    numpy.ma's import. Both unions of positions serve asks for: the selection's, and it with the person's."""
     import subprocess
     import sys
 
     code = (
         "import sys, numpy as np\n"
-        "from personalization.rules.arrays import _distinct\n"
-        "_distinct(np.asarray([3, 1, 3], dtype=np.intp))\n"
+        "from personalization.catalog import Catalog, CatalogItem\n"
+        "from personalization.rules import RuleEngine, RuleRequest, parse_document\n"
+        "catalog = Catalog([CatalogItem(f'i{n}', 'a', 1.0, float(n)) for n in range(5)])\n"
+        "rules = [{'id': 'x', 'kind': 'exclude', 'match': {'items': ['i1', 'i3']}},\n"
+        "         {'id': 'c', 'kind': 'exclude_cart'}]\n"
+        "engine = RuleEngine(parse_document({'version': 'v', 'rules': rules}), catalog)\n"
+        "request = RuleRequest('s', None, None, None, frozenset(), 0, {}, ['i0', 'i3'])\n"
+        "positions = engine.plan(request).excluded.catalog_positions(catalog)\n"
+        "assert positions.tolist() == sorted(catalog.position[i] for i in ('i0', 'i1', 'i3'))\n"
         "print('numpy.ma' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -241,11 +241,11 @@ class SelectionArrays:
         """What the selection's exclude rules match, as catalog positions, ascending and distinct (made once)."""
         if self._static is None:
             parts = [arrays.excluded[rule_id] for rule_id in self._excludes]
-            self._static = _distinct(np.concatenate(parts)) if parts else _NONE
+            self._static = distinct(np.concatenate(parts)) if parts else _NONE
         return self._static
 
 
-def _distinct(positions: Positions) -> Positions:
+def distinct(positions: Positions) -> Positions:
     """The positions ascending, each once. Not np.unique: it asks np.ma whether the array is masked, and that
     first ask imports numpy.ma (9 ms of a container's first personal fragment)."""
     ordered = np.sort(positions)

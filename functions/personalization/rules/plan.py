@@ -20,6 +20,7 @@ from personalization.rules.arrays import (
     CuratedRanking,
     Ranking,
     SelectionArrays,
+    distinct,
 )
 from personalization.rules.selection import (
     NO_PINS,
@@ -50,6 +51,7 @@ class RulePlan:
         "_dismissed",
         "_now_ms",
         "_order",
+        "_personal",
         "_purchased",
         "_seen",
         "_selection",
@@ -75,8 +77,14 @@ class RulePlan:
         if request.seen:
             for _, times, window in selection.seen_rules:
                 personal = personal | ignored(request.seen, times, request.now_ms - window)
+        # The person's exclusions as catalog positions, made on first use (by the graph's mask or the ranking)
+        # and kept for the other.
+        self._personal: list[Positions] = []
         self.excluded = Exclusions(
-            selection.static, personal, arrays.catalog, partial(_excluded_positions, arrays, selection, personal)
+            selection.static,
+            personal,
+            arrays.catalog,
+            partial(_excluded_positions, arrays, selection, personal, self._personal),
         )
 
     @property
@@ -238,7 +246,7 @@ class RulePlan:
 
     def _personal_positions(self) -> Positions:
         """The catalog positions of what this person may not be offered (bought, in the cart, ...)."""
-        return _positions_of(self._arrays, self.excluded.personal)
+        return _personal_positions(self._arrays, self.excluded.personal, self._personal)
 
     def _rank(
         self, arrays: SelectionArrays, positions: Positions, scores: Scores, person: bool = True
@@ -397,15 +405,22 @@ def _selection_arrays(arrays: CatalogArrays, selection: _Selection) -> Selection
     return selection.arrays[0]
 
 
-def _positions_of(arrays: CatalogArrays, ids: frozenset[str]) -> Positions:
-    position = arrays.position
-    return np.fromiter((position[i] for i in ids if i in position), np.intp)
+def _personal_positions(arrays: CatalogArrays, personal: frozenset[str], memo: list[Positions]) -> Positions:
+    if not memo:
+        get = arrays.position.get
+        found = [where for where in map(get, personal) if where is not None]
+        memo.append(np.fromiter(found, np.intp, len(found)))
+    return memo[0]
 
 
-def _excluded_positions(arrays: CatalogArrays, selection: _Selection, personal: frozenset[str]) -> Positions:
+def _excluded_positions(
+    arrays: CatalogArrays, selection: _Selection, personal: frozenset[str], memo: list[Positions]
+) -> Positions:
     """Exclusions.catalog_positions: the selection's (sorted once) and the person's."""
     static = _selection_arrays(arrays, selection).static_positions(arrays)
-    return np.union1d(static, _positions_of(arrays, personal)) if personal else static
+    if not personal:
+        return static
+    return distinct(np.concatenate([static, _personal_positions(arrays, personal, memo)]))
 
 
 def _split(
