@@ -216,6 +216,7 @@ class SelectionArrays:
         "curated_notes",
         "curated_positions",
         "curated_scores",
+        "holding",
         "mask",
     )
 
@@ -236,6 +237,9 @@ class SelectionArrays:
         # on its items a rule of the selection excludes: the same for every request of the selection.
         self.curated: list[CuratedRanking] = []
         self.curated_notes: dict[str, str] = {}
+        # An item the selection's exclude rules hold -> those rules (RulePlan._credit_filters), as met: at most
+        # one entry per item they hold.
+        self.holding: dict[str, tuple[str, ...]] = {}
 
     def static_positions(self, arrays: CatalogArrays) -> Positions:
         """What the selection's exclude rules match, as catalog positions, ascending and distinct (made once)."""

@@ -36,6 +36,8 @@ from personalization.rules.selection import (
 POOL_CAP = 200
 # How many pin resolutions for people who lose pinned items a selection keeps (by the items and the reasons).
 PERSON_PINS = 256
+# How many excluded items' exclude rules a selection keeps (see _credit_filters).
+HOLDING = 4096
 # How many of the ranked candidates become lists at first (Ranking.whole() makes the rest when needed).
 PREFIX = 64
 # What a note names as the reason for an item the person dismissed (not a rule: it holds under any document).
@@ -283,14 +285,22 @@ class RulePlan:
             bought = [ts for item_id in hit if (ts := purchased.get(item_id)) is not None]
             if bought:
                 latest = max(bought)
-                acted.update(
-                    rule_id for rule_id, window in selection.purchase_windows if latest >= self._now_ms - window
-                )
-        # Only an item the selection's exclude rules hold can credit one: most removed items are the person's.
+                for rule_id, window in selection.purchase_windows:
+                    if latest >= self._now_ms - window:
+                        acted.add(rule_id)
+        # Only an item the selection's exclude rules hold can credit one (most removed items are the person's):
+        # the rules holding each, found once per selection and item.
         static = selection.static
         listed = [item_id for item_id in hit if item_id in static]
         if listed:
-            acted.update(rule_id for rule_id, ids in selection.excludes if not ids.isdisjoint(listed))
+            holding = self._selection_arrays().holding
+            for item_id in listed:
+                rules = holding.get(item_id)
+                if rules is None:
+                    if len(holding) >= HOLDING:
+                        holding.clear()
+                    rules = holding[item_id] = tuple(rule_id for rule_id, ids in selection.excludes if item_id in ids)
+                acted.update(rules)
         if selection.seen_rules:
             entries = [self._seen[item_id] for item_id in hit if item_id in self._seen]
             for rule_id, times, window in selection.seen_rules:
