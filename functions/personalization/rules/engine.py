@@ -217,7 +217,9 @@ class RuleEngine:
         """The request as far as scopes can tell it apart: names no rule uses all look alike."""
         segment_id = None if request.segment_id is None else str(request.segment_id)
         context = request.context
-        device = None if context.device is None else context.device.value
+        # The members' plain strings by `_value_`: Enum's `value` is a property (a Python-level call per read).
+        device = None if context.device is None else context.device._value_
+        channel = context.channel._value_
         hour = context.local_hour
         daypart = self._daypart_of_hour[hour] if self._dayparts and hour is not None else None
         return _Key(
@@ -231,7 +233,7 @@ class RuleEngine:
             device if device in self._devices else None,
             context.country if context.country in self._countries else None,
             daypart if daypart in self._dayparts else None,
-            context.channel.value if context.channel.value in self._channels else None,
+            channel if channel in self._channels else None,
         )
 
     def _select(self, key: _Key, now_ms: int) -> _Selection:
