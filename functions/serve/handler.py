@@ -7,11 +7,13 @@ import gc
 # of init the heap is frozen (below). First, before any other import: Lambda imports serve.app through here.
 gc.disable()
 
+import os  # noqa: E402
+
 from mangum import Mangum  # noqa: E402
 
 from observability import metrics  # noqa: E402
 from serve.app import app  # noqa: E402
-from serve.wiring import serve_state  # noqa: E402
+from serve.wiring import primes_at_init, serve_state  # noqa: E402
 
 # Loaded at init, so SnapStart snapshots a container whose models and catalog are already in memory.
 serve_state()
@@ -35,12 +37,14 @@ def _at_init(path: str, query: str = "") -> None:
     )
 
 
-# anyio's asyncio backend imported, the routing warmed.
-_at_init("/v1/health")
-# The fragment route up to its parameters (k=0 is refused: a 422, so no fragment is made, counted or logged):
-# FastAPI reads a route's source position on its first call (inspect, ~0.7 ms), and the parameter model's
-# error path runs once.
-_at_init("/v1/fragments/init", "k=0")
+PRIMED = primes_at_init(os.environ)
+if PRIMED:
+    # anyio's asyncio backend imported, the routing warmed.
+    _at_init("/v1/health")
+    # The fragment route up to its parameters (k=0 is refused: a 422, so no fragment is made, counted or
+    # logged): FastAPI reads a route's source position on its first call (inspect, ~0.7 ms), and the parameter
+    # model's error path runs once.
+    _at_init("/v1/fragments/init", "k=0")
 
 # Everything init made is kept for the container's life: frozen, no collection ever walks it again (a full
 # collection of it took 230-350 ms at load average 6-8, a pause a warm request would have met once the heap had

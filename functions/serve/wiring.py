@@ -4,7 +4,7 @@ rollout that holds the model version and rules in force."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -108,6 +108,15 @@ def serve_state() -> ServeState:
         rollout = Rollout(artifacts, rules, config.model_max_age_s, config.rules_max_age_s)
         impressions = connected.result()
     return ServeState(config, profiles, rollout, impressions, trending_view(config))
+
+
+def primes_at_init(environ: Mapping[str, str]) -> bool:
+    """Whether init should also run a request or two through the app (serve.handler), paying at init what a
+    first request would pay once. Only where init is off the visitor's path: SnapStart snapshots the primed
+    container, provisioned concurrency runs init ahead of traffic. On an on-demand start the visitor waits for
+    init and the first request alike, and priming costs more than it saves (init +17 ms, first request -7 ms,
+    median of 15 interleaved cold starts). Lambda names the kind of start in AWS_LAMBDA_INITIALIZATION_TYPE."""
+    return environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in ("snap-start", "provisioned-concurrency")
 
 
 def _first_from(started: Future[bytes], fetch: Callable[[], bytes]) -> Callable[[], bytes]:

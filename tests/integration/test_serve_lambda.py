@@ -42,6 +42,16 @@ def test_every_function_url_sample_gets_a_non_5xx_answer(handler: Any, name: str
         assert response["statusCode"] == 200
 
 
+def test_an_on_demand_start_is_not_primed_and_its_first_request_is_answered(handler: Any) -> None:
+    """The loopback world names no kind of start (an on-demand one): no request runs through the app at init,
+    and the app answers all the same."""
+    import serve.handler
+
+    assert serve.handler.PRIMED is False
+    response = handler(load_event("serve_function_url_bad_request.json"), LocalLambdaContext("ServeFunction"))
+    assert response["statusCode"] == 422
+
+
 def test_the_fragment_sample_returns_json_items(handler: Any) -> None:
     response = handler(load_event("serve_function_url_fragment.json"), LocalLambdaContext("ServeFunction"))
     body = json.loads(response["body"])
