@@ -696,7 +696,7 @@ def report(f: dict[str, Any]) -> None:
             "",
             f"import serve.app (CPU {f['cold_cached_import_cpu_ms']:.0f} ms)",
         ),
-        ("  state_ms", f"{f['cold_cached_state_ms']:.0f}", "", "import serve.handler: serve_state() + priming"),
+        ("  state_ms", f"{f['cold_cached_state_ms']:.0f}", "", "serve_state(), as an on-demand start: not primed"),
         ("  request_ms", f"{f['cold_cached_request_ms']:.0f}", "", "first Function URL event via Mangum"),
         (
             "cold_start_ms_500k",
@@ -708,7 +708,7 @@ def report(f: dict[str, Any]) -> None:
         ("cold_start_ms_no_bytecode", f"{f['cold_start_ms_no_bytecode']:.0f}", "", "compiling from source:"),
         ("  interpreter_ms", f"{f['cold_interpreter_ms']:.0f}", "", "spawn to the child's first line"),
         ("  import_ms", f"{f['cold_import_ms']:.0f}", "", "import serve.app"),
-        ("  state_ms", f"{f['cold_state_ms']:.0f}", "", "import serve.handler: Mangum + serve_state()"),
+        ("  state_ms", f"{f['cold_state_ms']:.0f}", "", "import serve.handler: serve_state()"),
         ("    s3 + sha256", f"{f['state_s3_ms']:.0f}", "", "ArtifactStore.load (warm process, moto S3)"),
         ("    catalog", f"{f['state_catalog_ms']:.0f}", "", "Catalog.from_bytes (catalog.bin: arrays, ids split)"),
         ("    onnx sessions", f"{f['state_models_ms']:.0f}", "", "load_models: graph optimization at load"),
