@@ -23,8 +23,8 @@ from store.settings import FunctionSettings
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = Template.load(ROOT / "template.yaml")
 FUNCTIONS = TEMPLATE.resources_of_type("AWS::Serverless::Function")
-# Variables the Lambda runtime sets itself; everything else the code reads must come from the template.
-# Set by the Lambda runtime itself (AWS_LAMBDA_INITIALIZATION_TYPE: on-demand, provisioned-concurrency or snap-start).
+# Variables the Lambda runtime sets itself (AWS_LAMBDA_INITIALIZATION_TYPE: on-demand, provisioned-concurrency or
+# snap-start); everything else the code reads must come from the template.
 RUNTIME_ENV = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_INITIALIZATION_TYPE"}
 
 
