@@ -7,7 +7,6 @@ within the cache's max age, without a deploy.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 from botocore.exceptions import ClientError
 
 from store import aws
+from store.max_age import MaxAge
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -55,29 +55,17 @@ class RulesSource:
         s3: S3Client | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`s3`: a client to share (serve passes the artifact store's), else one of its own. Not powertools
-        Parameters' cache (which this used to be): its package imports boto3, 14 ms of every cold start, for a
-        cache of one object, which is the (read at, bytes) pair kept below."""
+        """`s3`: a client to share (serve passes the artifact store's), else one of its own."""
         self._objects = S3Objects(bucket, region, s3)
-        self._max_age_s = max_age_s
         self._clock = clock
-        self._lock = threading.Lock()
-        self._cached: tuple[float, bytes] | None = None
+        self._cache: MaxAge[str, bytes] = MaxAge(max_age_s)
 
     def fetch(self) -> bytes:
         """The current document's bytes: the cached object until it is `max_age_s` old, then a fresh read.
 
         Raises botocore's errors when the bucket cannot be read or holds no document (NoSuchKey).
         """
-        now = self._clock()
-        with self._lock:
-            cached = self._cached
-        if cached is not None and 0 <= now - cached[0] < self._max_age_s:
-            return cached[1]
-        body = self._objects.get(CURRENT)
-        with self._lock:
-            self._cached = (now, body)
-        return body
+        return self._cache.get(CURRENT, self._clock(), lambda: self._objects.get(CURRENT))
 
     def publish(self, version: str, body: bytes) -> str:
         """Keep the document under its version, then make it current (readers never see a partial one)."""

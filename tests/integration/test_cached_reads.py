@@ -12,14 +12,7 @@ from botocore.exceptions import ClientError
 from infra.local.stack import LocalStack
 from store import parameters
 from store.rules_source import CURRENT, RulesSource
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers.serve_app import Clock
 
 
 def test_a_secret_is_read_once_per_max_age(clean_stack: LocalStack, stack_env: LocalStack) -> None:
