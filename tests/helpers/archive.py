@@ -67,6 +67,19 @@ def archive_objects(
     return objects
 
 
+def hostile_archive(events: Sequence[Event]) -> dict[str, bytes]:
+    """`events` archived 100 to an object, half of them gzipped, with what a real archive holds besides: one
+    delivery repeated (at-least-once, 100 duplicates), an object of two bad lines and 3 events again, a
+    corrupt object, and an object dated 2026-10-01 (before any window the tests read)."""
+    objects = archive_objects(events, per_object=100)
+    first_key = next(iter(objects))
+    objects[first_key.replace("delivery", "redelivery")] = objects[first_key]
+    objects["events/2026/11/19/10/bad-lines"] = b'{"not": "an event"}\nnot json at all\n\n' + ndjson(events[:3])
+    objects["events/2026/11/19/11/corrupt"] = b"\x1f\x8b" + b"truncated gzip"
+    objects["events/2026/10/01/00/old"] = ndjson(events[:50])
+    return objects
+
+
 def write_folder(root: Path, objects: dict[str, bytes]) -> Path:
     for key, body in objects.items():
         path = root / key

@@ -31,7 +31,7 @@ from model_export.training.spark_engine import SparkEngine, spark_session
 from model_export.training.training import Trained, train_models
 from personalization.features import SEGMENT_DISTANCES, SEGMENT_INPUT, SEGMENT_LABEL
 from personalization.recommend import OUTPUT_INDICES, OUTPUT_SCORES, exclusion_indices, onnx_feed, recent_inputs
-from tests.helpers.archive import archive_objects, archived, ndjson, sample_frame, write_folder
+from tests.helpers.archive import archived, hostile_archive, sample_frame, write_folder
 from tests.helpers.data import rees46_sample
 
 pytestmark = pytest.mark.integration
@@ -92,12 +92,7 @@ def test_both_engines_read_an_archive_window_to_the_same_events(spark: Any, tmp_
     # bad lines, a corrupt object and an object dated before the window
     until = datetime(2026, 11, 20, 12, tzinfo=UTC)
     events = archived(sample_frame(until, days=2, rows=600))
-    objects = archive_objects(events, per_object=100)
-    first_key = next(iter(objects))
-    objects[first_key.replace("delivery", "redelivery")] = objects[first_key]
-    objects["events/2026/11/19/10/bad-lines"] = b'{"not": "an event"}\nnot json at all\n\n' + ndjson(events[:3])
-    objects["events/2026/11/19/11/corrupt"] = b"\x1f\x8b" + b"truncated gzip"
-    objects["events/2026/10/01/00/old"] = ndjson(events[:50])
+    objects = hostile_archive(events)
     source = LocalObjects(write_folder(tmp_path / "archive", objects))
 
     # When both engines read the last two days

@@ -28,7 +28,7 @@ from model_export.data.trainable import with_consent
 from model_export.data.window import load_window
 from personalization.events import Consent, Event, EventType
 from store.archive_objects import ArchiveObject
-from tests.helpers.archive import archive_objects, archived, ndjson, sample_frame, write_folder
+from tests.helpers.archive import archive_objects, archived, hostile_archive, ndjson, sample_frame, write_folder
 
 UNTIL = datetime(2026, 11, 20, 12, tzinfo=UTC)
 BOTH = Consent(analytics=True, personalization=True)
@@ -54,12 +54,7 @@ def test_a_window_is_read_once_per_event_from_gzip_and_plain_objects(tmp_path: P
     # (at-least-once), a bad line, a corrupt object, and an object dated a month before the window
     frame = sample_frame(UNTIL, days=2, rows=600)
     events = archived(frame)
-    objects = archive_objects(events, per_object=100)
-    first_key = next(iter(objects))
-    objects[first_key.replace("delivery", "redelivery")] = objects[first_key]
-    objects["events/2026/11/19/10/bad-lines"] = b'{"not": "an event"}\nnot json at all\n\n' + ndjson(events[:3])
-    objects["events/2026/11/19/11/corrupt"] = b"\x1f\x8b" + b"truncated gzip"
-    objects["events/2026/10/01/00/old"] = ndjson(events[:50])
+    objects = hostile_archive(events)
     root = write_folder(tmp_path / "archive", objects)
 
     # When the last two days are read
