@@ -7,16 +7,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_export.data.canonical import normalize
-from model_export.recommenders import Hybrid, RecsParams
 from model_export.training.interactions import ItemIndex
-from model_export.training.onnx_graphs import recs_graph
-from model_export.training.recs import RecsData
 from personalization.catalog import Catalog, CatalogItem
 from personalization.models import RecsModel
 from personalization.profile import Profile
@@ -30,6 +25,7 @@ from personalization.recommend import (
     recent_inputs,
 )
 from personalization.rules import RuleEngine, RuleRequest, parse_document
+from tests.helpers.graphs import views_graph
 from tests.helpers.rules import NOW_MS
 
 ITEMS = [CatalogItem(f"i{n}", "shoes" if n % 3 else "bags", 10.0 + n, 100.0 - n) for n in range(12)]
@@ -53,19 +49,7 @@ def graph() -> tuple[bytes, ItemIndex]:
     index = ItemIndex.from_catalog(CATALOG)
     rows = [(f"u{n}", item) for n in range(6) for item in ("i10", "i11", "i4")]
     rows += [(f"w{n}", f"i{n}") for n in range(10)]
-    frame = normalize(
-        pd.DataFrame(
-            {
-                "user_id": [user for user, _ in rows],
-                "item_id": [item for _, item in rows],
-                "event_type": ["view"] * len(rows),
-                "timestamp": pd.date_range("2024-01-01", periods=len(rows), freq="min", tz="UTC"),
-                "category": ["shoes"] * len(rows),
-            }
-        )
-    )
-    fitted = Hybrid(**RecsParams().to_dict()).fit(RecsData(frame, index)).fitted()
-    return recs_graph(fitted), index
+    return views_graph(rows, index), index
 
 
 def person(*recent: str) -> Profile:

@@ -10,14 +10,9 @@ import hashlib
 import time
 from typing import Any
 
-import pandas as pd
 import pytest
 
-from model_export.data.canonical import normalize
-from model_export.recommenders import Hybrid, RecsParams
 from model_export.training.interactions import ItemIndex
-from model_export.training.onnx_graphs import recs_graph
-from model_export.training.recs import RecsData
 from personalization.catalog import Catalog, CatalogItem
 from personalization.experiments import assign
 from personalization.fragments import Mode, Reason
@@ -32,6 +27,7 @@ from serve.snapshot import Snapshot
 from serve.sources import Sources
 from serve.usecase import personalize
 from store.profiles import StoredProfile
+from tests.helpers.graphs import views_graph
 from tests.helpers.serve_app import CONFIG, IDENTITY_KEY, App, Bucket, Served, start
 
 EXPERIMENT = {
@@ -119,19 +115,7 @@ def similar_world() -> Sources:
     index = ItemIndex.from_catalog(catalog)
     rows = [(f"u{n}", item) for n in range(6) for item in ("i10", "i11")]
     rows += [(f"w{n}", f"i{n}") for n in range(10)]
-    frame = normalize(
-        pd.DataFrame(
-            {
-                "user_id": [user for user, _ in rows],
-                "item_id": [item for _, item in rows],
-                "event_type": ["view"] * len(rows),
-                "timestamp": pd.date_range("2024-01-01", periods=len(rows), freq="min", tz="UTC"),
-                "category": ["shoes"] * len(rows),
-            }
-        )
-    )
-    fitted = Hybrid(**RecsParams().to_dict()).fit(RecsData(frame, index)).fitted()
-    recs = RecsModel(recs_graph(fitted), index.ids, catalog, RecentWeighting())
+    recs = RecsModel(views_graph(rows, index), index.ids, catalog, RecentWeighting())
     models = Models(segments=None, recs=recs)  # type: ignore[arg-type]  # anonymous requests predict no segment
     snapshot = Snapshot("v1", catalog, models=models)
     return Sources(Profiles(), snapshot, catalog, None, CONFIG.fold_settings)
