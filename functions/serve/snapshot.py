@@ -147,15 +147,23 @@ def load_snapshot(
         return _load_snapshot(artifacts, version, compile_rules)
 
 
-def _load_snapshot(
-    artifacts: ArtifactSource, version: str, compile_rules: Callable[[Catalog], RuleEngine | None]
-) -> Snapshot:
+@contextmanager
+def _refusing(version: str) -> Iterator[None]:
+    """What reading the version's files raises, as the version's refusal: lasting when its bytes are wrong (a
+    wrong shape, a digest mismatch: the same next time), not when they could not be read."""
     try:
-        pending = artifacts.fetch(version)
-    except ArtifactInvalid as exc:
+        yield
+    except (ArtifactInvalid, CatalogError) as exc:
         raise VersionRefused(version, str(exc), lasting=True) from None
     except ArtifactError as exc:
         raise VersionRefused(version, str(exc), lasting=False) from None
+
+
+def _load_snapshot(
+    artifacts: ArtifactSource, version: str, compile_rules: Callable[[Catalog], RuleEngine | None]
+) -> Snapshot:
+    with _refusing(version):
+        pending = artifacts.fetch(version)
     spec = pending.manifest
     schema = spec.feature_schema_version
     usable = schema == FEATURE_SCHEMA_VERSION and spec.recs_model is not None
@@ -164,13 +172,9 @@ def _load_snapshot(
     # the version has matched its sha256 (complete()).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx") as pool:
         sessions = pool.submit(_sessions, pending) if usable else None
-        try:
+        with _refusing(version):
             catalog = Catalog.from_bytes(pending.file(spec.catalog_file))
             catalog.relative_prices  # noqa: B018  # computed now, at load, not by the first request that needs it
-        except (ArtifactInvalid, CatalogError) as exc:
-            raise VersionRefused(version, str(exc), lasting=True) from None
-        except ArtifactError as exc:
-            raise VersionRefused(version, str(exc), lasting=False) from None
         # The rules compile against the catalog while the graphs still arrive and load on the other threads.
         try:
             rules = compile_rules(catalog)
@@ -178,12 +182,8 @@ def _load_snapshot(
             raise VersionRefused(
                 version, f"the rules in force do not compile against its catalog: {exc}", True
             ) from None
-        try:
+        with _refusing(version):
             model = pending.complete()
-        except ArtifactInvalid as exc:
-            raise VersionRefused(version, str(exc), lasting=True) from None
-        except ArtifactError as exc:
-            raise VersionRefused(version, str(exc), lasting=False) from None
         error: Reason | None = None
         models: Models | None = None
         if schema != FEATURE_SCHEMA_VERSION:
